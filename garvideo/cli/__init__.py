@@ -1,0 +1,82 @@
+"""The ``garvideo`` command line (typer).
+
+Each command group lives in its own module and registers itself on the app with ``register(app)``;
+this module only assembles them and maps exceptions to exit codes:
+
+* 0 — success
+* 2 — bad input (:class:`garvideo.errors.InputError`) or missing weights: one line on stderr
+* 1 — internal failure
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Optional, Sequence
+
+import typer
+
+from garvideo.errors import InputError, ModelUnavailableError
+
+app = typer.Typer(
+    name="garvideo",
+    help="Region-level video understanding: track a masked object through a clip and describe it "
+    "or answer questions about it with GAR (Grasp Any Region).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Command modules, in the order their commands are listed in --help.
+_COMMAND_MODULES = ("track", "understand", "batch", "evaluate", "info", "tiny")
+
+
+def _register_all() -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"garvideo.cli.{name}")
+        except ModuleNotFoundError as exc:  # a command module not written yet
+            if exc.name != f"garvideo.cli.{name}":
+                raise
+            continue
+        module.register(app)
+
+
+@app.callback()
+def _root(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging (-v info, -vv debug)."),
+) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+_register_all()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Console entry point. Returns (and exits with) the process exit code."""
+    try:
+        app(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except (InputError, ModelUnavailableError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the one place internal failures become exit 1
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        logging.getLogger("garvideo").debug("internal failure", exc_info=True)
+        typer.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with -vv for the traceback)", err=True)
+        sys.exit(1)
+    sys.exit(0)

@@ -1,0 +1,318 @@
+"""Mask files in and out, checked at the boundary.
+
+Formats read by :func:`load_mask`:
+
+* **PNG** (or any image PIL reads):
+    - palette (mode ``P``) or id images: each distinct nonzero value is one object, in ascending order
+      (the DAVIS-2017 / SA-V convention);
+    - mode ``L``/``I``: one object when the image has a single nonzero value, or when any value is
+      above :data:`MAX_ID_VALUE` (then it is a soft matte, binarised at ``>= 128`` for 8-bit images);
+      otherwise an id map as above;
+    - mode ``1``: one object;
+    - RGB(A): one object per distinct non-black colour (alpha is ignored).
+* **.npy**: a 2-D array read like an ``L`` image (``bool`` → one object, float → ``> 0.5``), or a
+  3-D ``(N, H, W)`` array of N objects.
+* **COCO RLE JSON** (``.json``): ``{"size": [h, w], "counts": str | list}``, a ``{"segmentation": …}``
+  wrapper, or a list of either (several objects). Decoded with pycocotools.
+
+Every problem raises :class:`garvideo.errors.InputError` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from garvideo.errors import InputError, PathLike
+
+MAX_ID_VALUE = 32
+"""Largest pixel value read as an object id in an ``L``/``I`` image; larger values mean a soft matte."""
+
+Box = Tuple[int, int, int, int]
+
+
+# ----------------------------------------------------------------------------------------------------
+# COCO RLE
+# ----------------------------------------------------------------------------------------------------
+def rle_decode(rle: Mapping[str, Any], source: Optional[PathLike] = None) -> np.ndarray:
+    """Decode one COCO RLE into a bool mask ``(H, W)``.
+
+    Args:
+        rle: ``{"size": [height, width], "counts": str | bytes | list[int]}`` — compressed (string)
+            or uncompressed (list) counts, column-major as in COCO.
+        source: where the RLE came from, for the error message.
+
+    Raises:
+        InputError: the RLE is malformed (missing keys, bad size, counts that do not sum to h*w).
+    """
+    from pycocotools import mask as mask_utils
+
+    if not isinstance(rle, Mapping) or "size" not in rle or "counts" not in rle:
+        raise InputError(source, "malformed COCO RLE (expected a dict with 'size' and 'counts')")
+    size = rle["size"]
+    if (
+        not isinstance(size, (list, tuple))
+        or len(size) != 2
+        or not all(isinstance(v, (int, np.integer)) and v > 0 for v in size)
+    ):
+        raise InputError(source, f"malformed COCO RLE: size must be [height, width], got {size!r}")
+    h, w = int(size[0]), int(size[1])
+    counts = rle["counts"]
+    try:
+        if isinstance(counts, list):
+            if not all(isinstance(c, (int, np.integer)) and c >= 0 for c in counts) or sum(counts) != h * w:
+                raise ValueError(f"uncompressed counts must be non-negative and sum to {h * w}")
+            obj = mask_utils.frPyObjects({"size": [h, w], "counts": list(map(int, counts))}, h, w)
+        elif isinstance(counts, (str, bytes)):
+            obj = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+        else:
+            raise ValueError(f"counts must be a string or a list, got {type(counts).__name__}")
+        area = int(mask_utils.area(obj))
+        if area > h * w:
+            raise ValueError("counts describe more pixels than the size")
+        m = mask_utils.decode(obj)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pycocotools raises bare exceptions
+        raise InputError(source, f"malformed COCO RLE ({exc})") from None
+    return m.astype(bool)
+
+
+def rle_encode(mask: np.ndarray) -> Dict[str, Any]:
+    """Encode a 2-D mask as a COCO RLE with string counts: ``{"size": [h, w], "counts": str}``."""
+    from pycocotools import mask as mask_utils
+
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"rle_encode expects a 2-D mask, got shape {m.shape}")
+    enc = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+    return {"size": [int(m.shape[0]), int(m.shape[1])], "counts": enc["counts"].decode("ascii")}
+
+
+# ----------------------------------------------------------------------------------------------------
+# reading
+# ----------------------------------------------------------------------------------------------------
+def _split_ids(values: np.ndarray) -> List[np.ndarray]:
+    ids = [int(v) for v in np.unique(values) if v != 0]
+    return [values == i for i in ids]
+
+
+def _split_gray(values: np.ndarray, source: Path) -> List[np.ndarray]:
+    """A 2-D integer or float array: id map, binary mask or soft matte (see the module docstring)."""
+    if values.dtype == bool:
+        return [values]
+    if np.issubdtype(values.dtype, np.floating):
+        if not np.isfinite(values).all():
+            raise InputError(source, "mask has NaN or infinite values")
+        if values.max() <= 1.0:
+            return [values > 0.5]
+        values = np.rint(values).astype(np.int64)
+    if values.min() < 0:
+        raise InputError(source, "mask has negative values")
+    nonzero = np.unique(values[values != 0])
+    if len(nonzero) <= 1:
+        return [values != 0]
+    if nonzero.max() > MAX_ID_VALUE:  # a soft matte (anti-aliased edges): binarise at half range
+        top = 255 if nonzero.max() <= 255 else 65535
+        return [values >= (top + 1) // 2]
+    return _split_ids(values)
+
+
+def _read_image(path: Path) -> List[np.ndarray]:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            arr = np.asarray(im)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is bad input
+        raise InputError(path, f"unreadable mask image ({exc})") from None
+    if mode == "P":
+        return _split_ids(arr.astype(np.int64))
+    if mode == "1":
+        return [arr.astype(bool)]
+    if arr.ndim == 3:  # RGB / RGBA / LA: one object per distinct non-black colour
+        rgb = arr[:, :, :3] if arr.shape[2] >= 3 else arr[:, :, :1]
+        if rgb.shape[2] == 3 and (rgb[:, :, 0] == rgb[:, :, 1]).all() and (rgb[:, :, 1] == rgb[:, :, 2]).all():
+            return _split_gray(rgb[:, :, 0], path)
+        flat = rgb.reshape(-1, rgb.shape[2]).astype(np.int64)
+        key = flat[:, 0] * 65536 + (flat[:, 1] * 256 + flat[:, 2] if rgb.shape[2] == 3 else 0)
+        return [m.reshape(rgb.shape[:2]) for m in _split_ids(key)]
+    return _split_gray(arr, path)
+
+
+def _read_npy(path: Path) -> List[np.ndarray]:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(path, f"unreadable .npy mask ({exc})") from None
+    if arr.ndim == 3:
+        return [_split_gray(a, path)[0] if a.dtype != bool else a for a in arr]
+    if arr.ndim != 2:
+        raise InputError(path, f".npy mask must be 2-D (H, W) or 3-D (N, H, W), got shape {arr.shape}")
+    return _split_gray(arr, path)
+
+
+def _read_rle_json(path: Path) -> List[np.ndarray]:
+    try:
+        data = json.loads(path.read_text())
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(path, f"not a valid JSON file ({exc})") from None
+    items = data if isinstance(data, list) else [data]
+    if not items:
+        raise InputError(path, "RLE file holds an empty list")
+    out = []
+    for item in items:
+        if isinstance(item, Mapping) and "segmentation" in item:
+            item = item["segmentation"]
+        out.append(rle_decode(item, source=path))
+    return out
+
+
+def _resize_nearest(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    h, w = size
+    return cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+def load_mask(
+    path: PathLike,
+    size: Optional[Tuple[int, int]] = None,
+    *,
+    resize: bool = False,
+    allow_empty: bool = False,
+) -> List[np.ndarray]:
+    """Read a mask file into one bool ``(H, W)`` mask per object.
+
+    Args:
+        path: a PNG/image, ``.npy`` or COCO RLE ``.json`` file (see the module docstring for how
+            values become objects).
+        size: ``(height, width)`` the masks must have (the video's frame size); ``None`` skips the check.
+        resize: resize (nearest neighbour) to ``size`` instead of failing on a size mismatch.
+        allow_empty: accept a mask with no pixel set (otherwise an error).
+
+    Returns:
+        A list of bool arrays ``(H, W)``, one per object, in id order.
+
+    Raises:
+        InputError: missing or unreadable file, unknown format, size mismatch, empty mask.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, "no such mask file")
+    if p.is_dir():
+        raise InputError(p, "is a folder, not a mask file")
+    suffix = p.suffix.lower()
+    if suffix == ".npy":
+        masks = _read_npy(p)
+    elif suffix == ".json":
+        masks = _read_rle_json(p)
+    else:
+        masks = _read_image(p)
+    if not masks:
+        if allow_empty:
+            return []
+        raise InputError(p, "mask is empty (no nonzero pixel)")
+    if size is not None:
+        h, w = int(size[0]), int(size[1])
+        out = []
+        for m in masks:
+            if m.shape != (h, w):
+                if not resize:
+                    raise InputError(
+                        p,
+                        f"mask is {m.shape[1]}x{m.shape[0]} but the video frames are {w}x{h} "
+                        "(pass --resize-masks to resize it)",
+                    )
+                m = _resize_nearest(m, (h, w))
+            out.append(m)
+        masks = out
+    if not allow_empty:
+        for m in masks:
+            if not m.any():
+                raise InputError(p, "mask is empty (no nonzero pixel)")
+    return [np.ascontiguousarray(m, dtype=bool) for m in masks]
+
+
+def load_masks(
+    paths: Sequence[PathLike], size: Optional[Tuple[int, int]] = None, *, resize: bool = False
+) -> List[np.ndarray]:
+    """Read several mask files (each may hold several objects) into one flat list of objects."""
+    out: List[np.ndarray] = []
+    for p in paths:
+        out.extend(load_mask(p, size, resize=resize))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# writing and helpers
+# ----------------------------------------------------------------------------------------------------
+def masks_to_id_map(masks: Sequence[np.ndarray], ids: Optional[Sequence[int]] = None) -> np.ndarray:
+    """Combine bool masks into a ``uint8`` id map (0 = background); where objects overlap the later wins.
+
+    Args:
+        masks: bool arrays ``(H, W)``, all the same size.
+        ids: the value of each mask (default ``1, 2, …`` in order); each in ``1..255``.
+    """
+    if not masks:
+        raise ValueError("masks_to_id_map needs at least one mask")
+    ids = list(range(1, len(masks) + 1)) if ids is None else list(ids)
+    if len(ids) != len(masks):
+        raise ValueError(f"{len(masks)} masks but {len(ids)} ids")
+    if any(not 1 <= i <= 255 for i in ids):
+        raise ValueError("ids must be in 1..255 to fit an 8-bit id map")
+    out = np.zeros(np.asarray(masks[0]).shape, dtype=np.uint8)
+    for m, i in zip(masks, ids):
+        m = np.asarray(m, dtype=bool)
+        if m.shape != out.shape:
+            raise ValueError(f"mask shapes differ: {m.shape} vs {out.shape}")
+        out[m] = i
+    return out
+
+
+def save_id_map(path: PathLike, masks: Sequence[np.ndarray], ids: Optional[Sequence[int]] = None) -> Path:
+    """Write masks as one mode-``L`` PNG whose pixel value is the object id (0 = background)."""
+    from PIL import Image
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(masks_to_id_map(masks, ids), mode="L").save(p)
+    return p
+
+
+def save_mask(path: PathLike, mask: np.ndarray) -> Path:
+    """Write one bool mask as a mode-``L`` PNG (0 / 255)."""
+    from PIL import Image
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(mask, dtype=bool).astype(np.uint8) * 255, mode="L").save(p)
+    return p
+
+
+def mask_to_box(mask: np.ndarray) -> Optional[Box]:
+    """Tight box ``(x0, y0, x1, y1)`` of a 2-D mask in pixels, ``x1``/``y1`` exclusive; ``None`` if empty."""
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim != 2:
+        raise ValueError(f"mask_to_box expects a 2-D mask, got shape {m.shape}")
+    rows = np.flatnonzero(m.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(m.any(axis=0))
+    return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+
+
+def union_mask(masks: Sequence[np.ndarray]) -> np.ndarray:
+    """Pixel-wise OR of bool masks of one size."""
+    if not masks:
+        raise ValueError("union_mask needs at least one mask")
+    out = np.zeros(np.asarray(masks[0]).shape, dtype=bool)
+    for m in masks:
+        out |= np.asarray(m, dtype=bool)
+    return out
+

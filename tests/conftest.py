@@ -1,0 +1,39 @@
+"""Session fixtures shared by the whole suite: the synthetic clip, the tiny GAR, the shared data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Never reach for the network from a test: hub look-ups must fail fast and take the offline path.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def sample_clip(tmp_path_factory):
+    """The synthetic sample clip (48 frames, 320x240, two objects; see garvideo.demos.sample_clip)."""
+    from garvideo.demos.sample_clip import make_sample_clip
+
+    return make_sample_clip(tmp_path_factory.mktemp("sample_clip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny, randomly initialised GAR in the official on-disk layout (made once per session)."""
+    from garvideo.model import make_tiny_model
+
+    return Path(make_tiny_model(tmp_path_factory.mktemp("tiny_gar"), seed=0))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared`` beside the repository (real DAVIS clips, VideoRefer mini file); skip when absent."""
+    if not (SHARED / "data").is_dir():
+        pytest.skip(f"shared test data not found at {SHARED} (only present in the garvideo workplace)")
+    return SHARED
