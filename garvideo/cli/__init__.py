@@ -55,28 +55,20 @@ def _root(
 _register_all()
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Console entry point. Returns (and exits with) the process exit code."""
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Console entry point: runs the app and exits with the documented exit code.
+
+    Usage errors are click's own (exit 2, with the usage line); garvideo's errors are caught here.
+    """
     try:
-        app(args=list(argv) if argv is not None else None, standalone_mode=False)
+        app(args=list(argv) if argv is not None else None, prog_name="garvideo")
     except (InputError, ModelUnavailableError) as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the one place internal failures become exit 1
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
         logging.getLogger("garvideo").debug("internal failure", exc_info=True)
         typer.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with -vv for the traceback)", err=True)
         sys.exit(1)
-    sys.exit(0)
