@@ -173,7 +173,8 @@ def _read_rle_json(path: Path) -> List[np.ndarray]:
     return out
 
 
-def _resize_nearest(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+def resize_mask(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """Resize a bool mask to ``size = (height, width)`` with nearest-neighbour sampling."""
     import cv2
 
     h, w = size
@@ -229,7 +230,7 @@ def load_mask(
                         f"mask is {m.shape[1]}x{m.shape[0]} but the video frames are {w}x{h} "
                         "(pass --resize-masks to resize it)",
                     )
-                m = _resize_nearest(m, (h, w))
+                m = resize_mask(m, (h, w))
             out.append(m)
         masks = out
     if not allow_empty:

@@ -64,7 +64,7 @@ def test_usage_errors_exit_2():
 
 
 def test_bad_input_is_one_line_exit_2(tmp_path):
-    out = _run("track", str(tmp_path / "missing.mp4"), "--mask", str(tmp_path / "m.png"))
+    out = _run("track", str(tmp_path / "missing.mp4"), "--mask", str(tmp_path / "m.png"), "--json")
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "missing.mp4" in lines[0] and lines[0].startswith("error: ")

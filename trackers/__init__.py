@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Optional
 
 from garvideo.errors import InputError
 from garvideo.trackers.base import Prompt, Session, Tracker, TrackResult, VideoLike
@@ -49,7 +48,7 @@ __all__ = [
 ]
 
 
-def find_sam2_checkpoint(checkpoint: Optional[str] = None) -> Optional[str]:
+def find_sam2_checkpoint(checkpoint: str | None = None) -> str | None:
     """The SAM2 checkpoint ``auto`` would use: the option, else ``$GARVIDEO_SAM2_CHECKPOINT``, else a
     SAM 2.1 checkpoint already in the Hugging Face cache; ``None`` when there is none.
 
@@ -88,26 +87,41 @@ def build_tracker(name: str = "auto", **options: object) -> Tracker:
     """
     if name not in TRACKERS:
         raise InputError("--tracker", f"unknown tracker {name!r} (choose from {', '.join(TRACKERS)})")
-    sam2_keys = {"sam2_checkpoint", "sam2_config", "image_size", "device", "threads", "max_memory_frames",
-                 "fill_hole_area", "model"}
+    sam2_keys = {
+        "sam2_checkpoint",
+        "sam2_config",
+        "image_size",
+        "device",
+        "threads",
+        "fill_hole_area",
+        "every_frame",
+        "model",
+    }
     flow_keys = set(FlowOptions.__dataclass_fields__) | {"threads"}
+    selection = None
     if name == "auto":
         ckpt = find_sam2_checkpoint(options.get("sam2_checkpoint"))  # type: ignore[arg-type]
         if ckpt is not None:
             name = "sam2"
             options = {**options, "sam2_checkpoint": ckpt}
-            logger.info("tracker auto: picked sam2 (checkpoint %s)", ckpt)
+            selection = f"auto: sam2, checkpoint {ckpt}"
         else:
             name = "flow"
-            logger.info("tracker auto: picked flow (no SAM2 checkpoint: pass --sam2-checkpoint or set %s)",
-                        CHECKPOINT_ENV)
+            selection = (
+                f"auto: flow, no SAM2 checkpoint; pass --sam2-checkpoint or set {CHECKPOINT_ENV} for sam2"
+            )
+        logger.info("tracker %s", selection)
     unknown = set(options) - sam2_keys - flow_keys
     if unknown:
         raise InputError("tracker options", f"unknown option(s): {', '.join(sorted(unknown))}")
+    tracker: Tracker
     if name == "static":
-        return StaticTracker()
-    if name == "flow":
-        return FlowTracker(**{k: v for k, v in options.items() if k in flow_keys})  # type: ignore[arg-type]
-    from garvideo.trackers.sam2_backend import Sam2Tracker
+        tracker = StaticTracker()
+    elif name == "flow":
+        tracker = FlowTracker(**{k: v for k, v in options.items() if k in flow_keys})  # type: ignore[arg-type]
+    else:
+        from garvideo.trackers.sam2_backend import Sam2Tracker
 
-    return Sam2Tracker(**{k: v for k, v in options.items() if k in sam2_keys})  # type: ignore[arg-type]
+        tracker = Sam2Tracker(**{k: v for k, v in options.items() if k in sam2_keys})  # type: ignore[arg-type]
+    tracker.selection = selection
+    return tracker

@@ -1,0 +1,98 @@
+"""What the demo scripts share: the input options (a user's clip, or the synthetic sample clip by
+default) and the model options, parsed the same way in every script."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from garvideo.demos.sample_clip import SampleClip, make_sample_clip
+from garvideo.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoInput:
+    """The clip a demo runs on and the objects given on one of its frames.
+
+    Attributes:
+        video: the clip (file or frame folder).
+        masks: one ``(H, W)`` bool mask per object, on ``frame``; object ``k`` is ``<object{k}>``.
+        frame: the frame the masks are drawn on.
+        sample: the generated sample clip (ground truth available), or ``None`` for a user's clip.
+    """
+
+    video: Path
+    masks: list[np.ndarray]
+    frame: int
+    sample: SampleClip | None = None
+
+
+def add_input_args(parser: argparse.ArgumentParser) -> None:
+    """``--video/--mask/--frame/--resize-masks/--out``: a user's clip, or the sample clip by default."""
+    parser.add_argument("--video", type=Path, default=None,
+                        help="your clip (file or frame folder); default: generate the synthetic sample clip")
+    parser.add_argument("--mask", type=Path, action="append", default=None,
+                        help="mask file of the object(s) on --frame (PNG id map or 0/255, .npy, COCO RLE .json); "
+                             "repeat for more objects; required with --video")
+    parser.add_argument("--frame", type=int, default=0, help="frame the masks are drawn on (default 0)")
+    parser.add_argument("--resize-masks", action="store_true", help="resize masks to the frame size")
+    parser.add_argument("--out", type=Path, default=Path("out/demo"),
+                        help="output folder (default out/demo); the sample clip is written under it")
+
+
+def add_tracker_args(parser: argparse.ArgumentParser) -> None:
+    """``--tracker/--sam2-checkpoint``, as ``garvideo track``."""
+    parser.add_argument("--tracker", default="auto", help="auto | sam2 | flow | static (default auto)")
+    parser.add_argument("--sam2-checkpoint", default=None,
+                        help="SAM 2.1 checkpoint (default: $GARVIDEO_SAM2_CHECKPOINT, else the flow tracker)")
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """``--model/--num-frames/--max-new-tokens/--device``, as ``garvideo describe``."""
+    parser.add_argument("--model", default=None,
+                        help="GAR hub id or local folder (default: $GARVIDEO_MODEL, else HaochenWang/GAR-1B); "
+                             "a tiny random model from `garvideo make-tiny-model DIR` works for a smoke test")
+    parser.add_argument("--num-frames", type=int, default=8, help="keyframes given to the model (default 8)")
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="generation length limit (default 256)")
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+
+
+def resolve_input(args: argparse.Namespace, *, min_objects: int = 1) -> DemoInput:
+    """The clip and masks from the parsed options: the user's, or a freshly generated sample clip.
+
+    Raises:
+        InputError: ``--video`` without ``--mask`` (or the reverse), unreadable files, fewer objects
+            than ``min_objects``.
+    """
+    from garvideo.masks import load_masks
+    from garvideo.video import open_video
+
+    if args.video is None:
+        if args.mask:
+            raise InputError("--mask", "give --video too (without --video the sample clip and its masks are used)")
+        sample = make_sample_clip(Path(args.out) / "sample")
+        from garvideo.masks import load_mask
+
+        masks = load_mask(sample.prompt_mask)  # both objects, frame 0
+        logger.info("using the sample clip %s (%d objects)", sample.video_path, len(masks))
+        return DemoInput(video=sample.video_path, masks=masks, frame=0, sample=sample)
+    if not args.mask:
+        raise InputError("--mask", "give the object(s) on --frame with --mask FILE (repeat for more objects)")
+    with open_video(args.video) as video:
+        masks = load_masks(args.mask, (video.height, video.width), resize=args.resize_masks)
+        video.check_index(args.frame)
+    if len(masks) < min_objects:
+        raise InputError("--mask", f"this demo needs at least {min_objects} objects, the mask file(s) hold {len(masks)}")
+    return DemoInput(video=Path(args.video), masks=masks, frame=int(args.frame))
+
+
+def object_names(n: int) -> Sequence[str]:
+    """``<object0>``, ``<object1>``, … as the pipeline's questions name the objects."""
+    return [f"<object{k}>" for k in range(n)]

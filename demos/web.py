@@ -1,0 +1,720 @@
+"""The garvideo web demo (Gradio): upload a clip, give objects on one frame, see the propagated masks,
+then read the description or the answer as it is generated.
+
+Run it with::
+
+    pip install "garvideo[demo]"
+    python -m garvideo.demos.web --model HaochenWang/GAR-1B            # or a local folder
+    python -m garvideo.demos.web --model /tmp/tiny --tracker flow      # a tiny random model (smoke test)
+
+and open http://127.0.0.1:7860. In the page:
+
+1. upload a clip (mp4, webm, avi, ...);
+2. pick the prompt frame with the slider;
+3. give each object (``<object0>``, ``<object1>``, ...) by uploading a mask file (PNG id map, 0/255
+   PNG, ``.npy`` or COCO RLE ``.json``; an id map gives several objects at once) or, when a SAM 2
+   checkpoint is available (``--sam2-checkpoint`` or ``$GARVIDEO_SAM2_CHECKPOINT``), by clicking
+   positive/negative points or the two corners of a box on the frame: SAM 2 turns them into a mask;
+4. press *Run*: the masks are propagated through the clip and shown as a video, then the
+   description (or the answer to a question about ``<object0>``...) is streamed into the text box.
+
+This module only wires the page: tracking, overlays, the model and prompts all come from the
+library (:mod:`garvideo.trackers`, :mod:`garvideo.overlay`, :mod:`garvideo.pipeline`). The logic a
+page event runs lives in :class:`WebDemo` (no Gradio in it), so it is testable without a browser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import queue
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from garvideo.errors import GarVideoError, InputError
+
+logger = logging.getLogger(__name__)
+
+MAX_OBJECTS = 5
+"""GAR's prompt vocabulary has five region tokens, ``<Prompt0>`` … ``<Prompt4>`` (its tokenizer's
+added tokens from id 128256), so a question can name at most five objects."""
+
+CLICK_MODES = ("positive point", "negative point", "box corner")
+TASKS = ("describe", "ask")
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+
+# Colours of the prompt markers drawn on the frame preview (RGB).
+_POSITIVE = (40, 220, 40)
+_NEGATIVE = (230, 40, 40)
+_BOX = (255, 230, 0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# per-browser-session state
+# ----------------------------------------------------------------------------------------------------
+@dataclass
+class ObjectPrompt:
+    """What the user gave for one object on the prompt frame.
+
+    Attributes:
+        mask: ``(H, W)`` bool mask (uploaded, or made by SAM 2 from the clicks); ``None`` when none yet.
+        points: clicked points ``(x, y, label)``, label 1 positive / 0 negative.
+        box: ``(x0, y0, x1, y1)`` in pixels, from two box-corner clicks.
+        pending_corner: the first corner of a box being drawn.
+        source: ``"upload"`` or ``"sam2"`` (where ``mask`` came from).
+    """
+
+    mask: np.ndarray | None = None
+    points: list[tuple[float, float, int]] = field(default_factory=list)
+    box: tuple[float, float, float, float] | None = None
+    pending_corner: tuple[float, float] | None = None
+    source: str = ""
+
+
+@dataclass
+class SessionState:
+    """One browser tab's clip and prompts (kept in a ``gr.State``; plain data only).
+
+    Attributes:
+        video: path of the uploaded clip (``None`` before an upload).
+        num_frames, height, width, fps: the clip's facts.
+        frame: the prompt frame.
+        objects: object index (0 for ``<object0>``, ...) → its prompt on ``frame``.
+    """
+
+    video: str | None = None
+    num_frames: int = 0
+    height: int = 0
+    width: int = 0
+    fps: float = 0.0
+    frame: int = 0
+    objects: dict[int, ObjectPrompt] = field(default_factory=dict)
+
+    def masks(self) -> list[np.ndarray]:
+        """The objects' masks in order ``<object0>``, ``<object1>``, …
+
+        Raises:
+            InputError: no clip, no object, an object without a mask, or a gap in the numbering.
+        """
+        if self.video is None:
+            raise InputError("clip", "upload a clip first")
+        given = sorted(i for i, o in self.objects.items() if o.mask is not None)
+        if not given:
+            raise InputError("objects", "give at least one object: upload a mask or click on the frame")
+        for want, have in enumerate(given):
+            if want != have:
+                raise InputError(f"object{want}", f"has no mask but object{have} has (number objects from 0)")
+        return [self.objects[i].mask for i in given]  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class RunUpdate:
+    """One step of a run, as the page shows it.
+
+    Attributes:
+        video: path of the overlay video (``None`` until the masks are propagated).
+        text: the description or answer generated so far.
+        status: a short Markdown line on what is happening / what was done.
+        done: whether this is the last update.
+    """
+
+    video: str | None
+    text: str
+    status: str
+    done: bool = False
+
+
+# ----------------------------------------------------------------------------------------------------
+# the logic behind the page
+# ----------------------------------------------------------------------------------------------------
+class WebDemo:
+    """Everything the page does, without Gradio: load the model once, then serve page events.
+
+    Args:
+        model: hub id, local folder or a loaded ``garvideo.model.GarBundle`` (as ``GarVideo``'s
+            ``model``; ``None``: ``$GARVIDEO_MODEL``, else GAR-1B).
+        tracker: ``"auto"``, ``"sam2"``, ``"flow"`` or ``"static"``, or a built
+            :class:`garvideo.trackers.Tracker`.
+        sam2_checkpoint: SAM 2 checkpoint (default ``$GARVIDEO_SAM2_CHECKPOINT`` or one in the Hugging
+            Face cache): the ``sam2``/``auto`` tracker, and clicks → masks in the page whatever the tracker.
+            With a ``sam2`` tracker, clicks use that tracker's model.
+        num_frames: keyframes given to the model.
+        max_new_tokens: generation length limit.
+        device: torch device for the model (default: the pipeline's choice).
+        workdir: where overlay videos are written (default: a new temporary folder).
+
+    Raises:
+        InputError: a bad option or checkpoint.
+        ModelUnavailableError: no GAR weights (offline, nothing on disk).
+    """
+
+    def __init__(
+        self,
+        model: Any = None,
+        *,
+        tracker: Any = "auto",
+        sam2_checkpoint: str | None = None,
+        num_frames: int = 8,
+        max_new_tokens: int = 256,
+        device: str | None = None,
+        workdir: os.PathLike | None = None,
+    ) -> None:
+        from garvideo.pipeline import GarVideo
+        from garvideo.trackers import TRACKERS, find_sam2_checkpoint
+
+        if isinstance(tracker, str) and tracker not in TRACKERS:
+            raise InputError("--tracker", f"unknown tracker {tracker!r} (choose from {', '.join(TRACKERS)})")
+        if num_frames < 1:
+            raise InputError("--num-frames", f"must be at least 1, got {num_frames}")
+        if max_new_tokens < 1:
+            raise InputError("--max-new-tokens", f"must be at least 1, got {max_new_tokens}")
+        self.sam2_checkpoint = find_sam2_checkpoint(sam2_checkpoint)
+        self.max_new_tokens = int(max_new_tokens)
+        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="garvideo-web-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        tracker_options: dict[str, Any] = {}
+        if self.sam2_checkpoint is not None:
+            tracker_options["sam2_checkpoint"] = self.sam2_checkpoint
+        self.pipeline = GarVideo(model=model, tracker=tracker, num_frames=num_frames, device=device,
+                                 max_new_tokens=self.max_new_tokens, tracker_options=tracker_options)
+        # Load the weights and build the tracker now: a missing checkpoint stops the demo at start
+        # (ModelUnavailableError), not at the first click, and the page can name what it runs.
+        self.bundle = self.pipeline.bundle
+        built = self.pipeline.tracker  # "auto" resolves to sam2 or flow here
+        self.model_name = self.pipeline.model_name
+        self.random_weights = has_random_weights(self.bundle)
+        self._clip: Any = None  # the last PreparedClip, reused while the clip, frame and masks stay the same
+        self._clip_key: tuple | None = None
+        # SAM 2 for clicks → mask: the tracker itself when it is SAM 2, else built from the checkpoint
+        # on the first click.
+        self._segmenter: Any = built if getattr(built, "name", "") == "sam2" else None
+        self._lock = threading.Lock()  # one model call at a time (the page also queues runs)
+        self._run_id = 0
+
+    # -- page text ------------------------------------------------------------------------------
+    @property
+    def clicks_available(self) -> bool:
+        """Whether points and boxes can be turned into masks (SAM 2 is loaded, or a checkpoint is known)."""
+        return self._segmenter is not None or self.sam2_checkpoint is not None
+
+    def banner(self) -> str:
+        """Markdown shown at the top of the page: the model, and a warning for random weights."""
+        lines = [f"**Model:** `{self.model_name}` &nbsp; **Tracker:** `{self.pipeline.tracker_name}`"]
+        if self.random_weights:
+            lines.append(
+                "\n> ⚠️ **Random tiny model.** These weights are randomly initialised (a tiny GAR made by "
+                "`garvideo make-tiny-model`): the text it produces is meaningless. The page only shows "
+                "that the pipeline runs end to end. Start the demo with `--model HaochenWang/GAR-1B` "
+                "(or a local checkpoint folder) for real descriptions."
+            )
+        if not self.clicks_available:
+            lines.append(
+                "\n*No SAM 2 checkpoint: give objects by uploading a mask. (Start with "
+                "`--sam2-checkpoint PATH` to click points or draw a box instead.)*"
+            )
+        return "\n".join(lines)
+
+    def describe_prompts(self, state: SessionState) -> str:
+        """Markdown summary of the objects given so far."""
+        if state.video is None:
+            return "Upload a clip to start."
+        parts = [f"Clip: {state.num_frames} frames, {state.width}×{state.height}; prompt frame {state.frame}."]
+        if not state.objects:
+            parts.append("No object yet.")
+        for i in sorted(state.objects):
+            o = state.objects[i]
+            what = []
+            if o.mask is not None:
+                what.append(f"mask of {int(o.mask.sum())} px ({o.source})")
+            if o.points:
+                what.append(f"{len(o.points)} point(s)")
+            if o.box is not None:
+                what.append("a box")
+            elif o.pending_corner is not None:
+                what.append("first box corner (click the opposite corner)")
+            parts.append(f"`<object{i}>` (id {i + 1} in the video): " + (", ".join(what) if what else "nothing yet"))
+        return "  \n".join(parts)
+
+    # -- clip and frame -------------------------------------------------------------------------
+    def open_clip(self, path: str | None) -> SessionState:
+        """A fresh state for the clip at ``path`` (``None``: no clip), prompt frame 0."""
+        if not path:
+            return SessionState()
+        from garvideo.video import open_video
+
+        with open_video(path) as video:
+            return SessionState(
+                video=str(path),
+                num_frames=video.num_frames,
+                height=video.height,
+                width=video.width,
+                fps=video.fps,
+            )
+
+    def set_frame(self, state: SessionState, frame: int) -> SessionState:
+        """Move the prompt frame; prompts given on another frame are dropped."""
+        if state.video is None:
+            return state
+        frame = int(frame)
+        if not 0 <= frame < state.num_frames:
+            raise InputError("frame", f"{frame} is out of range (the clip has {state.num_frames} frames)")
+        if frame == state.frame:
+            return state
+        return replace(state, frame=frame, objects={})
+
+    def render_frame(self, state: SessionState) -> np.ndarray | None:
+        """The prompt frame with the objects' masks, points and boxes drawn: ``(H, W, 3)`` uint8."""
+        if state.video is None:
+            return None
+        import cv2
+
+        from garvideo.overlay import draw_masks
+        from garvideo.video import open_video
+
+        with open_video(state.video) as video:
+            image = video.frame(state.frame)
+        # <object{i}> is tracked (and drawn) as object id i + 1, as the pipeline numbers them.
+        image = np.ascontiguousarray(
+            draw_masks(image, {i + 1: o.mask for i, o in state.objects.items() if o.mask is not None})
+        )
+        r = max(3, round(min(state.height, state.width) / 80))
+        for o in state.objects.values():
+            for x, y, label in o.points:
+                cv2.circle(image, (round(x), round(y)), r, _POSITIVE if label else _NEGATIVE, -1, cv2.LINE_AA)
+                cv2.circle(image, (round(x), round(y)), r, (255, 255, 255), 1, cv2.LINE_AA)
+            if o.box is not None:
+                x0, y0, x1, y1 = (round(v) for v in o.box)
+                cv2.rectangle(image, (x0, y0), (x1, y1), _BOX, 2)
+            if o.pending_corner is not None:
+                x, y = (round(v) for v in o.pending_corner)
+                cv2.drawMarker(image, (x, y), _BOX, cv2.MARKER_CROSS, 3 * r, 2)
+        return image
+
+    # -- prompts --------------------------------------------------------------------------------
+    def upload_mask(self, state: SessionState, path: str | None, obj: int) -> SessionState:
+        """Read a mask file for ``<object{obj}>``; a file with several objects fills ``obj``, ``obj+1``, …
+
+        Raises:
+            InputError: no clip, an unreadable file, a size that differs from the clip's, or more
+                objects than GAR's five region tokens.
+        """
+        if state.video is None:
+            raise InputError("mask", "upload a clip first")
+        if not path:
+            return state
+        from garvideo.masks import load_mask
+
+        obj = _check_object(obj)
+        masks = load_mask(path, size=(state.height, state.width))
+        if obj + len(masks) > MAX_OBJECTS:
+            raise InputError(
+                Path(path).name,
+                f"holds {len(masks)} object(s); from object{obj} that goes past object{MAX_OBJECTS - 1} "
+                f"(GAR takes at most {MAX_OBJECTS} objects)",
+            )
+        objects = dict(state.objects)
+        for k, m in enumerate(masks):
+            objects[obj + k] = ObjectPrompt(mask=m, source="upload")
+        return replace(state, objects=objects)
+
+    def click(self, state: SessionState, x: float, y: float, mode: str, obj: int) -> SessionState:
+        """Add a point or a box corner for ``<object{obj}>`` at pixel ``(x, y)``; SAM 2 makes the mask.
+
+        Raises:
+            InputError: no clip, no SAM 2 checkpoint, a click outside the frame, an unknown mode.
+        """
+        if state.video is None:
+            raise InputError("frame", "upload a clip first")
+        if mode not in CLICK_MODES:
+            raise InputError("click mode", f"unknown mode {mode!r} (choose from {', '.join(CLICK_MODES)})")
+        if not self.clicks_available:
+            raise InputError(
+                "click",
+                "points and boxes need a SAM 2 checkpoint (start the demo with --sam2-checkpoint PATH "
+                "or set GARVIDEO_SAM2_CHECKPOINT); upload a mask instead",
+            )
+        obj = _check_object(obj)
+        if not (0 <= x < state.width and 0 <= y < state.height):
+            raise InputError("click", f"({x:g}, {y:g}) lies outside the {state.width}x{state.height} frame")
+        cur = state.objects.get(obj, ObjectPrompt())
+        cur = replace(cur, points=list(cur.points))
+        # A tracker prompt is points or a box, not both (garvideo.trackers.Prompt): a finished box
+        # replaces the object's points, and a point replaces its box.
+        if mode == "box corner":
+            if cur.pending_corner is None:
+                cur.pending_corner = (float(x), float(y))
+            else:
+                (ax, ay), cur.pending_corner = cur.pending_corner, None
+                cur.box, cur.points = (min(ax, x), min(ay, y), max(ax, x) + 1, max(ay, y) + 1), []
+        else:
+            cur.points.append((float(x), float(y), 1 if mode == "positive point" else 0))
+            cur.box = None
+        if cur.pending_corner is None and (cur.points or cur.box is not None):
+            cur.mask, cur.source = self._segment(state, cur), "sam2"
+        objects = dict(state.objects)
+        objects[obj] = cur
+        return replace(state, objects=objects)
+
+    def clear_object(self, state: SessionState, obj: int) -> SessionState:
+        """Forget what was given for ``<object{obj}>``."""
+        objects = {k: v for k, v in state.objects.items() if k != _check_object(obj)}
+        return replace(state, objects=objects)
+
+    def _segment(self, state: SessionState, prompt: ObjectPrompt) -> np.ndarray:
+        """SAM 2's mask on the prompt frame for the points (or the box) of one object."""
+        from garvideo.trackers import Prompt, build_tracker
+        from garvideo.video import open_video
+
+        if self._segmenter is None:
+            self._segmenter = build_tracker("sam2", sam2_checkpoint=self.sam2_checkpoint)
+        kwargs: dict[str, Any] = {}
+        if prompt.box is not None:
+            kwargs["box"] = prompt.box
+        else:
+            pts = np.array([(x, y) for x, y, _ in prompt.points], dtype=np.float32)  # (N, 2)
+            kwargs.update(points=pts, labels=np.array([lab for _, _, lab in prompt.points], dtype=np.int64))
+        with self._lock, open_video(state.video) as video:  # type: ignore[arg-type]
+            result = self._segmenter.track(video, [Prompt(obj_id=1, frame=state.frame, **kwargs)],
+                                           frames=[state.frame])
+        mask = result.mask(state.frame, 1)
+        if not mask.any():
+            raise InputError("click", "SAM 2 found no object there; click elsewhere or add points")
+        return mask
+
+    # -- running --------------------------------------------------------------------------------
+    def run(
+        self,
+        state: SessionState,
+        task: str,
+        question: str = "",
+        options: Sequence[str] = (),
+    ) -> Iterator[RunUpdate]:
+        """Propagate the masks, render the overlay, then describe or answer, streaming the text.
+
+        Yields :class:`RunUpdate` s: first the overlay video with the tracks, then the text as it
+        grows, and last (``done=True``) the final text, with the overlay re-rendered with the text
+        burned in, and the timings. A clip prepared for one request (tracks, keyframe features, the
+        prompt prefix) is reused by the next one on the same clip, frame and masks.
+
+        Raises:
+            InputError: no clip, no object, an unknown task, ``ask`` without a question, fewer than
+                two options.
+        """
+        if task not in TASKS:
+            raise InputError("task", f"unknown task {task!r} (choose from {', '.join(TASKS)})")
+        question = (question or "").strip()
+        opts = [o.strip() for o in options if o and o.strip()]
+        if task == "ask" and not question:
+            raise InputError("question", "type a question (refer to the objects as <object0>, <object1>, …)")
+        if len(opts) == 1:
+            raise InputError("options", "give at least two options (one per line), or none for a free answer")
+        masks = state.masks()
+        self._run_id += 1
+        out = self.workdir / f"run{self._run_id:04d}"
+        out.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        with self._lock:
+            clip = self._prepared(state, masks)
+            overlay = _render_webm(clip, out / "tracks.webm")
+        names = ", ".join(f"<object{i}>" for i in range(len(masks)))
+        status = (f"Masks of {names} propagated by `{clip.tracker}` ({time.perf_counter() - t0:.1f} s); "
+                  f"{'describing' if task == 'describe' else 'answering'} from keyframes {clip.frames}…")
+        yield RunUpdate(video=str(overlay), text="", status=status)
+
+        pieces: queue.Queue[str | None] = queue.Queue()
+        outcome: dict[str, Any] = {}
+
+        def generate() -> None:
+            try:
+                with self._lock:
+                    if task == "describe":
+                        outcome["result"] = self.pipeline.describe(clip, stream=pieces.put)
+                    else:
+                        outcome["result"] = self.pipeline.ask(clip, question, opts or None, stream=pieces.put)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the page's thread below
+                outcome["error"] = exc
+            finally:
+                pieces.put(None)
+
+        worker = threading.Thread(target=generate, name="garvideo-web-generate", daemon=True)
+        worker.start()
+        text = ""
+        while (piece := pieces.get()) is not None:
+            text += piece
+            yield RunUpdate(video=str(overlay), text=text, status=status)
+        worker.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        result = outcome["result"]
+        caption = result.text if task == "describe" else f"Q: {question}\nA: {result.text}"
+        with self._lock:
+            final = _render_webm(clip, out / "overlay.webm", caption=caption)
+        verb = "Described" if task == "describe" else "Answered"
+        lines = [(f"{verb} in {time.perf_counter() - t0:.1f} s: keyframes {result.frames}, tracker "
+                  f"`{result.tracker}`, {result.prompt_tokens} prompt tokens, {result.new_tokens} new tokens.")]
+        if getattr(result, "letter", None):
+            lines.append(f"Chosen option: **{result.letter}**")
+        spent = {k: v for k, v in result.timings.items() if v >= 0.005}
+        lines.append("Timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in spent.items())
+                     + ("" if "prefill" in spent else " (tracks, keyframe features and prompt prefix reused)"))
+        lines += [f"Note: {n}" for n in result.notes]
+        yield RunUpdate(video=str(final), text=result.text, status="  \n".join(lines), done=True)
+
+    def _prepared(self, state: SessionState, masks: list[np.ndarray]) -> Any:
+        """The :class:`garvideo.pipeline.PreparedClip` of ``state`` (reused when nothing changed)."""
+        key = (state.video, state.frame, tuple(hash(m.tobytes()) for m in masks))
+        if self._clip is not None and self._clip_key == key and self._clip.video is not None:
+            return self._clip
+        if self._clip is not None:
+            self._clip.close()
+        self._clip, self._clip_key = None, None
+        clip = self.pipeline.prepare(state.video, masks=masks, frame=state.frame, track_all_frames=True)
+        self._clip, self._clip_key = clip, key
+        return clip
+
+
+def _render_webm(clip: Any, out: Path, caption: str | None = None) -> Path:
+    """The overlay of a prepared clip as a ``.webm`` (VP8), a video the browser's ``<video>`` plays.
+
+    Browsers cannot play OpenCV's ``mp4v`` and OpenCV's wheels have no H.264 encoder; they do have
+    VP8. :func:`garvideo.overlay.render_overlay` is asked to choose the codec from the suffix; until
+    it does (it raises :class:`InputError` for ``.webm``), the frames it would draw are drawn here
+    with its own :func:`garvideo.overlay.draw_masks` and written as VP8.
+    """
+    import cv2
+
+    from garvideo.overlay import draw_masks, render_overlay
+
+    try:
+        return Path(render_overlay(clip.video, clip.masks_by_frame(), out, caption=caption))
+    except InputError:
+        logger.debug("render_overlay cannot write %s; writing VP8 here", out)
+    track = clip.masks_by_frame()  # a TrackResult with every frame (prepared with track_all_frames)
+    fps = clip.fps if clip.fps > 0 else 25.0
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"VP80"), float(fps), (clip.width, clip.height))
+    if not writer.isOpened():
+        raise InputError(out, "OpenCV cannot write a VP8 .webm here")
+    try:
+        for fi, image in clip.video.frames(list(track.frames)):
+            writer.write(cv2.cvtColor(draw_masks(image, track.masks(fi), caption), cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    return out
+
+
+def has_random_weights(bundle: Any) -> bool:
+    """Whether a loaded GAR holds random weights: a tiny model from ``garvideo.model.make_tiny_model``.
+
+    Reads the model package's marker (``GarBundle.random_weights``) when it has one. Otherwise a model
+    of exactly the tiny shape :func:`garvideo.model.tiny.tiny_config_dict` defines is taken as one:
+    no trained GAR has that shape (a 32-wide, 2-layer language model).
+    """
+    flag = getattr(bundle, "random_weights", None)
+    if flag is not None:
+        return bool(flag)
+    from garvideo.model.tiny import tiny_config_dict
+
+    tiny = tiny_config_dict()["mllm_config"]
+    try:
+        config = bundle.model.mllm.config
+        text, vision = config.text_config, dict(getattr(config.vision_config, "model_args", None) or {})
+    except AttributeError:
+        return False
+    return all(getattr(text, k, None) == tiny["text_config"][k]
+               for k in ("hidden_size", "num_hidden_layers", "intermediate_size")) and all(
+        vision.get(k) == tiny["vision_config"]["model_args"][k] for k in ("embed_dim", "depth"))
+
+
+def _check_object(obj: Any) -> int:
+    try:
+        k = int(str(obj).removeprefix("object").strip("<>"))
+    except ValueError:
+        raise InputError("object", f"not an object index: {obj!r}") from None
+    if not 0 <= k < MAX_OBJECTS:
+        raise InputError("object", f"object index must be in 0..{MAX_OBJECTS - 1}, got {k}")
+    return k
+
+
+# ----------------------------------------------------------------------------------------------------
+# the page
+# ----------------------------------------------------------------------------------------------------
+def build_app(demo: WebDemo) -> Any:
+    """The Gradio page for ``demo``: returns a ``gradio.Blocks`` (call ``.launch()`` on it).
+
+    Element ids (stable, used by the browser test): ``banner``, ``video-input``, ``frame``,
+    ``frame-image``, ``object``, ``click-mode``, ``clear-object``, ``mask-input``, ``prompt-info``,
+    ``task``, ``question``, ``options``, ``run``, ``overlay-video``, ``answer``, ``run-info``.
+    """
+    import gradio as gr
+
+    objects = [f"object{i}" for i in range(MAX_OBJECTS)]
+
+    def _fail(exc: GarVideoError) -> Exception:
+        return gr.Error(str(exc), print_exception=False)
+
+    def on_video(path: str | None):
+        try:
+            state = demo.open_clip(path)
+        except GarVideoError as exc:
+            raise _fail(exc) from None
+        slider = gr.update(minimum=0, maximum=max(0, state.num_frames - 1), value=0, step=1,
+                           interactive=state.video is not None)
+        return state, slider, demo.render_frame(state), demo.describe_prompts(state)
+
+    def on_frame(state: SessionState, frame: float):
+        try:
+            state = demo.set_frame(state, int(frame))
+            return state, demo.render_frame(state), demo.describe_prompts(state)
+        except GarVideoError as exc:
+            raise _fail(exc) from None
+
+    def on_click(state: SessionState, obj: str, mode: str, evt: gr.SelectData):
+        try:
+            x, y = evt.index
+            state = demo.click(state, float(x), float(y), mode, _check_object(obj))
+            return state, demo.render_frame(state), demo.describe_prompts(state)
+        except GarVideoError as exc:
+            raise _fail(exc) from None
+
+    # Gradio finds the event-data argument by its annotation, which must be the class itself (this
+    # module's annotations are strings, and ``gr`` is not a module global).
+    on_click.__annotations__["evt"] = gr.SelectData
+
+    def on_mask(state: SessionState, path: str | None, obj: str):
+        try:
+            state = demo.upload_mask(state, path, _check_object(obj))
+            return state, demo.render_frame(state), demo.describe_prompts(state)
+        except GarVideoError as exc:
+            raise _fail(exc) from None
+
+    def on_clear(state: SessionState, obj: str):
+        state = demo.clear_object(state, _check_object(obj))
+        return state, demo.render_frame(state), demo.describe_prompts(state)
+
+    def on_run(state: SessionState, task: str, question: str, options: str):
+        try:
+            for u in demo.run(state, task, question, options.splitlines()):
+                yield u.video, u.text, u.status
+        except GarVideoError as exc:
+            raise _fail(exc) from None
+
+    with gr.Blocks(title="garvideo: region-level video understanding") as app:
+        gr.Markdown(
+            "# garvideo\nTrack objects through a clip and describe them, or ask about them, with GAR "
+            "(Grasp Any Region)."
+        )
+        gr.Markdown(demo.banner(), elem_id="banner")
+        state = gr.State(SessionState())
+        with gr.Row():
+            with gr.Column():
+                # A file box rather than gr.Video: the browser need not be able to play the upload
+                # (an MPEG-4 Part 2 mp4, an avi...); the frame preview below shows the clip instead.
+                video_in = gr.File(label="1. Clip (mp4, webm, avi, mov, mkv…)", file_types=["video"],
+                                   elem_id="video-input")
+                frame = gr.Slider(0, 1, value=0, step=1, label="2. Prompt frame", interactive=False,
+                                  elem_id="frame")
+                frame_img = gr.Image(
+                    label="3. The prompt frame" + (" (click: points, or two box corners; a box replaces the points)"
+                                                   if demo.clicks_available else ""),
+                    interactive=False, type="numpy", elem_id="frame-image",
+                )
+                with gr.Row():
+                    obj = gr.Dropdown(objects, value=objects[0], label="Object", elem_id="object")
+                    mode = gr.Radio(list(CLICK_MODES), value=CLICK_MODES[0], label="A click adds",
+                                    interactive=demo.clicks_available, elem_id="click-mode")
+                    clear = gr.Button("Clear object", elem_id="clear-object")
+                mask_in = gr.File(
+                    label="…or upload a mask for the object (PNG id map or 0/255 PNG, .npy, COCO RLE .json)",
+                    file_types=[".png", ".npy", ".json", ".bmp", ".jpg"], elem_id="mask-input",
+                )
+                prompt_info = gr.Markdown("Upload a clip to start.", elem_id="prompt-info")
+            with gr.Column():
+                task = gr.Radio(list(TASKS), value="describe", label="4. Task", elem_id="task")
+                question = gr.Textbox(label="Question (for ask): refer to objects as <object0>, <object1>, …",
+                                      elem_id="question")
+                options = gr.Textbox(label="Options, one per line (optional: multiple choice)", lines=3,
+                                     elem_id="options")
+                run = gr.Button("Run", variant="primary", elem_id="run")
+                video_out = gr.Video(label="Propagated masks", interactive=False, loop=True,
+                                     elem_id="overlay-video")
+                answer = gr.Textbox(label="Description / answer", lines=6, interactive=False,
+                                    elem_id="answer")
+                run_info = gr.Markdown(elem_id="run-info")
+
+        video_in.change(on_video, [video_in], [state, frame, frame_img, prompt_info])
+        # .input: the user moved the slider or typed a number (not our own reset on upload)
+        frame.input(on_frame, [state, frame], [state, frame_img, prompt_info], trigger_mode="always_last")
+        frame_img.select(on_click, [state, obj, mode], [state, frame_img, prompt_info])
+        mask_in.upload(on_mask, [state, mask_in, obj], [state, frame_img, prompt_info])
+        clear.click(on_clear, [state, obj], [state, frame_img, prompt_info])
+        run.click(on_run, [state, task, question, options], [video_out, answer, run_info],
+                  concurrency_limit=1)
+    return app
+
+
+# ----------------------------------------------------------------------------------------------------
+# command line
+# ----------------------------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m garvideo.demos.web",
+        description="garvideo's web demo (Gradio): upload a clip, give objects, see tracks and descriptions.",
+        epilog="Example: python -m garvideo.demos.web --model HaochenWang/GAR-1B --port 7860",
+    )
+    p.add_argument("--model", default=None,
+                   help="hub id or local folder of a GAR checkpoint (default: $GARVIDEO_MODEL, else "
+                        "HaochenWang/GAR-1B); a tiny random model works too")
+    p.add_argument("--tracker", default="auto", help="auto | sam2 | flow | static (default auto)")
+    p.add_argument("--sam2-checkpoint", default=None,
+                   help="SAM 2 checkpoint: the sam2 tracker, and clicks/boxes → masks in the page")
+    p.add_argument("--num-frames", type=int, default=8, help="keyframes given to the model (default 8)")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--device", default=None, help="torch device for the model (default: cuda if available)")
+    p.add_argument("--host", default=DEFAULT_HOST,
+                   help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the web demo; returns the exit code (2 on bad input or missing weights)."""
+    from garvideo.errors import ModelUnavailableError
+
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        print('error: the web demo needs Gradio: pip install "garvideo[demo]"', file=sys.stderr)
+        return 2
+    try:
+        demo = WebDemo(args.model, tracker=args.tracker, sam2_checkpoint=args.sam2_checkpoint,
+                       num_frames=args.num_frames, max_new_tokens=args.max_new_tokens, device=args.device)
+    except (InputError, ModelUnavailableError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    app = build_app(demo)
+    print(f"garvideo web demo: model {demo.model_name}"
+          + (" (RANDOM TINY WEIGHTS: text is meaningless)" if demo.random_weights else ""), flush=True)
+    app.queue(default_concurrency_limit=1).launch(
+        server_name=args.host, server_port=args.port, share=False, inbrowser=False, ssr_mode=False,
+        show_error=True, quiet=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

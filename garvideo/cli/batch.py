@@ -1,0 +1,191 @@
+"""``garvideo batch`` (batch video QA over a JSONL file) and ``garvideo merge`` (join shard outputs)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+MODEL_HELP = "GAR checkpoint: hub id or local folder (default: GARVIDEO_MODEL or HaochenWang/GAR-1B)."
+TRACKER_HELP = "Mask propagation: auto, sam2, flow or static."
+SHARD_HELP = "Run rank I of N (0-based), e.g. 0/4; default: torchrun's RANK/WORLD_SIZE, else all."
+KEYFRAMES_HELP = "Keyframe strategy: uniform, videorefer, visible or fps."
+ROI_HELP = "RoI replay arithmetic: official (as the released checkpoints) or corrected."
+NEW_TOKENS_HELP = "Most tokens generated per answer (default: the pipeline's)."
+DEVICE_HELP = "cpu, cuda, cuda:1, ... (default: CUDA when available; cuda:LOCAL_RANK under torchrun)."
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[Any], None]]:
+    """A rich progress bar (count, rate, ETA) fed by :class:`garvideo.jsonl.Progress` reports."""
+    if not enabled:
+        yield lambda p: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class _Rate(ProgressColumn):
+        """Items per second (or per minute when slower than one a second) over the recent updates."""
+
+        def render(self, task: Any) -> Text:
+            speed = task.speed
+            if not speed:
+                return Text("-- /s", style="progress.data.speed")
+            return Text(
+                f"{speed:.2f}/s" if speed >= 1 else f"{speed * 60:.1f}/min", style="progress.data.speed"
+            )
+
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _Rate(),
+        TextColumn("failed {task.fields[failed]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task(description, total=None, failed=0, skipped=0)
+
+        def update(p: Any) -> None:
+            if p.last_id is None:  # the first report: already-done items do not count toward the rate
+                bar.reset(task, total=p.total, completed=p.done, failed=p.failed, skipped=p.skipped)
+            else:
+                bar.update(task, total=p.total, completed=p.done, failed=p.failed)
+
+        yield update
+
+
+def batch(
+    questions: Annotated[
+        Path,
+        typer.Argument(help="Questions JSONL: one {id, video, mask|masks, question, options?} per line."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Answers JSONL (resumed when it exists).")],
+    model: Annotated[str | None, typer.Option("--model", help=MODEL_HELP)] = None,
+    tracker: Annotated[str, typer.Option("--tracker", help=TRACKER_HELP)] = "auto",
+    num_frames: Annotated[int, typer.Option("--num-frames", "-k", min=1, help="Keyframes per clip (K).")] = 8,
+    keyframes: Annotated[str, typer.Option("--keyframes", help=KEYFRAMES_HELP)] = "uniform",
+    roi_mode: Annotated[str, typer.Option("--roi-mode", help=ROI_HELP)] = "official",
+    max_new_tokens: Annotated[
+        int | None, typer.Option("--max-new-tokens", min=1, help=NEW_TOKENS_HELP)
+    ] = None,
+    device: Annotated[str | None, typer.Option("--device", help=DEVICE_HELP)] = None,
+    root: Annotated[
+        Path | None,
+        typer.Option("--root", help="Resolve relative paths here (default: the questions file's folder)."),
+    ] = None,
+    shard: Annotated[str | None, typer.Option("--shard", help=SHARD_HELP)] = None,
+    retry_errors: Annotated[
+        bool, typer.Option("--retry-errors", help="Redo questions recorded with an error.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+) -> None:
+    """Answer a JSONL file of region questions, one answer line per question, written as produced.
+
+    Each line: {"id", "video", "mask" (path or list of paths) with "frame" (default 0), or "masks"
+    (per object, {frame: mask path or COCO RLE}), "question" (objects as <object0>, ...), "options"?}.
+    A rerun skips ids already answered; a bad question is recorded with its error and the run goes on;
+    questions on the same clip and masks share tracking, frame encoding and the prompt prefix.
+    Shard with --shard I/N or torchrun, then join the parts with `garvideo merge ANSWERS`.
+
+    Example: garvideo batch questions.jsonl --out answers.jsonl --tracker flow --num-frames 8
+    """
+    from garvideo.batch import make_pipeline, plan_batch, run_batch
+    from garvideo.jsonl import RunInterrupted
+
+    qs = plan_batch(questions, out, root=root, shard=shard)  # bad input fails before the model loads
+    gv = make_pipeline(
+        model,
+        tracker,
+        num_frames,
+        keyframes=keyframes,
+        roi_mode=roi_mode,
+        max_new_tokens=max_new_tokens,
+        device=device,
+    )
+    try:
+        with progress_bar("batch QA", enabled=not as_json) as update:
+            summary = run_batch(qs, out, gv, shard=shard, retry_errors=retry_errors, progress=update)
+    except RunInterrupted as exc:
+        s = exc.summary
+        typer.echo(
+            f"interrupted: {s.skipped + s.written} of {s.total} answered in {s.out}; rerun to resume",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    _print_summary(summary, as_json)
+
+
+def _print_summary(summary: Any, as_json: bool) -> None:
+    info = {
+        "out": str(summary.out),
+        "total": summary.total,
+        "skipped": summary.skipped,
+        "written": summary.written,
+        "failed": summary.failed_total,
+        "complete": summary.complete,
+        "merged": str(summary.merged) if summary.merged else None,
+        "seconds": round(summary.seconds, 3),
+    }
+    if as_json:
+        typer.echo(json.dumps(info))
+        return
+    typer.echo(
+        f"{summary.out}: {summary.skipped + summary.written}/{summary.total} answered "
+        f"({summary.skipped} already there, {summary.written} new, {summary.failed_total} with errors) "
+        f"in {summary.seconds:.1f} s"
+    )
+    if summary.merged:
+        typer.echo(f"all shards finished: merged into {summary.merged}")
+
+
+def merge(
+    out: Annotated[
+        Path, typer.Argument(help="The --out the shards were given; parts OUT.part-I-of-N.jsonl are read.")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Join the parts of a sharded `garvideo batch` or `garvideo eval videorefer-q` run into OUT.
+
+    Gives the same file a single run writes (input order). For benchmark predictions the merged file
+    is scored too (OUT's .scores.json and .scores.md).
+
+    Example: garvideo merge answers.jsonl
+    """
+    from garvideo.eval.videorefer_q import merge_outputs
+
+    result, scores = merge_outputs(out)
+    if as_json:
+        payload: dict[str, Any] = {
+            "out": str(result.out),
+            "parts": [str(p) for p in result.parts],
+            "records": result.records,
+        }
+        if scores is not None:
+            payload["scores"] = scores.to_dict()
+        typer.echo(json.dumps(payload))
+        return
+    typer.echo(f"merged {len(result.parts)} parts ({result.records} records) into {result.out}")
+    if scores is not None:
+        from garvideo.cli.evaluate import print_scores
+
+        print_scores(scores)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("batch")(batch)
+    app.command("merge")(merge)

@@ -1,0 +1,182 @@
+"""``garvideo eval``: run VideoRefer-Bench-Q (``eval videorefer-q``) and score predictions (``eval score``).
+
+Shards of ``eval videorefer-q`` are joined with ``garvideo merge`` (shared with ``garvideo batch``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from garvideo.cli.batch import (
+    DEVICE_HELP,
+    KEYFRAMES_HELP,
+    MODEL_HELP,
+    NEW_TOKENS_HELP,
+    ROI_HELP,
+    SHARD_HELP,
+    TRACKER_HELP,
+    progress_bar,
+)
+
+eval_app = typer.Typer(
+    name="eval",
+    help="Benchmarks: run VideoRefer-Bench-Q and score predictions exactly as the official script.",
+    no_args_is_help=True,
+)
+
+
+def print_scores(scores: Any, title: str = "VideoRefer-Bench-Q") -> None:
+    """Print a score table (per type: correct / total / accuracy, strict accuracy; overall) with rich."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("type", "correct", "total", "accuracy (%)", "strict (%)"):
+        table.add_column(col, justify="left" if col == "type" else "right")
+    for name, off, strict in scores.rows():
+        style = "bold" if name == "Overall" else None
+        table.add_row(
+            name,
+            str(off.correct),
+            str(off.total),
+            f"{100 * off.accuracy:.1f}",
+            f"{100 * strict.accuracy:.1f}",
+            style=style,
+        )
+    console = Console()
+    if scores.settings:
+        console.print(", ".join(f"{k}: {v}" for k, v in scores.settings.items()))
+    console.print(table)
+    console.print(
+        f"empty predictions: {scores.empty_predictions} (the official script stops on these), "
+        f"unparsed: {scores.unparsed}, failed records: {scores.failed}; all counted wrong"
+    )
+
+
+def _split_types(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    out = [t.strip() for v in values for t in v.split(",") if t.strip()]
+    return out or None
+
+
+@eval_app.command("videorefer-q")
+def videorefer_q(
+    data: Annotated[Path, typer.Option("--data", help="VideoRefer-Bench-Q.json (the official layout).")],
+    video_root: Annotated[
+        Path, typer.Option("--video-root", help="Folder the records' 'video' paths are under.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Predictions JSONL (resumed when it exists).")],
+    mode: Annotated[
+        str,
+        typer.Option(
+            "--mode", help="single: mask at frame_idx, tracked (standard); multi: all annotated masks."
+        ),
+    ] = "single",
+    tracker: Annotated[str, typer.Option("--tracker", help=TRACKER_HELP)] = "auto",
+    num_frames: Annotated[int, typer.Option("--num-frames", "-k", min=1, help="Keyframes per clip (K).")] = 8,
+    model: Annotated[str | None, typer.Option("--model", help=MODEL_HELP)] = None,
+    keyframes: Annotated[str, typer.Option("--keyframes", help=KEYFRAMES_HELP)] = "uniform",
+    roi_mode: Annotated[str, typer.Option("--roi-mode", help=ROI_HELP)] = "official",
+    max_new_tokens: Annotated[
+        int | None, typer.Option("--max-new-tokens", min=1, help=NEW_TOKENS_HELP)
+    ] = None,
+    device: Annotated[str | None, typer.Option("--device", help=DEVICE_HELP)] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=0, help="Only the first N records.")] = None,
+    types: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--types", help="Only these question types (repeat or comma-separate), e.g. 'Basic Questions'."
+        ),
+    ] = None,
+    shard: Annotated[str | None, typer.Option("--shard", help=SHARD_HELP)] = None,
+    retry_errors: Annotated[
+        bool, typer.Option("--retry-errors", help="Redo records whose prediction has an error.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the scores as JSON instead of a table.")
+    ] = False,
+) -> None:
+    """Measure zero-shot accuracy on VideoRefer-Bench-Q, scored as the official script does.
+
+    Writes one prediction line per question (official keys video, Answer, pred, type, plus id, mode,
+    frames, error, notes, timings) as produced; a rerun resumes. At the end prints the table and writes
+    it next to the predictions (<stem>.scores.json and .scores.md) with the run's settings. Shard with
+    --shard I/N or torchrun, then `garvideo merge PREDICTIONS`.
+
+    Example: garvideo eval videorefer-q --data VideoRefer-Bench-Q.json --video-root videos --out preds.jsonl --mode single --num-frames 8
+    """
+    from garvideo.batch import make_pipeline
+    from garvideo.eval.videorefer_q import plan_run, run_videorefer_q
+    from garvideo.jsonl import RunInterrupted
+
+    kinds = _split_types(types)
+    plan_run(data, video_root, mode=mode, limit=limit, types=kinds, shard=shard)  # fail before any model work
+    gv = make_pipeline(
+        model,
+        tracker,
+        num_frames,
+        keyframes=keyframes,
+        roi_mode=roi_mode,
+        max_new_tokens=max_new_tokens,
+        device=device,
+    )
+    try:
+        with progress_bar(f"VideoRefer-Bench-Q ({mode})", enabled=not as_json) as update:
+            result = run_videorefer_q(
+                data,
+                video_root,
+                out,
+                gv,
+                mode=mode,
+                limit=limit,
+                types=kinds,
+                shard=shard,
+                retry_errors=retry_errors,
+                progress=update,
+            )
+    except RunInterrupted as exc:
+        s = exc.summary
+        typer.echo(
+            f"interrupted: {s.skipped + s.written} of {s.total} answered in {s.out}; rerun to resume",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    scores = result.merged_scores or result.scores
+    if as_json:
+        typer.echo(json.dumps(scores.to_dict()))
+        return
+    print_scores(scores, title=f"VideoRefer-Bench-Q: {result.summary.merged or result.summary.out}")
+    typer.echo(f"scores written to {result.scores_files[0]} and {result.scores_files[1]}")
+    if not result.summary.complete:
+        typer.echo("the run is incomplete: rerun the same command to finish it")
+
+
+@eval_app.command("score")
+def score(
+    predictions: Annotated[Path, typer.Argument(help="A predictions JSONL (Answer, pred, type per line).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
+) -> None:
+    """Score a predictions file with the official VideoRefer-Bench-Q rules, plus a strict parser.
+
+    --json prints {"overall": {correct, total, accuracy}, "per_type": {...}, "empty_predictions",
+    "unparsed", "failed", "strict": {"overall", "per_type"}, "settings"?}; accuracies are fractions
+    in [0, 1]; settings come from the run's <stem>.scores.json when present.
+
+    Example: garvideo eval score preds.jsonl --json
+    """
+    from garvideo.eval.scoring import score_file
+
+    scores = score_file(predictions)
+    if as_json:
+        typer.echo(json.dumps(scores.to_dict()))
+        return
+    print_scores(scores, title=f"VideoRefer-Bench-Q: {predictions}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(eval_app, name="eval")

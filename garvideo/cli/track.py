@@ -1,0 +1,149 @@
+"""``garvideo track``: propagate masks through a clip and write one id-map PNG per frame."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def track(
+    video: Annotated[Path, typer.Argument(help="Video file or folder of frames.")],
+    mask: Annotated[
+        list[Path],
+        typer.Option(
+            "--mask",
+            "-m",
+            help="Mask file (PNG, .npy, COCO RLE .json); repeat for more objects. "
+            "A file with several ids gives several objects. Ids are 1, 2, ... in the order given.",
+        ),
+    ],
+    frame: Annotated[
+        int, typer.Option("--frame", "-f", help="Index of the frame the masks are drawn on.")
+    ] = 0,
+    tracker: Annotated[str, typer.Option("--tracker", "-t", help="auto | sam2 | flow | static.")] = "auto",
+    sam2_checkpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--sam2-checkpoint", help="SAM 2.1 .pt file or hub id (default: $GARVIDEO_SAM2_CHECKPOINT)."
+        ),
+    ] = None,
+    sam2_config: Annotated[
+        str | None,
+        typer.Option(
+            "--sam2-config", help="sam2.1_hiera_t | _s | _b+ | _l (default: from the checkpoint name)."
+        ),
+    ] = None,
+    image_size: Annotated[
+        int | None, typer.Option("--image-size", help="SAM2 input size (e.g. 512 on CPU).")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="cuda or cpu (default: cuda when available).")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="CPU threads for torch and OpenCV.")
+    ] = None,
+    start: Annotated[int | None, typer.Option("--start", help="First frame to keep (default 0).")] = None,
+    end: Annotated[
+        int | None, typer.Option("--end", help="Frame after the last one to keep (default: all).")
+    ] = None,
+    stride: Annotated[int, typer.Option("--stride", help="Keep every STRIDE-th frame from --start.")] = 1,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder for the {frame:05d}.png id maps.")
+    ] = None,
+    overlay: Annotated[
+        Path | None, typer.Option("--overlay", help="Also write the clip with masks drawn (.mp4).")
+    ] = None,
+    resize_masks: Annotated[
+        bool, typer.Option("--resize-masks", help="Resize masks to the frame size.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of text.")] = False,
+) -> None:
+    """Propagate object masks from one frame to the whole clip (both ways from --frame).
+
+    Writes OUT/{frame:05d}.png per frame: mode L, pixel = object id (0 = background).
+
+    Example: garvideo track clip.mp4 --mask dog.png --frame 0 --out masks/ --overlay dog.mp4
+    """
+    from garvideo.errors import InputError
+    from garvideo.masks import load_masks, save_id_map
+    from garvideo.trackers import Prompt, build_tracker
+    from garvideo.video import open_video
+
+    if out is None and overlay is None and not as_json:
+        raise InputError(
+            "--out", "give --out DIR (and/or --overlay OUT.mp4 or --json); nothing would be written"
+        )
+    with open_video(video) as vid:
+        masks = load_masks(mask, (vid.height, vid.width), resize=resize_masks)
+        prompts = [Prompt(obj_id=i, frame=frame, mask=m) for i, m in enumerate(masks, start=1)]
+        options = {
+            k: v
+            for k, v in {
+                "sam2_checkpoint": sam2_checkpoint,
+                "sam2_config": sam2_config,
+                "image_size": image_size,
+                "device": device,
+                "threads": threads,
+            }.items()
+            if v is not None
+        }
+        trk = build_tracker(tracker, **options)
+        result = _run_with_progress(trk, vid, prompts, start, end, stride, quiet=as_json)
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            for fi in result.frames:
+                save_id_map(
+                    out / f"{fi:05d}.png", [result.mask(fi, o) for o in result.object_ids], result.object_ids
+                )
+        if overlay is not None:
+            from garvideo.overlay import render_overlay
+
+            render_overlay(vid, result, overlay)
+    summary = result.summary()
+    summary["out"] = None if out is None else str(out)
+    summary["overlay"] = None if overlay is None else str(overlay)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    t = result.timings
+    picked = f" ({result.info['selection']})" if result.info.get("selection") else ""
+    typer.echo(
+        f"{len(result.frames)} frames tracked with {result.tracker}{picked} in {t['total']:.1f} s "
+        f"({t['frames_per_second']:.1f} frames/s)"
+    )
+    for o in result.object_ids:
+        typer.echo(f"  object {o}: visible on {len(result.visible_frames(o))} of {len(result.frames)} frames")
+    if out is not None:
+        typer.echo(f"masks: {out}/")
+    if overlay is not None:
+        typer.echo(f"overlay: {overlay}")
+
+
+def _run_with_progress(trk, vid, prompts, start, end, stride, quiet: bool):
+    if quiet:
+        return trk.track(vid, prompts, start=start, end=end, stride=stride)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    # The bar goes to stderr: stdout carries only the result.
+    with Progress(
+        TextColumn(f"tracking ({trk.name})"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+        console=Console(stderr=True),
+    ) as bar:
+        task = bar.add_task("track", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return trk.track(vid, prompts, start=start, end=end, stride=stride, progress=progress)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("track")(track)

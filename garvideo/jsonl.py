@@ -1,0 +1,514 @@
+"""Resumable, sharded JSONL runs: the one place batch QA and the evaluator write their outputs.
+
+A *run* maps a list of input items to one JSON line each, keyed by the item's id:
+
+* lines are written as produced (one ``write`` per line, flushed and ``fsync``'d), so Ctrl-C or a
+  crash loses nothing already written;
+* a rerun reads what is there and skips ids already present (a last line cut off by a crash is
+  detected — it has no newline — and dropped, so that item is simply redone);
+* an item whose processing raises is recorded as a line with its ``error`` and the run goes on;
+* when every item of the run is present, the file is rewritten (atomically) in input order, so the
+  finished file does not depend on the processing order, interruptions or retries;
+* sharding: ``--shard I/N`` or torchrun's ``RANK`` / ``WORLD_SIZE`` pick a contiguous slice of the
+  items (as the official VideoRefer inference scripts' ``--num-chunks/--chunk-idx`` do, so clips that
+  follow each other stay on one rank); each rank writes ``OUT.part-I-of-N.jsonl``, and
+  :func:`merge_shards` concatenates the finished parts in rank order, which gives exactly the file a
+  single run writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from garvideo.errors import InputError, PathLike
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Record = dict[str, Any]
+
+_SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+# ----------------------------------------------------------------------------------------------------
+# reading and writing lines
+# ----------------------------------------------------------------------------------------------------
+def dumps_line(record: Mapping[str, Any]) -> str:
+    """One record as a JSON line (with the trailing newline), the exact bytes every writer uses."""
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def record_key(value: Any) -> str:
+    """The key an id is compared by: ``0`` and ``"0"`` are the same item."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TypeError(f"an id must be a string or an integer, got {value!r}")
+    return str(value)
+
+
+@dataclass
+class JsonlContents:
+    """What :func:`read_jsonl` found.
+
+    Attributes:
+        records: the complete, parseable lines, in file order.
+        valid_bytes: length of the file's prefix holding exactly those lines (a rerun truncates the
+            file there before appending).
+        dropped_tail: a last line without its newline (a crash mid-write) was found and left out.
+    """
+
+    records: list[Record]
+    valid_bytes: int
+    dropped_tail: bool = False
+
+
+def read_jsonl(path: PathLike, *, tolerate_truncated_tail: bool = True) -> JsonlContents:
+    """Read a JSONL file of objects.
+
+    Args:
+        path: the file (it must exist).
+        tolerate_truncated_tail: a last line with no trailing newline is treated as cut off by a
+            crash and left out (with a warning) instead of being parsed.
+
+    Raises:
+        InputError: a complete line is not a JSON object (``path:line``).
+    """
+    p = Path(path)
+    data = p.read_bytes()
+    records: list[Record] = []
+    pos = 0
+    dropped = False
+    lineno = 0
+    while pos < len(data):
+        end = data.find(b"\n", pos)
+        lineno += 1
+        if end < 0:  # no newline: the last line is incomplete
+            if tolerate_truncated_tail:
+                logger.warning("%s: dropping an incomplete last line (%d bytes)", p, len(data) - pos)
+                dropped = True
+                break
+            end = len(data)
+        raw = data[pos:end].strip()
+        nxt = end + 1
+        if raw:
+            try:
+                obj = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise InputError(f"{p}:{lineno}", f"not a valid JSON line ({exc})") from None
+            if not isinstance(obj, dict):
+                raise InputError(f"{p}:{lineno}", "each line must be a JSON object")
+            records.append(obj)
+        pos = min(nxt, len(data))
+    return JsonlContents(records=records, valid_bytes=pos, dropped_tail=dropped)
+
+
+def write_jsonl_atomic(path: PathLike, records: Iterable[Mapping[str, Any]]) -> Path:
+    """Write records to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            for r in records:
+                f.write(dumps_line(r))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+# ----------------------------------------------------------------------------------------------------
+# sharding
+# ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Shard:
+    """Rank ``index`` of ``count`` (0-based); ``Shard(0, 1)`` is an unsharded run.
+
+    Rank ``i`` takes the contiguous slice ``[i * n // count, (i + 1) * n // count)`` of ``n`` items.
+    """
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise InputError("--shard", f"shard {self.index}/{self.count} is out of range (need 0 <= I < N)")
+
+    @property
+    def is_sharded(self) -> bool:
+        return self.count > 1
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """Parse ``"I/N"`` (0-based rank ``I`` of ``N``)."""
+        m = _SHARD_RE.match(text or "")
+        if not m:
+            raise InputError("--shard", f"expected I/N (e.g. 0/4), got {text!r}")
+        return cls(int(m.group(1)), int(m.group(2)))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Shard | None:
+        """The torchrun rank (``RANK`` of ``WORLD_SIZE``), or ``None`` outside torchrun."""
+        env = os.environ if env is None else env
+        if "RANK" not in env or "WORLD_SIZE" not in env:
+            return None
+        try:
+            return cls(int(env["RANK"]), int(env["WORLD_SIZE"]))
+        except ValueError:
+            raise InputError("RANK/WORLD_SIZE", "torchrun environment variables are not integers") from None
+
+    def bounds(self, n: int) -> tuple[int, int]:
+        """``(start, stop)`` of this rank's slice of ``n`` items."""
+        return (self.index * n // self.count, (self.index + 1) * n // self.count)
+
+    def select(self, items: Sequence[T]) -> list[T]:
+        """This rank's contiguous slice of ``items`` (input order kept)."""
+        start, stop = self.bounds(len(items))
+        return list(items[start:stop])
+
+    def part_path(self, out: PathLike) -> Path:
+        """Where this rank writes: ``out`` itself unsharded, else ``OUT.part-I-of-N.jsonl``."""
+        out = Path(out)
+        if not self.is_sharded:
+            return out
+        return out.with_name(f"{out.stem}.part-{self.index}-of-{self.count}{out.suffix}")
+
+
+def resolve_shard(shard: str | Shard | None = None, env: Mapping[str, str] | None = None) -> Shard:
+    """The shard of this process: an explicit ``--shard`` wins, then torchrun's env, else unsharded."""
+    if isinstance(shard, Shard):
+        return shard
+    if shard:
+        return Shard.parse(shard)
+    return Shard.from_env(env) or Shard()
+
+
+def part_paths(out: PathLike, count: int) -> list[Path]:
+    """The ``count`` part files of a sharded run writing ``out``, in rank order."""
+    return [Shard(i, count).part_path(out) for i in range(count)]
+
+
+def find_parts(out: PathLike) -> list[Path]:
+    """The part files present next to ``out`` (``OUT.part-I-of-N.jsonl``), checked to be one full set.
+
+    Raises:
+        InputError: no parts, parts of different ``N``, or a rank missing.
+    """
+    out = Path(out)
+    pattern = re.compile(re.escape(out.stem) + r"\.part-(\d+)-of-(\d+)" + re.escape(out.suffix) + "$")
+    found: dict[int, dict[int, Path]] = {}
+    if out.parent.is_dir():
+        for p in out.parent.iterdir():
+            m = pattern.match(p.name)
+            if m:
+                found.setdefault(int(m.group(2)), {})[int(m.group(1))] = p
+    if not found:
+        raise InputError(out, f"no part files {out.stem}.part-I-of-N{out.suffix} next to it")
+    if len(found) > 1:
+        raise InputError(out, f"part files of different shard counts {sorted(found)}: remove the stale ones")
+    count, ranks = next(iter(found.items()))
+    missing = [i for i in range(count) if i not in ranks]
+    if missing:
+        raise InputError(out, f"part files of ranks {missing} of {count} are missing")
+    return [ranks[i] for i in range(count)]
+
+
+@dataclass
+class MergeResult:
+    """What :func:`merge_shards` did: the merged file, the parts read and the number of records."""
+
+    out: Path
+    parts: list[Path]
+    records: int
+
+
+def merge_shards(
+    out: PathLike,
+    parts: Sequence[PathLike] | None = None,
+    *,
+    id_key: str = "id",
+    expected_ids: Sequence[Any] | None = None,
+) -> MergeResult:
+    """Concatenate the finished parts of a sharded run into ``out``, in rank order.
+
+    Each finished part is in input order (see :func:`run_jsonl`) and the ranks hold contiguous slices,
+    so the result is byte for byte the file a single run writes.
+
+    Args:
+        out: the merged file (the ``--out`` the ranks were given).
+        parts: the part files in rank order; default :func:`find_parts`.
+        id_key: the field holding each record's id.
+        expected_ids: all the ids of the run in input order, when known: the merge then checks that
+            none is missing and orders the records by them.
+
+    Raises:
+        InputError: a part is missing, an id appears twice, or an expected id is missing.
+    """
+    out = Path(out)
+    part_list = [Path(p) for p in parts] if parts is not None else find_parts(out)
+    by_key: dict[str, Record] = {}  # insertion order: rank order, then file order
+    seen: dict[str, Path] = {}
+    for p in part_list:
+        if not p.is_file():
+            raise InputError(p, "no such part file")
+        contents = read_jsonl(p)
+        if contents.dropped_tail:
+            raise InputError(p, "the part ends with an incomplete line: rerun that rank to finish it")
+        for r in contents.records:
+            if id_key not in r:
+                raise InputError(p, f"a record has no {id_key!r}")
+            k = record_key(r[id_key])
+            if k in seen and seen[k] != p:
+                raise InputError(p, f"id {r[id_key]!r} is also in {seen[k]}")
+            seen[k] = p
+            by_key[k] = r  # within one part a later line (a retry) replaces the earlier one
+    records = list(by_key.values())
+    if expected_ids is not None:
+        missing = [i for i in expected_ids if record_key(i) not in by_key]
+        if missing:
+            raise InputError(out, f"{len(missing)} ids have no record in the parts (first: {missing[0]!r})")
+        order = [record_key(i) for i in expected_ids]
+        order_set = set(order)
+        extra = [k for k in by_key if k not in order_set]
+        records = [by_key[k] for k in order] + [by_key[k] for k in extra]
+    write_jsonl_atomic(out, records)
+    logger.info("merged %d parts (%d records) into %s", len(part_list), len(records), out)
+    return MergeResult(out=out, parts=part_list, records=len(records))
+
+
+# ----------------------------------------------------------------------------------------------------
+# the run
+# ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Progress:
+    """A progress report of :func:`run_jsonl`, sent after each item (and once at the start).
+
+    Attributes:
+        done: items of this run present in the output (skipped ones included).
+        total: items of this run (this shard).
+        skipped: items found already answered when the run started.
+        failed: items recorded with an error by this run.
+        last_id: the id just written (``None`` in the first report).
+    """
+
+    done: int
+    total: int
+    skipped: int
+    failed: int
+    last_id: str | None = None
+
+
+@dataclass
+class RunSummary:
+    """The outcome of :func:`run_jsonl`.
+
+    Attributes:
+        out: the file written (the part file when sharded).
+        shard: the shard that ran.
+        total: items of this shard.
+        skipped: items already in the output when the run started.
+        written: items written by this run (``failed`` of them with an error).
+        failed: items written with an error by this run.
+        failed_total: records of this shard carrying an error in the output (old runs included).
+        complete: every item of the shard is in the output (the file was put in input order).
+        merged: the merged file, when this run found every rank finished and merged them.
+        seconds: wall time of the run.
+    """
+
+    out: Path
+    shard: Shard
+    total: int
+    skipped: int = 0
+    written: int = 0
+    failed: int = 0
+    failed_total: int = 0
+    complete: bool = False
+    merged: Path | None = None
+    seconds: float = 0.0
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_jsonl`: everything written so far is on disk; ``summary`` says how much."""
+
+    def __init__(self, summary: RunSummary) -> None:
+        super().__init__(f"interrupted after {summary.written} new records")
+        self.summary = summary
+
+
+@dataclass
+class JsonlRun(Generic[T]):
+    """How to turn items into records.
+
+    Attributes:
+        key: the id of an item (a string or an int; unique in the input).
+        process: the record of an item; must contain ``id_key``. May raise: see ``on_error``.
+        on_error: the record of an item whose ``process`` raised (it must carry the error).
+        group: items with the same group value are processed one after the other (e.g. questions on
+            one clip, so the clip is prepared once); groups keep the order of their first item.
+        id_key: the field of a record holding the id.
+    """
+
+    key: Callable[[T], Any]
+    process: Callable[[T], Record]
+    on_error: Callable[[T, BaseException], Record]
+    group: Callable[[T], Hashable] | None = None
+    id_key: str = "id"
+
+
+def error_text(exc: BaseException) -> str:
+    """The one-line reason recorded for a failed item (an :class:`InputError` reads as its message)."""
+    if isinstance(exc, InputError):
+        return str(exc)
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def _order_for_processing(items: Sequence[T], group: Callable[[T], Hashable] | None) -> list[T]:
+    if group is None:
+        return list(items)
+    buckets: dict[Hashable, list[T]] = {}
+    for it in items:
+        buckets.setdefault(group(it), []).append(it)
+    return [it for bucket in buckets.values() for it in bucket]
+
+
+def run_jsonl(
+    items: Sequence[T],
+    out: PathLike,
+    spec: JsonlRun[T],
+    *,
+    shard: str | Shard | None = None,
+    retry_errors: bool = False,
+    auto_merge: bool = True,
+    progress: Callable[[Progress], None] | None = None,
+) -> RunSummary:
+    """Run ``spec.process`` over the items not yet in ``out``, appending one line per item.
+
+    Args:
+        items: all the items of the run, in input order (every rank passes the full list).
+        out: the output JSONL (a rank of a sharded run writes ``OUT.part-I-of-N.jsonl``).
+        spec: ids, processing and error records (:class:`JsonlRun`).
+        shard: ``"I/N"`` or a :class:`Shard`; default torchrun's env, else unsharded.
+        retry_errors: redo items whose record carries an error (the new record replaces it).
+        auto_merge: when sharded and every rank's part is complete, merge them into ``out``.
+        progress: called with a :class:`Progress` after each item.
+
+    Returns:
+        A :class:`RunSummary`.
+
+    Raises:
+        InputError: duplicate ids in ``items``; an unreadable existing output.
+        RunInterrupted: Ctrl-C (a ``KeyboardInterrupt``); all lines written so far are kept.
+    """
+    t0 = time.perf_counter()
+    sh = resolve_shard(shard)
+    keys = [record_key(spec.key(it)) for it in items]
+    seen_keys: set = set()
+    for k in keys:
+        if k in seen_keys:
+            raise InputError(f"id {k}", "appears more than once in the input (ids must be unique)")
+        seen_keys.add(k)
+
+    mine = sh.select(items)
+    mine_keys = [record_key(spec.key(it)) for it in mine]
+    path = sh.part_path(out)
+    if path.is_dir():
+        raise InputError(path, "is a folder; give a .jsonl file to write")
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    existing: dict[str, Record] = {}
+    valid_bytes = 0
+    if path.exists():
+        contents = read_jsonl(path)
+        valid_bytes = contents.valid_bytes
+        for r in contents.records:
+            if spec.id_key in r:
+                existing[record_key(r[spec.id_key])] = r  # a later line (a retry) wins
+    done_keys = {
+        k for k in mine_keys if k in existing and not (retry_errors and existing[k].get("error") is not None)
+    }
+    todo = _order_for_processing([it for it, k in zip(mine, mine_keys) if k not in done_keys], spec.group)
+    summary = RunSummary(out=path, shard=sh, total=len(mine), skipped=len(done_keys))
+    if done_keys:
+        logger.info("%s: %d of %d items already done, %d to go", path, len(done_keys), len(mine), len(todo))
+
+    def report(last: str | None) -> None:
+        if progress is not None:
+            progress(
+                Progress(
+                    done=summary.skipped + summary.written,
+                    total=summary.total,
+                    skipped=summary.skipped,
+                    failed=summary.failed,
+                    last_id=last,
+                )
+            )
+
+    report(None)
+    with open(path, "r+b" if path.exists() else "w+b") as f:
+        f.truncate(valid_bytes)  # drop a line cut off by a crash
+        f.seek(valid_bytes)
+        try:
+            for it in todo:
+                try:
+                    record = spec.process(it)
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:
+                    logger.warning("item %s failed: %s", spec.key(it), error_text(exc))
+                    logger.debug("item %s traceback", spec.key(it), exc_info=True)
+                    record = spec.on_error(it, exc)
+                    summary.failed += 1
+                if spec.id_key not in record:
+                    raise ValueError(f"a record lacks its {spec.id_key!r}: {sorted(record)}")
+                f.write(dumps_line(record).encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+                existing[record_key(record[spec.id_key])] = record
+                summary.written += 1
+                report(record_key(record[spec.id_key]))
+        except KeyboardInterrupt:
+            summary.seconds = time.perf_counter() - t0
+            raise RunInterrupted(summary) from None
+
+    summary.complete = all(k in existing for k in mine_keys)
+    if summary.complete:
+        ordered = [existing[k] for k in mine_keys]
+        mine_set = set(mine_keys)
+        extra = [r for k, r in existing.items() if k not in mine_set]
+        if extra:
+            logger.warning("%s: %d records have ids not in the input; kept at the end", path, len(extra))
+        final = ordered + extra
+        current = read_jsonl(path).records
+        if current != final:
+            write_jsonl_atomic(path, final)
+    summary.failed_total = sum(1 for k in mine_keys if existing.get(k, {}).get("error") is not None)
+    if sh.is_sharded and auto_merge and summary.complete:
+        summary.merged = _merge_if_all_done(out, keys, sh.count, spec.id_key)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _merge_if_all_done(out: PathLike, keys: list[str], count: int, id_key: str) -> Path | None:
+    """Merge the parts into ``out`` when every rank's part holds all of its ids (else ``None``)."""
+    paths = part_paths(out, count)
+    for i, p in enumerate(paths):
+        if not p.exists():
+            return None
+        start, stop = Shard(i, count).bounds(len(keys))
+        have = {record_key(r[id_key]) for r in read_jsonl(p).records if id_key in r}
+        if any(k not in have for k in keys[start:stop]):
+            return None
+    result = merge_shards(out, paths, id_key=id_key, expected_ids=keys)
+    return result.out

@@ -1,0 +1,165 @@
+"""GAR configuration: reads and writes the official ``config.json`` layout.
+
+The official checkpoints (``HaochenWang/GAR-1B``, ``HaochenWang/GAR-8B``) store a ``GARConfig``
+(``projects/grasp_any_region/hf_models/configuration_gar.py``): the PerceptionLM config under
+``mllm_config`` plus ``prompt_numbers`` (5) and ``crop_tokens_ids`` (the region placeholder ids). garvideo
+reads that file without ``trust_remote_code``: :class:`GarConfig` keeps the PerceptionLM part as a
+transformers :class:`~transformers.PerceptionLMConfig` and the GAR fields as plain attributes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from transformers import PerceptionLMConfig
+
+from garvideo.errors import InputError
+from garvideo.model.prompts import MAX_REGIONS, REGION_TOKEN_IDS
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Hub ids of the released checkpoints.
+GAR_1B_HUB_ID = "HaochenWang/GAR-1B"
+GAR_8B_HUB_ID = "HaochenWang/GAR-8B"
+DEFAULT_MODEL = GAR_1B_HUB_ID
+CONFIG_NAME = "config.json"
+
+
+@dataclass
+class GarConfig:
+    """Configuration of a GAR model.
+
+    Attributes:
+        mllm_config: the PerceptionLM configuration (vision tower, projector, Llama).
+        prompt_numbers: number of region prompts (5).
+        crop_tokens_ids: region placeholder token ids (128004, 128005, 128008, 128010, 128011).
+        extra: any other keys of ``config.json``, kept so that a saved config round-trips.
+    """
+
+    mllm_config: PerceptionLMConfig
+    prompt_numbers: int = MAX_REGIONS
+    crop_tokens_ids: tuple[int, ...] = REGION_TOKEN_IDS
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.crop_tokens_ids = tuple(int(t) for t in self.crop_tokens_ids)
+        if len(self.crop_tokens_ids) != self.prompt_numbers:
+            raise InputError(
+                "config.json",
+                f"crop_tokens_ids has {len(self.crop_tokens_ids)} ids for {self.prompt_numbers} prompts",
+            )
+        if self.prompt_numbers != MAX_REGIONS or self.crop_tokens_ids != REGION_TOKEN_IDS:
+            raise InputError(
+                "config.json",
+                f"garvideo supports GAR with {MAX_REGIONS} prompts and placeholder ids {REGION_TOKEN_IDS}, "
+                f"got {self.prompt_numbers} and {self.crop_tokens_ids}",
+            )
+
+    # -- derived sizes -------------------------------------------------------------------------------
+    @property
+    def vision_model_args(self) -> dict[str, Any]:
+        return dict(getattr(self.mllm_config.vision_config, "model_args", None) or {})
+
+    @property
+    def vision_width(self) -> int:
+        """Width of the ViT (output channels of the mask patch embedding)."""
+        args = self.vision_model_args
+        if "embed_dim" in args:
+            return int(args["embed_dim"])
+        return int(getattr(self.mllm_config.vision_config, "num_features", 1280))
+
+    @property
+    def kernel_size(self) -> tuple[int, int]:
+        """Kernel = stride of the mask patch embedding: ``img_size // ref_feat_shape`` (GARConfig)."""
+        args = self.vision_model_args
+        try:
+            img, ref = args["img_size"], args["ref_feat_shape"]
+            return int(img[0]) // int(ref[0]), int(img[1]) // int(ref[1])
+        except (KeyError, TypeError, IndexError):
+            return 16, 16  # GARConfig's fallback
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.mllm_config.text_config.hidden_size)
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.mllm_config.text_config.vocab_size)
+
+    # -- (de)serialisation -----------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: PathLike = CONFIG_NAME) -> GarConfig:
+        """Build from the dict of an official ``config.json``."""
+        data = copy.deepcopy(data)
+        if "mllm_config" not in data:
+            raise InputError(source, "not a GAR config (no 'mllm_config'); expected the layout of HaochenWang/GAR-1B")
+        mllm = data.pop("mllm_config")
+        if not isinstance(mllm, dict):
+            raise InputError(source, "'mllm_config' must be an object")
+        mllm = dict(mllm)
+        mllm.pop("model_type", None)
+        try:
+            mllm_config = PerceptionLMConfig(**mllm)
+        except (TypeError, ValueError) as exc:
+            raise InputError(source, f"bad mllm_config: {exc}") from exc
+        prompt_numbers = int(data.pop("prompt_numbers", MAX_REGIONS))
+        crop = tuple(data.pop("crop_tokens_ids", REGION_TOKEN_IDS))
+        return cls(mllm_config=mllm_config, prompt_numbers=prompt_numbers, crop_tokens_ids=crop, extra=data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The official ``config.json`` layout (``GARConfig.to_dict``)."""
+        out: dict[str, Any] = {
+            "architectures": ["GARModel"],
+            "auto_map": {
+                "AutoConfig": "configuration_gar.GARConfig",
+                "AutoModel": "modeling_gar.GARModel",
+                "AutoModelForCausalLM": "modeling_gar.GARModel",
+            },
+            "model_type": "GAR",
+            "torch_dtype": "bfloat16",
+        }
+        out.update({k: v for k, v in self.extra.items() if k not in ("mllm_config",)})
+        mllm = self.mllm_config.to_dict()
+        out.update(
+            {
+                "mllm_config": mllm,
+                "prompt_numbers": self.prompt_numbers,
+                "crop_tokens_ids": list(self.crop_tokens_ids),
+                "kernel_size": list(self.kernel_size),
+                "patch_size_h": self.kernel_size[0],
+                "patch_size_w": self.kernel_size[1],
+                "mask_path_embedding_out_channels": self.vision_width,
+                "model_type": "GAR",
+            }
+        )
+        return out
+
+    @classmethod
+    def from_pretrained(cls, folder: PathLike) -> GarConfig:
+        """Read ``folder/config.json``."""
+        path = Path(folder) / CONFIG_NAME
+        if not path.is_file():
+            raise InputError(folder, f"no {CONFIG_NAME} in the model folder")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(path, f"cannot read the config: {exc}") from exc
+        return cls.from_dict(data, source=path)
+
+    def save_pretrained(self, folder: PathLike) -> Path:
+        """Write ``folder/config.json``; returns its path."""
+        path = Path(folder) / CONFIG_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True, default=_json_default) + "\n")
+        return path
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, tuple):
+        return list(obj)
+    return str(obj)

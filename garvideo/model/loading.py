@@ -1,0 +1,559 @@
+"""Loading GAR checkpoints (official layout) and the bundle the rest of garvideo uses.
+
+A model folder in the official layout holds ``config.json`` (a GARConfig), ``model.safetensors`` or
+``model-0000k-of-0000n.safetensors`` shards with ``model.safetensors.index.json``, the tokenizer files and
+``preprocessor_config.json``. garvideo reads them without ``trust_remote_code``: its own classes use the
+official state-dict keys (``mllm.*``, ``mask_patch_embedding.weight``) and loading fails loudly on
+missing or unexpected keys. The tiny test model (:func:`garvideo.model.tiny.make_tiny_model`) is loaded by
+exactly this code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+
+from garvideo.errors import InputError, ModelUnavailableError
+from garvideo.model.configuration import DEFAULT_MODEL, GAR_1B_HUB_ID, GAR_8B_HUB_ID, GarConfig
+from garvideo.model.modeling import (
+    FrameFeatures,
+    GarModel,
+    PrefixCache,
+    RoiMode,
+    _parameters_on_meta,
+    replay_regions,
+)
+from garvideo.model.processing import FrameInputs, GarProcessor, ImageInputs
+from garvideo.model.prompts import (
+    MAX_REGIONS,
+    build_image_prompt,
+    clean_answer,
+    format_multiple_choice,
+)
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+#: Environment variable naming the default model (hub id or folder).
+MODEL_ENV = "GARVIDEO_MODEL"
+WEIGHTS_NAME = "model.safetensors"
+WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+           "float16": torch.float16, "fp16": torch.float16}
+
+
+# -- resolving where the weights are ------------------------------------------------------------------------
+def _how_to_get_weights(name: str) -> str:
+    return (
+        f"GAR weights for {name!r} are not available offline. Download them once while online with "
+        f"`huggingface-cli download {name}` (released: {GAR_1B_HUB_ID}, {GAR_8B_HUB_ID}), or download the "
+        f"folder elsewhere and pass it with --model DIR (or set {MODEL_ENV}=DIR). For a quick smoke test "
+        "without weights: `garvideo make-tiny-model DIR` then --model DIR"
+    )
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
+
+
+def resolve_model_dir(model: PathLike | None = None) -> tuple[Path, str]:
+    """Find the local folder of a model: an existing folder, or a hub id (cache first, then download).
+
+    Args:
+        model: a folder or a hub id; default: ``$GARVIDEO_MODEL`` or ``HaochenWang/GAR-1B``.
+
+    Returns:
+        (folder, resolved name).
+
+    Raises:
+        ModelUnavailableError: a hub id that is neither cached nor downloadable (offline).
+        InputError: a path that does not exist and is not a hub id.
+    """
+    name = os.fspath(model) if model is not None else os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path, str(path)
+    if not _looks_like_hub_id(name):
+        raise InputError(name, "no such model folder (and not a hub id like HaochenWang/GAR-1B)")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as exc:  # pragma: no cover - transformers depends on huggingface_hub
+        raise ModelUnavailableError(_how_to_get_weights(name)) from exc
+    patterns = ["*.json", "*.safetensors", "tokenizer*", "*.txt", "*.model"]
+    try:
+        folder = snapshot_download(repo_id=name, allow_patterns=patterns, local_files_only=True)
+        return Path(folder), name
+    except Exception as exc:  # noqa: BLE001 - not cached: try the network below
+        logger.debug("%s not in the local cache (%s); trying the hub", name, type(exc).__name__)
+    try:
+        folder = snapshot_download(repo_id=name, allow_patterns=patterns)
+    except Exception as exc:
+        raise ModelUnavailableError(f"{_how_to_get_weights(name)} ({type(exc).__name__})") from exc
+    return Path(folder), name
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """Default dtype: bf16 on GPU, float32 on CPU."""
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in _DTYPES:
+        raise InputError("dtype", f"must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    return _DTYPES[dtype]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError("device", f"bad device {device!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device", "CUDA requested but not available")
+    return dev
+
+
+# -- weights --------------------------------------------------------------------------------------------------
+def weight_files(folder: Path) -> list[Path]:
+    """The safetensors files of a model folder (single file or shards from the index)."""
+    index = folder / WEIGHTS_INDEX_NAME
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (OSError, KeyError, json.JSONDecodeError) as exc:
+            raise InputError(index, f"bad weights index: {exc}") from exc
+        files = [folder / f for f in sorted(set(weight_map.values()))]
+    elif (folder / WEIGHTS_NAME).is_file():
+        files = [folder / WEIGHTS_NAME]
+    else:
+        raise InputError(folder, f"no {WEIGHTS_NAME} or {WEIGHTS_INDEX_NAME} in the model folder")
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise InputError(folder, f"missing weight shards: {', '.join(missing)}")
+    return files
+
+
+def read_state_dict(folder: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """All tensors of a model folder's safetensors files."""
+    from safetensors.torch import load_file
+
+    state: dict[str, torch.Tensor] = {}
+    for path in weight_files(folder):
+        state.update(load_file(str(path), device=str(device)))
+    return state
+
+
+def load_state_dict_strict(model: GarModel, state: dict[str, torch.Tensor], *, source: PathLike) -> None:
+    """Assign checkpoint tensors to ``model``; fail on missing, unexpected or mis-shaped keys.
+
+    With tied word embeddings, either ``mllm.lm_head.weight`` or the input embedding may be absent.
+    """
+    expected = model.state_dict()
+    embed_key = "mllm.model.language_model.embed_tokens.weight"
+    head_key = "mllm.lm_head.weight"
+    state = dict(state)
+    if model.tied_embeddings:
+        if head_key not in state and embed_key in state:
+            state[head_key] = state[embed_key]
+        if embed_key not in state and head_key in state:
+            state[embed_key] = state[head_key]
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
+        raise InputError(source, "checkpoint does not match the GAR architecture: " + "; ".join(parts))
+    bad = [k for k in expected if tuple(expected[k].shape) != tuple(state[k].shape)]
+    if bad:
+        k = bad[0]
+        raise InputError(
+            source,
+            f"{len(bad)} tensors have the wrong shape (e.g. {k}: {tuple(state[k].shape)} in the checkpoint, "
+            f"{tuple(expected[k].shape)} expected)",
+        )
+    model.load_state_dict(state, strict=True, assign=True)
+    model.tie_weights()
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Construct modules under ``dtype`` as transformers' ``from_pretrained`` does.
+
+    Buffers computed at construction then get the dtype the official loading gives them (timm's rope
+    table in the model dtype, Llama's ``inv_freq`` explicitly float32), instead of a blanket cast.
+    """
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def build_model(config: GarConfig, *, empty: bool = False, dtype: torch.dtype = torch.float32) -> GarModel:
+    """Construct a :class:`GarModel` in ``dtype``; ``empty=True`` leaves parameters on the meta device."""
+    with _default_dtype(dtype):
+        if empty:
+            with _parameters_on_meta():
+                return GarModel(config)
+        return GarModel(config)
+
+
+def load_model(folder: PathLike, *, dtype: torch.dtype, device: torch.device) -> GarModel:
+    """Load :class:`GarModel` from a model folder (the one code path for real and tiny checkpoints)."""
+    folder = Path(folder)
+    config = GarConfig.from_pretrained(folder)
+    model = build_model(config, empty=True, dtype=dtype)
+    state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in read_state_dict(folder).items()}
+    load_state_dict_strict(model, state, source=folder)
+    del state
+    model = model.to(device=device)  # parameters are already in dtype; buffers keep theirs
+    model.tie_weights()
+    model.eval()
+    meta = [n for n, p in model.named_parameters() if p.device.type == "meta"]
+    if meta:  # pragma: no cover - load_state_dict_strict already checked the keys
+        raise InputError(folder, f"parameters left unloaded: {', '.join(meta[:3])}")
+    return model
+
+
+def save_model(model: GarModel, processor: GarProcessor | None, folder: PathLike) -> Path:
+    """Write a model folder in the official layout (config, safetensors, tokenizer, preprocessor config)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(folder)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if model.tied_embeddings:
+        state.pop("mllm.lm_head.weight", None)  # shared with the input embedding, stored once
+    save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+    if processor is not None:
+        processor.tokenizer.save_pretrained(str(folder))
+        ip = processor.image_processor
+        cfg = {
+            "image_processor_type": "PerceptionLMImageProcessorFast",
+            "processor_class": "PerceptionLMProcessor",
+            "vision_input_type": ip.vision_input_type,
+            "tile_size": int(ip.tile_size),
+            "max_num_tiles": int(ip.max_num_tiles),
+            "max_frame_tiles": 1,
+            "size": {"height": int(ip.tile_size), "width": int(ip.tile_size)},
+            "do_resize": True,
+            "do_rescale": True,
+            "do_normalize": True,
+            "image_mean": list(ip.image_mean),
+            "image_std": list(ip.image_std),
+        }
+        (folder / "preprocessor_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    return folder
+
+
+# -- results --------------------------------------------------------------------------------------------------
+@dataclass
+class GenerationResult:
+    """Generated text with its token ids and timing."""
+
+    text: str
+    token_ids: list[int]
+    seconds: float
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+@dataclass
+class RegionDescription:
+    """Result of :meth:`GarBundle.describe`."""
+
+    text: str
+    num_regions: int
+    present: list[bool]
+    token_ids: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class RegionAnswer:
+    """Result of :meth:`GarBundle.ask`; ``choice`` is the option letter when options were given."""
+
+    text: str
+    question: str
+    options: list[str] | None
+    choice: str | None
+    present: list[bool]
+    token_ids: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def parse_choice(text: str, num_options: int) -> str | None:
+    """The option letter at the start of an answer (``"B"``, ``"(B) …"``, ``"B."``), or ``None``."""
+    import re
+
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[:num_options]
+    m = re.match(r"^\s*\(?([A-Za-z])(?:\)|\.|:|\s|$)", text)
+    if m and m.group(1).upper() in letters:
+        return m.group(1).upper()
+    return None
+
+
+# -- the bundle -----------------------------------------------------------------------------------------------
+@dataclass
+class GarBundle:
+    """A loaded GAR: model, processor, tokenizer and the resolved name; the image API and the pieces the
+    video pipeline needs.
+
+    Attributes:
+        model: the :class:`GarModel` (eval mode).
+        processor: the :class:`GarProcessor`.
+        name: the resolved model name (hub id or folder).
+        folder: the local folder the weights came from.
+    """
+
+    model: GarModel
+    processor: GarProcessor
+    name: str
+    folder: Path
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.processor.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+    # -- generation ----------------------------------------------------------------------------------------
+    def _generate_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"max_new_tokens": 1024, "eos_token_id": self.processor.eos_token_id}
+        if self.processor.pad_token_id is not None:
+            out["pad_token_id"] = self.processor.pad_token_id
+        out.update(kwargs)
+        return out
+
+    def generate(
+        self,
+        inputs_embeds: torch.Tensor,
+        *,
+        prefix: PrefixCache | None = None,
+        on_text: Callable[[str], None] | None = None,
+        streamer: Any = None,
+        **generate_kwargs: Any,
+    ) -> GenerationResult:
+        """Decode from prepared embeddings (greedy by default; generation kwargs passed through).
+
+        Args:
+            inputs_embeds: ``(1, L, D)``; with ``prefix``, only the part after the prefix.
+            prefix: a :class:`PrefixCache` from :meth:`prefill`, reused without being changed.
+            on_text: called with each new piece of decoded text as it is generated.
+            streamer: a transformers streamer (e.g. ``TextIteratorStreamer(bundle.tokenizer)``).
+            **generate_kwargs: ``max_new_tokens`` (default 1024), ``do_sample``, ``temperature``, …
+        """
+        if on_text is not None and streamer is None:
+            streamer = _CallbackStreamer(self.tokenizer, on_text)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            ids = self.model.generate(inputs_embeds, prefix=prefix, streamer=streamer, **self._generate_kwargs(generate_kwargs))
+        seconds = time.perf_counter() - t0
+        token_ids = ids.reshape(-1).tolist()
+        return GenerationResult(text=clean_answer(self.processor.decode(token_ids)), token_ids=token_ids, seconds=seconds)
+
+    def prefill(self, prefix_embeds: torch.Tensor) -> PrefixCache:
+        """KV cache of a shared prompt prefix (see :meth:`GarModel.prefill`)."""
+        with torch.inference_mode():
+            return self.model.prefill(prefix_embeds)
+
+    def generate_from(
+        self, prefix: PrefixCache, suffix_ids: torch.Tensor, **generate_kwargs: Any
+    ) -> GenerationResult:
+        """Continue a prefilled prefix with plain-text suffix ids ``(1, S)`` and decode."""
+        with torch.inference_mode():
+            suffix = self.model.embed_prompt(suffix_ids)
+        return self.generate(suffix, prefix=prefix, **generate_kwargs)
+
+    # -- pieces for the video pipeline ------------------------------------------------------------------
+    def preprocess_frames(self, frames: Sequence[Any], union_masks: Sequence[Any] | None = None) -> FrameInputs:
+        return self.processor.preprocess_frames(frames, union_masks)
+
+    def encode_frames(self, frames: Sequence[Any], union_masks: Sequence[Any] | None = None) -> FrameFeatures:
+        """Encode T RGB frames (one 448×448 tile each) with each frame's union mask."""
+        inputs = self.processor.preprocess_frames(frames, union_masks)
+        with torch.inference_mode():
+            return self.model.encode_frames(inputs.pixel_values, inputs.mask_values)
+
+    def replay_regions(
+        self,
+        feature_maps: torch.Tensor,
+        boxes: Any,
+        frame_index: Any = None,
+        roi_mode: RoiMode = "official",
+    ) -> torch.Tensor:
+        """See :func:`garvideo.model.modeling.replay_regions`."""
+        return replay_regions(feature_maps, boxes, frame_index, roi_mode)
+
+    def embed_prompt(
+        self, input_ids: torch.Tensor, image_tokens: torch.Tensor | None = None,
+        region_tokens: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """See :meth:`GarModel.embed_prompt`."""
+        with torch.inference_mode():
+            return self.model.embed_prompt(input_ids, image_tokens, region_tokens)
+
+    def tokenize(self, text: str) -> torch.Tensor:
+        return self.processor.tokenize(text)
+
+    # -- image API -----------------------------------------------------------------------------------------
+    def prepare_image(
+        self, image: Any, masks: Sequence[Any], question: str | None = None, *, roi_mode: RoiMode = "official"
+    ) -> tuple[torch.Tensor, ImageInputs]:
+        """Prompt embeddings ``(1, L, D)`` for one image, its region masks and an optional question."""
+        inputs = self.processor.preprocess_image(image, masks)
+        prompt = build_image_prompt(inputs.num_tiles, len(inputs.boxes), question, inputs.present)
+        input_ids = self.processor.tokenize(prompt)
+        with torch.inference_mode():
+            feats = self.model.encode_image(inputs.pixel_values, inputs.mask_values, inputs.aspect_ratio)
+            boxes = [b for b in inputs.boxes if b is not None]
+            regions = replay_regions(feats.feature_map, boxes, None, roi_mode) if boxes else None
+            embeds = self.model.embed_prompt(input_ids, feats.tokens, regions)
+        return embeds, inputs
+
+    def describe(
+        self, image: Any, masks: Any | Sequence[Any], *, roi_mode: RoiMode = "official", **generate_kwargs: Any
+    ) -> RegionDescription:
+        """Describe 1 to 5 regions of an image (one mask: the official caption prompt with ``<Prompt1>``).
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB array or PIL image.
+            masks: one ``(H, W)`` binary mask or a list of 1 to 5.
+            roi_mode: ``"official"`` (default) or ``"corrected"`` RoI replay.
+            **generate_kwargs: passed to generation (greedy by default).
+        """
+        masks = _as_mask_list(masks)
+        embeds, inputs = self.prepare_image(image, masks, None, roi_mode=roi_mode)
+        res = self.generate(embeds, **generate_kwargs)
+        return RegionDescription(res.text, len(masks), inputs.present, res.token_ids, res.seconds)
+
+    def ask(
+        self,
+        image: Any,
+        masks: Any | Sequence[Any],
+        question: str,
+        options: Sequence[str] | None = None,
+        *,
+        roi_mode: RoiMode = "official",
+        **generate_kwargs: Any,
+    ) -> RegionAnswer:
+        """Ask a question about 1 to 5 regions; with ``options``, a multiple-choice question.
+
+        Refer to regions as ``<Prompt0>``, ``<Prompt1>``, … (a single region is ``<Prompt1>``).
+        """
+        if not isinstance(question, str) or not question.strip():
+            raise InputError("question", "empty question")
+        masks = _as_mask_list(masks)
+        text = format_multiple_choice(question, options) if options is not None else question
+        embeds, inputs = self.prepare_image(image, masks, text, roi_mode=roi_mode)
+        res = self.generate(embeds, **generate_kwargs)
+        choice = parse_choice(res.text, len(options)) if options is not None else None
+        return RegionAnswer(
+            res.text, question, list(options) if options is not None else None, choice, inputs.present,
+            res.token_ids, res.seconds,
+        )
+
+
+def _as_mask_list(masks: Any) -> list[Any]:
+    import numpy as np
+
+    if isinstance(masks, np.ndarray) and masks.ndim == 2:
+        return [masks]
+    if hasattr(masks, "convert"):  # one PIL image
+        return [masks]
+    masks = list(masks)
+    if not 1 <= len(masks) <= MAX_REGIONS:
+        raise InputError("masks", f"expected 1 to {MAX_REGIONS} region masks, got {len(masks)}")
+    return masks
+
+
+class _CallbackStreamer:
+    """A minimal transformers streamer that decodes new tokens and calls ``on_text`` with each new piece."""
+
+    def __init__(self, tokenizer: Any, on_text: Callable[[str], None]) -> None:
+        self.tokenizer = tokenizer
+        self.on_text = on_text
+        self.ids: list[int] = []
+        self.sent = ""
+        self.started = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.started:  # the first call carries the prompt (empty with inputs_embeds)
+            self.started = True
+            if value.dim() > 1 and value.shape[-1] != 1:
+                return
+        self.ids.extend(value.reshape(-1).tolist())
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if len(text) > len(self.sent) and not text.endswith("\ufffd"):
+            self.on_text(text[len(self.sent):])
+            self.sent = text
+
+    def end(self) -> None:
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if len(text) > len(self.sent):
+            self.on_text(text[len(self.sent):])
+            self.sent = text
+
+
+def load_gar(
+    model: PathLike | None = None,
+    *,
+    dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    max_num_tiles: int | None = None,
+) -> GarBundle:
+    """Load GAR from a hub id or a local folder in the official layout.
+
+    Args:
+        model: hub id (``HaochenWang/GAR-1B`` or ``HaochenWang/GAR-8B``) or a folder; default
+            ``$GARVIDEO_MODEL`` or ``HaochenWang/GAR-1B``.
+        dtype: ``"bfloat16"``/``"float32"``/torch dtype; default bf16 on GPU, float32 on CPU.
+        device: default CUDA when available, else CPU.
+        max_num_tiles: override the processor's tile limit (e.g. to save memory).
+
+    Raises:
+        ModelUnavailableError: offline with nothing on disk (the message says how to get the weights).
+        InputError: a folder that is not a GAR checkpoint (missing/unexpected keys, bad config).
+    """
+    folder, name = resolve_model_dir(model)
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    t0 = time.perf_counter()
+    gar = load_model(folder, dtype=dt, device=dev)
+    processor = GarProcessor.from_pretrained(folder, max_num_tiles=max_num_tiles)
+    logger.info("loaded %s (%s, %s) in %.1fs", name, dev, dt, time.perf_counter() - t0)
+    return GarBundle(model=gar, processor=processor, name=name, folder=folder)
+
+
+def iter_state_dict_keys(folder: PathLike) -> Iterator[str]:
+    """Names of the tensors stored in a model folder (without loading them)."""
+    from safetensors import safe_open
+
+    for path in weight_files(Path(folder)):
+        with safe_open(str(path), framework="pt") as f:
+            yield from f.keys()

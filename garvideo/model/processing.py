@@ -1,0 +1,301 @@
+"""Inputs for GAR: image tiling, region masks, boxes and tokenisation.
+
+* Images go through PerceptionLM's thumb+tile AnyRes with transformers' own
+  :class:`~transformers.PerceptionLMImageProcessor` (448-pixel tiles, stretched, not letterboxed; a
+  thumbnail first, then ``ncw × nch`` tiles, row-major). ``max_num_tiles`` comes from the checkpoint's
+  ``preprocessor_config.json`` (GAR-8B: 8).
+* The region masks go through the same tiling with nearest-neighbour resampling and no normalisation,
+  as the official training data pipeline does for the prompt-id map
+  (``datasets/GraspAnyRegion_Dataset.py``: ``processor_mask.image_processor.resample = NEAREST``). GAR
+  only uses the binary union of the prompts (id ≠ ``<NO_Prompt>``), and nearest resampling of the union
+  equals the union of the resampled id map, so garvideo resamples the union directly (and never builds
+  the official ``-1 * np.ones(uint8)`` map, which overflows under NumPy 2).
+* Region boxes: ``(x_min/W, y_min/H, x_max/W, y_max/H)``, max inclusive (``evaluation/eval_dataset.py``),
+  computed per region (the official multi-region code uses the last mask's box for every prompt — not
+  copied). An empty mask has no box.
+* Video frames: one 448×448 tile per frame (``vision_input_type`` other than ``thumb+tile``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+from transformers import PerceptionLMImageProcessor
+from transformers.image_utils import PILImageResampling
+
+from garvideo.errors import InputError
+from garvideo.model.prompts import MAX_REGIONS
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+PREPROCESSOR_NAME = "preprocessor_config.json"
+#: Keys of ``preprocessor_config.json`` passed on to the image processor.
+_IMAGE_PROCESSOR_KEYS = (
+    "tile_size",
+    "max_num_tiles",
+    "vision_input_type",
+    "image_mean",
+    "image_std",
+    "do_resize",
+    "do_rescale",
+    "rescale_factor",
+    "do_normalize",
+    "do_convert_rgb",
+    "resample",
+)
+
+
+@dataclass
+class ImageInputs:
+    """One image ready for :meth:`GarModel.encode_image`.
+
+    Attributes:
+        pixel_values: ``(1 + ncw·nch, 3, 448, 448)`` float32, thumbnail first.
+        mask_values: ``(1 + ncw·nch, 448, 448)`` bool, union of the region masks per tile.
+        aspect_ratio: ``(ncw, nch)`` tiles across and down.
+        boxes: per region, the normalised box or ``None`` for an empty mask.
+        image_size: ``(H, W)`` of the input image.
+    """
+
+    pixel_values: torch.Tensor
+    mask_values: torch.Tensor
+    aspect_ratio: tuple[int, int]
+    boxes: list[tuple[float, float, float, float] | None]
+    image_size: tuple[int, int]
+
+    @property
+    def num_tiles(self) -> int:
+        return int(self.pixel_values.shape[0])
+
+    @property
+    def present(self) -> list[bool]:
+        return [b is not None for b in self.boxes]
+
+
+@dataclass
+class FrameInputs:
+    """Frames ready for :meth:`GarModel.encode_frames`: ``pixel_values (T, 3, 448, 448)``, ``mask_values (T, 448, 448)``."""
+
+    pixel_values: torch.Tensor
+    mask_values: torch.Tensor
+
+
+def as_rgb_array(image: Any, *, source: str = "image") -> np.ndarray:
+    """An ``(H, W, 3)`` uint8 RGB array from a NumPy array or PIL image."""
+    if hasattr(image, "convert") and hasattr(image, "size"):  # PIL
+        image = np.asarray(image.convert("RGB"))
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise InputError(source, f"expected an (H, W, 3) RGB image, got shape {arr.shape}")
+    if arr.shape[2] == 4:
+        arr = arr[:, :, :3]
+    if arr.dtype != np.uint8:
+        raise InputError(source, f"expected uint8 pixels, got {arr.dtype}")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise InputError(source, f"empty image of shape {arr.shape}")
+    arr = np.ascontiguousarray(arr)
+    return arr if arr.flags.writeable else arr.copy()  # torch.from_numpy warns on read-only arrays
+
+
+def as_binary_mask(mask: Any, size: tuple[int, int], *, source: str = "mask") -> np.ndarray:
+    """Check a region mask and return it as ``(H, W)`` bool.
+
+    Accepted: bool arrays, or numeric arrays whose values are all in {0, 1} or all in {0, 255}.
+
+    Raises:
+        InputError: wrong shape, size ≠ the image size, or non-binary values.
+    """
+    if hasattr(mask, "convert") and hasattr(mask, "size"):
+        mask = np.asarray(mask.convert("L"))
+    arr = np.asarray(mask)
+    if arr.ndim != 2:
+        raise InputError(source, f"expected a 2-D mask, got shape {arr.shape}")
+    if tuple(arr.shape) != tuple(size):
+        raise InputError(source, f"mask size {arr.shape[1]}x{arr.shape[0]} != image size {size[1]}x{size[0]}")
+    if arr.dtype == bool:
+        return arr
+    values = np.unique(arr)
+    if not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
+        shown = ", ".join(str(v) for v in values[:5].tolist())
+        raise InputError(source, f"mask is not binary (values {shown}{', ...' if values.size > 5 else ''})")
+    return arr != 0
+
+
+def mask_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
+    """Normalised box of a binary mask as the official code computes it, or ``None`` if empty.
+
+    ``(x_min/W, y_min/H, x_max/W, y_max/H)`` with inclusive max (``evaluation/eval_dataset.py``).
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise InputError("mask", f"expected a 2-D mask, got shape {mask.shape}")
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    h, w = mask.shape
+    return (float(cols[0]) / w, float(rows[0]) / h, float(cols[-1]) / w, float(rows[-1]) / h)
+
+
+class GarProcessor:
+    """Image/mask preprocessing and tokenisation for GAR.
+
+    Args:
+        image_processor: transformers' PerceptionLM image processor (from ``preprocessor_config.json``).
+        tokenizer: the checkpoint's tokenizer (Llama-3 + ``<Prompt0..4>``, ``<NO_Prompt>``).
+    """
+
+    def __init__(self, image_processor: PerceptionLMImageProcessor, tokenizer: Any) -> None:
+        self.image_processor = image_processor
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def from_pretrained(cls, folder: PathLike, *, max_num_tiles: int | None = None) -> GarProcessor:
+        """Read ``preprocessor_config.json`` and the tokenizer files of a model folder."""
+        from transformers import PreTrainedTokenizerFast
+
+        folder = Path(folder)
+        cfg_path = folder / PREPROCESSOR_NAME
+        cfg: dict[str, Any] = {}
+        if cfg_path.is_file():
+            try:
+                cfg = json.loads(cfg_path.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise InputError(cfg_path, f"cannot read: {exc}") from exc
+        else:
+            logger.warning("%s missing in %s; using PerceptionLM defaults", PREPROCESSOR_NAME, folder)
+        kwargs = {k: cfg[k] for k in _IMAGE_PROCESSOR_KEYS if k in cfg}
+        if max_num_tiles is not None:
+            if max_num_tiles < 1:
+                raise InputError("max_num_tiles", f"must be >= 1, got {max_num_tiles}")
+            kwargs["max_num_tiles"] = int(max_num_tiles)
+        image_processor = PerceptionLMImageProcessor(**kwargs)
+        try:
+            # PerceptionLM's tokenizer is a PreTrainedTokenizerFast (tokenizer.json); loading it directly
+            # never consults config.json (whose auto_map would ask for trust_remote_code).
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder))
+        except (OSError, ValueError) as exc:
+            raise InputError(folder, f"cannot load the tokenizer: {exc}") from exc
+        return cls(image_processor, tokenizer)
+
+    # -- images ----------------------------------------------------------------------------------------
+    @property
+    def tile_size(self) -> int:
+        return int(self.image_processor.tile_size)
+
+    def aspect_ratio(self, height: int, width: int) -> tuple[int, int]:
+        """``(ncw, nch)`` tile grid PerceptionLM picks for an image (transformers' own canvas search)."""
+        ip = self.image_processor
+        if ip.vision_input_type != "thumb+tile" or ip.max_num_tiles <= 1:
+            return (1, 1)
+        ratio = ip._fit_image_to_canvas(img_width=width, img_height=height, tile_size=self.tile_size)
+        if ratio is None:
+            ratio = ip._find_closest_aspect_ratio(img_width=width, img_height=height, tile_size=self.tile_size)
+        return int(ratio[0]), int(ratio[1])
+
+    def _tiles(self, array: np.ndarray, *, vision_input_type: str, nearest: bool) -> torch.Tensor:
+        kwargs: dict[str, Any] = {"vision_input_type": vision_input_type, "return_tensors": "pt"}
+        if nearest:
+            kwargs.update(resample=PILImageResampling.NEAREST, do_rescale=False, do_normalize=False)
+        out = self.image_processor(images=[array], **kwargs)
+        return out["pixel_values"][0]  # (N_tiles, 3, 448, 448)
+
+    def _mask_tiles(self, union: np.ndarray, *, vision_input_type: str) -> torch.Tensor:
+        rgb = np.repeat(union.astype(np.uint8)[:, :, None] * 255, 3, axis=2)
+        tiles = self._tiles(rgb, vision_input_type=vision_input_type, nearest=True)
+        return tiles[:, 0] > 127  # (N_tiles, 448, 448) bool
+
+    def preprocess_image(self, image: Any, masks: Sequence[Any]) -> ImageInputs:
+        """Tile an image and its 1 to 5 region masks.
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB array or PIL image.
+            masks: 1 to 5 binary ``(H, W)`` masks (bool, or 0/1, or 0/255), one per region; a mask may be
+                empty (the region is then absent).
+        """
+        rgb = as_rgb_array(image)
+        h, w = rgb.shape[:2]
+        if isinstance(masks, np.ndarray) and masks.ndim == 2:
+            masks = [masks]
+        masks = list(masks)
+        if not 1 <= len(masks) <= MAX_REGIONS:
+            raise InputError("masks", f"expected 1 to {MAX_REGIONS} region masks, got {len(masks)}")
+        binary = [as_binary_mask(m, (h, w), source=f"masks[{i}]") for i, m in enumerate(masks)]
+        union = np.logical_or.reduce(binary)
+        pixel_values = self._tiles(rgb, vision_input_type="thumb+tile", nearest=False)
+        mask_values = self._mask_tiles(union, vision_input_type="thumb+tile")
+        ratio = self.aspect_ratio(h, w)
+        if pixel_values.shape[0] != 1 + ratio[0] * ratio[1]:
+            raise RuntimeError(f"tile count {pixel_values.shape[0]} does not match the grid {ratio}")
+        return ImageInputs(
+            pixel_values=pixel_values.float(),
+            mask_values=mask_values,
+            aspect_ratio=ratio,
+            boxes=[mask_box(m) for m in binary],
+            image_size=(h, w),
+        )
+
+    def preprocess_frames(self, frames: Sequence[Any], union_masks: Sequence[Any] | None = None) -> FrameInputs:
+        """One 448×448 tile per frame (stretched), with each frame's union mask.
+
+        Args:
+            frames: T ``(H, W, 3)`` uint8 RGB frames (same size).
+            union_masks: T binary ``(H, W)`` masks (the union of the objects on each frame), or ``None`` for
+                all-empty masks.
+        """
+        if len(frames) == 0:
+            raise InputError("frames", "no frames")
+        if union_masks is not None and len(union_masks) != len(frames):
+            raise InputError("union_masks", f"{len(union_masks)} masks for {len(frames)} frames")
+        pix, msk = [], []
+        for t, frame in enumerate(frames):
+            rgb = as_rgb_array(frame, source=f"frames[{t}]")
+            pix.append(self._tiles(rgb, vision_input_type="vanilla", nearest=False)[0])
+            if union_masks is None:
+                union = np.zeros(rgb.shape[:2], dtype=bool)
+            else:
+                union = as_binary_mask(union_masks[t], rgb.shape[:2], source=f"union_masks[{t}]")
+            msk.append(self._mask_tiles(union, vision_input_type="vanilla")[0])
+        return FrameInputs(pixel_values=torch.stack(pix).float(), mask_values=torch.stack(msk))
+
+    # -- text ------------------------------------------------------------------------------------------
+    def tokenize(self, text: str) -> torch.Tensor:
+        """Token ids ``(1, L)`` of a templated prompt.
+
+        The tokenizer adds its special tokens as the official inference does (``processor(text=...)`` on
+        the rendered template; PerceptionLM's post-processor prepends ``<|begin_of_text|>``).
+        """
+        ids = self.tokenizer(text, add_special_tokens=True)["input_ids"]
+        return torch.tensor([ids], dtype=torch.long)
+
+    def tokenize_continuation(self, text: str) -> torch.Tensor:
+        """Token ids ``(1, L)`` of text that continues a prompt (no special tokens added)."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return torch.tensor([ids], dtype=torch.long)
+
+    def decode(self, ids: torch.Tensor | Sequence[int], *, skip_special_tokens: bool = True) -> str:
+        """Text of generated ids (stripped)."""
+        if isinstance(ids, torch.Tensor):
+            ids = ids.reshape(-1).tolist()
+        return self.tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens).strip()
+
+    @property
+    def eos_token_id(self) -> int:
+        """``<|eot_id|>``: the official generation config's ``eos_token_id`` (the tokenizer's eos)."""
+        return int(self.tokenizer.eos_token_id)
+
+    @property
+    def pad_token_id(self) -> int | None:
+        pad = self.tokenizer.pad_token_id
+        return None if pad is None else int(pad)

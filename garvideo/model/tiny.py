@@ -1,0 +1,193 @@
+"""A tiny, randomly initialised GAR in the official on-disk layout, for tests and smoke runs.
+
+Same architecture and geometry as GAR-1B (PE ViT with 14-pixel patches on 448×448 tiles, cls token,
+projector with 2×2 pooling → 256 tokens per tile, Llama with tied embeddings and the Llama-3 rope, the
+full 128262-entry vocabulary so every special token id is real), only narrow and shallow. The tokenizer is
+built locally with ``tokenizers``: byte-level pieces, filler entries up to id 127999, then the Llama-3
+special tokens at their real ids (``<|begin_of_text|>`` 128000, ``<|image|>`` 128002,
+``<|start_header_id|>`` 128006, ``<|eot_id|>`` 128009, ``<|reserved_special_token_k|>`` …) and GAR's
+``<Prompt0..4>``, ``<NO_Prompt>`` from 128256. :func:`garvideo.model.loading.load_gar` loads it exactly
+like a real checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+
+from garvideo.model.configuration import GarConfig
+from garvideo.model.prompts import VISUAL_PROMPT_TOKENS
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+LLAMA3_VOCAB = 128000  # regular tokens before the special ones
+LLAMA3_SPECIAL = 256  # 128000 … 128255
+
+
+def llama3_special_tokens() -> list[str]:
+    """The 256 special tokens of PerceptionLM's Llama-3 tokenizer, in id order from 128000.
+
+    (transformers ``perception_lm/convert_perception_lm_weights_to_hf.py``: ``DEFAULT_SPECIAL_TOKENS``.)
+    """
+    tokens = [
+        "<|begin_of_text|>",
+        "<|end_of_text|>",
+        "<|image|>",
+        "<|video|>",
+        "<|reserved_special_token_2|>",
+        "<|reserved_special_token_3|>",
+        "<|start_header_id|>",
+        "<|end_header_id|>",
+        "<|reserved_special_token_4|>",
+        "<|eot_id|>",
+    ] + [f"<|reserved_special_token_{i}|>" for i in range(5, 256 - 5)]
+    assert len(tokens) == LLAMA3_SPECIAL
+    return tokens
+
+
+def build_tiny_tokenizer() -> Any:
+    """A byte-level tokenizer with the real special-token ids (no download)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {ch: i for i, ch in enumerate(alphabet)}
+    # Merges for a few frequent pieces keep prompts short; fillers take the remaining ids (never produced).
+    merges: list[tuple[str, str]] = []
+    for word in ("the", "Ġthe", "in", "Ġa", "re", "on", "er", "an", "Ġo", "Ġi"):
+        pieces = list(word) if not word.startswith("Ġ") else ["Ġ"] + list(word[1:])
+        cur = pieces[0]
+        for nxt in pieces[1:]:
+            merged = cur + nxt
+            if merged not in vocab:
+                merges.append((cur, nxt))
+                vocab[merged] = len(vocab)
+            cur = merged
+    i = 0
+    while len(vocab) < LLAMA3_VOCAB:
+        vocab[f"tok{i}"] = len(vocab)
+        i += 1
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in llama3_special_tokens()])
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in VISUAL_PROMPT_TOKENS])
+    # PerceptionLM's post-processor prepends <|begin_of_text|> (Llama3Converter.update_post_processor).
+    tok.post_processor = processors.Sequence(
+        [
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(
+                single="<|begin_of_text|> $A",
+                pair="<|begin_of_text|>:0 $A:0 <|begin_of_text|>:1 $B:1",
+                special_tokens=[("<|begin_of_text|>", LLAMA3_VOCAB)],
+            ),
+        ]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|eot_id|>",
+        pad_token="<|end_of_text|>",
+        model_max_length=11520,
+        clean_up_tokenization_spaces=False,
+    )
+    return fast
+
+
+def tiny_config_dict(*, vocab_size: int = LLAMA3_VOCAB + LLAMA3_SPECIAL + len(VISUAL_PROMPT_TOKENS)) -> dict[str, Any]:
+    """The official ``config.json`` layout (GARConfig around a PerceptionLM config) with tiny sizes."""
+    return {
+        "mllm_config": {
+            "vision_config": {
+                "model_type": "timm_wrapper",
+                "architecture": "vit_pe_core_large_patch14_336",
+                "do_pooling": False,
+                "num_labels": 0,
+                "model_args": {
+                    "embed_dim": 64,
+                    "depth": 2,
+                    "num_heads": 2,
+                    "img_size": [448, 448],
+                    "global_pool": "",
+                    "use_post_transformer_norm": False,
+                    "init_values": 0.1,
+                    "ref_feat_shape": [32, 32],
+                },
+            },
+            "text_config": {
+                "model_type": "llama",
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 1,
+                "head_dim": 16,
+                "hidden_act": "silu",
+                "max_position_embeddings": 11520,
+                "rms_norm_eps": 1e-5,
+                "rope_theta": 500000.0,
+                "rope_scaling": {
+                    "factor": 32.0,
+                    "high_freq_factor": 4.0,
+                    "low_freq_factor": 1.0,
+                    "original_max_position_embeddings": 8192,
+                    "rope_type": "llama3",
+                },
+                "tie_word_embeddings": True,
+                "vocab_size": vocab_size,
+                "bos_token_id": 128000,
+                "eos_token_id": [128001, 128009],
+            },
+            "projector_pooling_ratio": 2,
+            "vision_use_cls_token": True,
+            "image_token_id": 128002,
+            "video_token_id": 128003,
+        },
+        "prompt_numbers": 5,
+        "crop_tokens_ids": [128004, 128005, 128008, 128010, 128011],
+    }
+
+
+def make_tiny_model(out_dir: PathLike, seed: int = 0, *, max_num_tiles: int = 4) -> Path:
+    """Write a tiny random GAR (a few MB) to ``out_dir`` in the official layout; returns the folder.
+
+    Args:
+        out_dir: folder to create (or overwrite the model files in).
+        seed: random seed of the weights (same seed → same files' tensors).
+        max_num_tiles: the processor's tile limit (small keeps tests fast).
+
+    The mask patch embedding gets small random weights (not zeros), so that masks change the outputs of
+    the tiny model as they do in a trained one.
+    """
+    from transformers import PerceptionLMImageProcessor
+
+    from garvideo.model.loading import build_model, save_model
+    from garvideo.model.processing import GarProcessor
+
+    out = Path(out_dir)
+    config = GarConfig.from_dict(tiny_config_dict())
+    gen = torch.random.fork_rng(devices=[])
+    with gen:
+        torch.manual_seed(int(seed))
+        model = build_model(config)
+        with torch.no_grad():
+            model.mask_patch_embedding.weight.normal_(0.0, 0.02)
+    model = model.to(torch.bfloat16)
+    model.tie_weights()
+    image_processor = PerceptionLMImageProcessor(
+        vision_input_type="thumb+tile",
+        tile_size=448,
+        max_num_tiles=int(max_num_tiles),
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    )
+    processor = GarProcessor(image_processor, build_tiny_tokenizer())
+    save_model(model, processor, out)
+    logger.info("wrote a tiny GAR to %s", out)
+    return out

@@ -1,0 +1,65 @@
+"""garvideo.overlay: masks tinted and outlined per object, ids and captions, mp4 output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from garvideo.overlay import draw_masks, object_color, render_overlay
+from garvideo.trackers import Prompt, build_tracker
+from garvideo.video import open_video
+
+
+def test_draw_masks_tints_and_outlines_in_object_colours():
+    img = np.zeros((60, 80, 3), np.uint8)
+    m1 = np.zeros((60, 80), bool)
+    m1[10:30, 10:30] = True
+    m2 = np.zeros((60, 80), bool)
+    m2[35:55, 45:75] = True
+    out = draw_masks(img, {1: m1, 2: m2}, alpha=0.5, label=False)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert not img.any()  # input untouched
+    c1, c2 = np.array(object_color(1)), np.array(object_color(2))
+    assert np.abs(out[20, 20].astype(int) - c1 * 0.5).max() <= 1  # tinted inside
+    assert np.abs(out[45, 60].astype(int) - c2 * 0.5).max() <= 1
+    assert np.array_equal(out[10, 20], c1)  # outline in full colour
+    assert not out[2, 2].any() and not out[58, 2].any()  # background untouched
+    assert object_color(1) != object_color(2)
+
+
+def test_labels_and_caption_are_burned_in():
+    img = np.zeros((120, 160, 3), np.uint8)
+    m = np.zeros((120, 160), bool)
+    m[40:80, 40:80] = True
+    plain = draw_masks(img, {3: m}, label=False)
+    labelled = draw_masks(img, {3: m})
+    assert (labelled != plain).any()
+    captioned = draw_masks(img, {3: m}, caption="a dog runs across the lawn " * 5, label=False)
+    assert (captioned[-20:] != plain[-20:]).any()
+    assert np.array_equal(captioned[:30], plain[:30])  # caption only at the bottom
+    empty = draw_masks(img, {1: np.zeros((120, 160), bool)})
+    assert not empty.any()
+    with pytest.raises(ValueError):
+        draw_masks(img, {1: np.zeros((10, 10), bool)})
+
+
+def test_render_overlay_writes_a_readable_mp4(sample_clip, tmp_path):
+    with open_video(sample_clip.frames_dir) as video:
+        result = build_tracker("static").track(
+            video, [Prompt(1, 0, mask=sample_clip.gt(0)[0])], end=12, stride=2
+        )
+        out = render_overlay(video, result, tmp_path / "o" / "overlay.mp4", caption="a disc")
+        plain = {f: {2: sample_clip.gt(f)[1]} for f in range(5)}
+        out2 = render_overlay(video, plain, tmp_path / "plain.mp4")
+    assert out.exists() and out2.exists()
+    with open_video(out) as ov:
+        assert ov.num_frames == 6  # frames 0, 2, ..., 10
+        assert (ov.width, ov.height) == (sample_clip.width, sample_clip.height)
+        frame = ov.frame(0)
+    m = sample_clip.gt(0)[0]
+    # The tint shows inside the mask: pixels move towards object 1's colour.
+    with open_video(sample_clip.frames_dir) as video:
+        orig = video.frame(0).astype(float)
+    c = np.array(object_color(1), float)
+    d_in = np.abs(frame[m].astype(float) - c).mean()
+    assert d_in < np.abs(orig[m] - c).mean()

@@ -1,0 +1,203 @@
+"""The tracker interface, the static and flow backends, build_tracker and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from garvideo.errors import InputError
+from garvideo.eval.vos import evaluate_sequence, jaccard
+from garvideo.trackers import FlowTracker, Prompt, StaticTracker, build_tracker
+from garvideo.video import open_video
+
+
+def _prompts(clip, frame):
+    return [Prompt(obj_id=i, frame=frame, mask=m) for i, m in enumerate(clip.gt(frame), start=1)]
+
+
+@pytest.fixture(scope="module")
+def flow_mid(sample_clip):
+    """Flow tracker on the synthetic clip, both objects prompted on the middle frame."""
+    with open_video(sample_clip.frames_dir) as video:
+        return build_tracker("flow").track(video, _prompts(sample_clip, 24))
+
+
+def test_flow_tracks_both_ways_from_a_middle_frame(sample_clip, flow_mid):
+    r = flow_mid
+    assert r.tracker == "flow"
+    assert r.frames == list(range(sample_clip.num_frames))
+    assert r.object_ids == [1, 2]
+    for o in (1, 2):
+        assert r.mask(24, o).sum() == sample_clip.gt(24)[o - 1].sum()  # the prompt itself
+        js = [jaccard(sample_clip.gt(f)[o - 1], r.mask(f, o)) for f in r.frames]
+        assert np.mean(js) > 0.7, (o, np.round(js, 2))
+        assert np.mean(js[:24]) > 0.6 and np.mean(js[25:]) > 0.6  # backward and forward halves
+    assert r.mask(3, 1).dtype == bool and r.mask(3, 1).shape == (sample_clip.height, sample_clip.width)
+
+
+def test_object_leaving_the_frame_is_absent_not_an_error(sample_clip, flow_mid):
+    r = flow_mid
+    gone = [f for f in r.frames if not sample_clip.gt(f)[1].any()]
+    assert gone, "the sample clip's square should leave the frame"
+    for f in gone:
+        assert not r.present(f, 2)
+        assert not r.mask(f, 2).any()
+        assert r.score(f, 2) < 0.5
+    assert all(r.present(f, 2) for f in range(gone[0] - 3))
+    assert all(r.present(f, 1) for f in r.frames)
+
+
+def test_flow_beats_static(sample_clip, flow_mid):
+    with open_video(sample_clip.video_path) as video:  # the mp4 this time
+        st = StaticTracker().track(video, _prompts(sample_clip, 24))
+    assert st.tracker == "static"
+    for o in (1, 2):
+        assert st.mask(0, o).sum() == sample_clip.gt(24)[o - 1].sum()  # copied as is
+        j_static = np.mean([jaccard(sample_clip.gt(f)[o - 1], st.mask(f, o)) for f in st.frames])
+        j_flow = np.mean([jaccard(sample_clip.gt(f)[o - 1], flow_mid.mask(f, o)) for f in flow_mid.frames])
+        assert j_flow > j_static + 0.3
+
+
+def test_result_helpers(sample_clip, flow_mid):
+    r = flow_mid
+    ids = r.id_map(10)
+    assert ids.dtype == np.uint8 and set(np.unique(ids)) <= {0, 1, 2}
+    assert np.array_equal(ids == 1, r.mask(10, 1) & ~r.mask(10, 2))
+    assert r.area(10, 1) == r.mask(10, 1).sum()
+    s = r.summary()
+    assert s["tracker"] == "flow" and s["frames"] == sample_clip.num_frames
+    assert s["objects"]["2"]["visible_frames"] == len(r.visible_frames(2))
+    assert set(r.timings) >= {"total", "decode", "track", "frames_per_second"}
+    with pytest.raises(KeyError):
+        r.mask(10, 7)
+    with pytest.raises(KeyError):
+        r.mask(999, 1)
+
+
+def test_frames_and_stride_keep_only_requested(sample_clip):
+    with open_video(sample_clip.frames_dir) as video:
+        full = build_tracker("flow").track(video, _prompts(sample_clip, 0), end=20)
+        keys = build_tracker("flow").track(video, _prompts(sample_clip, 0), frames=[5, 12, 19])
+        strided = build_tracker("flow").track(video, _prompts(sample_clip, 0), start=2, end=20, stride=6)
+    assert keys.frames == [5, 12, 19]
+    assert keys.frames_visited == 20  # propagated through every frame in between
+    assert strided.frames == [2, 8, 14]
+    for f in keys.frames:  # same propagation, same masks
+        assert np.array_equal(keys.mask(f, 1), full.mask(f, 1))
+    assert full.frames == list(range(20))
+
+
+def test_prompts_on_several_frames_take_the_nearest(sample_clip):
+    gt = sample_clip.gt
+    with open_video(sample_clip.frames_dir) as video:
+        r = build_tracker("static").track(
+            video, [Prompt(1, 5, mask=gt(5)[0]), Prompt(1, 30, mask=gt(30)[0]), Prompt(2, 10, mask=gt(10)[1])]
+        )
+    assert np.array_equal(r.mask(0, 1), gt(5)[0])
+    assert np.array_equal(r.mask(17, 1), gt(5)[0])  # nearer to 5
+    assert np.array_equal(r.mask(18, 1), gt(30)[0])  # nearer to 30
+    assert np.array_equal(r.mask(47, 1), gt(30)[0])
+    assert np.array_equal(r.mask(0, 2), gt(10)[1])
+
+
+def test_build_tracker_auto_picks_flow_without_checkpoint(monkeypatch, caplog):
+    monkeypatch.delenv("GARVIDEO_SAM2_CHECKPOINT", raising=False)
+    monkeypatch.setattr("garvideo.trackers.sam2_backend.cached_hub_checkpoint", lambda: None)
+    with caplog.at_level("INFO", logger="garvideo.trackers"):
+        t = build_tracker("auto")
+    assert isinstance(t, FlowTracker) and t.name == "flow"
+    assert "auto: flow" in caplog.text
+    assert t.selection.startswith("auto: flow")
+    with pytest.raises(InputError):
+        build_tracker("nope")
+    with pytest.raises(InputError):
+        build_tracker("flow", bogus=1)
+
+
+def test_auto_with_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        build_tracker("auto", sam2_checkpoint=str(tmp_path / "missing.pt"))
+
+
+# -- bad input ------------------------------------------------------------------------------------
+def test_bad_prompts(sample_clip):
+    h, w = sample_clip.height, sample_clip.width
+    ok = sample_clip.gt(0)[0]
+    t = build_tracker("flow")
+    with open_video(sample_clip.frames_dir) as video:
+        with pytest.raises(InputError, match="differs from the video"):
+            t.track(video, [Prompt(1, 0, mask=np.ones((h + 1, w), bool))])
+        with pytest.raises(InputError, match="empty"):
+            t.track(video, [Prompt(1, 0, mask=np.zeros((h, w), bool))])
+        with pytest.raises(InputError, match="out of range"):
+            t.track(video, [Prompt(1, sample_clip.num_frames, mask=ok)])
+        with pytest.raises(InputError, match="out of range"):
+            t.track(video, [Prompt(1, -1, mask=ok)])
+        with pytest.raises(InputError, match="mask prompts only"):
+            t.track(video, [Prompt(1, 0, points=np.array([[5.0, 5.0]]), labels=np.array([1]))])
+        with pytest.raises(InputError, match="two prompts"):
+            t.track(video, [Prompt(1, 0, mask=ok), Prompt(1, 0, mask=ok)])
+        with pytest.raises(InputError, match="at least one"):
+            t.track(video, [])
+        with pytest.raises(InputError):
+            t.track(video, [Prompt(1, 0, mask=ok)], frames=[0, 999])
+        with pytest.raises(InputError):
+            t.track(video, [Prompt(1, 0, mask=ok)], stride=0)
+
+
+# -- real data ------------------------------------------------------------------------------------
+def test_flow_on_a_davis_sequence(shared_dir):
+    root = shared_dir / "data" / "davis2016"
+    seq = "blackswan"
+    gt = [np.array(Image.open(p)) > 127 for p in sorted((root / "Annotations" / "480p" / seq).glob("*.png"))]
+    with open_video(root / "JPEGImages" / "480p" / seq) as video:
+        r = build_tracker("flow").track(video, [Prompt(1, 0, mask=gt[0])], end=25)
+        st = build_tracker("static").track(video, [Prompt(1, 0, mask=gt[0])], end=25)
+    flow = evaluate_sequence(gt[:25], [r.mask(f, 1) for f in r.frames])
+    static = evaluate_sequence(gt[:25], [st.mask(f, 1) for f in st.frames])
+    assert flow.jf > 0.8, flow  # measured 0.9+ on the whole sequence (bench/track.py)
+    assert static.jf < flow.jf - 0.2
+
+
+def test_backward_pass_streams_in_bounded_chunks(sample_clip):
+    from garvideo.trackers import base
+
+    calls = []
+
+    class Recording:
+        def __init__(self, video):
+            self.v = video
+            self.num_frames, self.height, self.width = video.num_frames, video.height, video.width
+
+        def frames(self, indices):
+            calls.append(list(indices))
+            yield from self.v.frames(indices)
+
+    seen = []
+    with open_video(sample_clip.frames_dir) as video:
+        r = StaticTracker().track(
+            Recording(video),
+            [Prompt(1, 40, mask=sample_clip.gt(40)[0])],
+            progress=lambda done, total: seen.append((done, total)),
+        )
+    assert r.frames == list(range(sample_clip.num_frames))
+    assert seen[-1] == (49, 49)  # forward 40..47 (8 frames) + backward 40..0 (41 frames)
+    assert calls[0] == list(range(40, 48))
+    backward = calls[1:]
+    assert all(len(c) <= base.BACKWARD_CHUNK and c == sorted(c) for c in backward)  # read forwards, in chunks
+    assert sorted(i for c in backward for i in c) == list(range(41))
+
+
+def test_result_storage_round_trips_any_mask():
+    from garvideo.trackers.base import TrackResult
+
+    rng = np.random.default_rng(0)
+    r = TrackResult(tracker="static", height=13, width=17, object_ids=[1])
+    masks = [rng.random((13, 17)) < p for p in (0.0, 1.0, 0.5, 0.05)]
+    for f, m in enumerate(masks):
+        r._put(f, 1, m, 1.0)
+    for f, m in enumerate(masks):
+        assert np.array_equal(r.mask(f, 1), m)
+        assert r.area(f, 1) == m.sum()
+    assert not r.present(0, 1) and r.present(1, 1)

@@ -1,0 +1,123 @@
+"""`garvideo track`: id-map PNGs, --json summary, --overlay, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from garvideo.cli import main
+
+
+def _main(capsys, *args):
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_track_writes_id_maps_json_and_overlay(sample_clip, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("GARVIDEO_SAM2_CHECKPOINT", raising=False)
+    monkeypatch.setattr("garvideo.trackers.sam2_backend.cached_hub_checkpoint", lambda: None)
+    out = tmp_path / "masks"
+    code, stdout, _ = _main(
+        capsys,
+        "track",
+        str(sample_clip.video_path),
+        "--mask",
+        str(sample_clip.object_masks[0]),
+        "--mask",
+        str(sample_clip.object_masks[1]),
+        "--out",
+        str(out),
+        "--overlay",
+        str(tmp_path / "o.mp4"),
+        "--end",
+        "20",
+        "--json",
+    )
+    assert code == 0, stdout
+    summary = json.loads(stdout)
+    assert summary["tracker"] == "flow"  # auto without a checkpoint
+    assert summary["info"]["selection"].startswith("auto: flow")
+    assert summary["frames"] == 20
+    assert set(summary["objects"]) == {"1", "2"}
+    assert summary["objects"]["1"]["visible_frames"] == 20
+    assert "total" in summary["timings"]
+    files = sorted(p.name for p in out.iterdir())
+    assert files == [f"{i:05d}.png" for i in range(20)]
+    im = Image.open(out / "00007.png")
+    assert im.mode == "L" and im.size == (sample_clip.width, sample_clip.height)
+    ids = np.asarray(im)
+    assert set(np.unique(ids)) <= {0, 1, 2} and (ids == 1).any() and (ids == 2).any()
+    first = np.asarray(Image.open(out / "00000.png"))
+    assert np.array_equal(first == 1, sample_clip.gt(0)[0])
+    assert (tmp_path / "o.mp4").stat().st_size > 1000
+
+
+def test_track_from_a_middle_frame_with_static_and_text_output(sample_clip, tmp_path, capsys):
+    out = tmp_path / "m"
+    code, stdout, err = _main(
+        capsys,
+        "track",
+        str(sample_clip.frames_dir),
+        "--mask",
+        str(sample_clip.prompt_mask),
+        "--frame",
+        "0",
+        "--tracker",
+        "static",
+        "--start",
+        "10",
+        "--stride",
+        "10",
+        "--out",
+        str(out),
+    )
+    assert code == 0, err
+    assert "static" in stdout and "object 2" in stdout
+    assert sorted(p.name for p in out.iterdir()) == ["00010.png", "00020.png", "00030.png", "00040.png"]
+
+
+def test_track_bad_input_is_one_line_exit_2(sample_clip, tmp_path, capsys):
+    small = tmp_path / "small.png"
+    Image.fromarray(np.full((10, 10), 255, np.uint8)).save(small)
+    empty = tmp_path / "empty.png"
+    Image.fromarray(np.zeros((sample_clip.height, sample_clip.width), np.uint8)).save(empty)
+    bad_ckpt = tmp_path / "bad.pt"
+    bad_ckpt.write_text("garbage")
+    cases = [
+        (["--mask", str(small)], "10x10"),
+        (["--mask", str(empty)], "empty"),
+        (["--mask", str(sample_clip.prompt_mask), "--frame", "500"], "out of range"),
+        (
+            ["--mask", str(sample_clip.prompt_mask), "--tracker", "sam2", "--sam2-checkpoint", str(bad_ckpt)],
+            "unreadable sam2 checkpoint",
+        ),
+        (["--mask", str(sample_clip.prompt_mask), "--tracker", "nope"], "unknown tracker"),
+    ]
+    for extra, needle in cases:
+        code, _, err = _main(
+            capsys, "track", str(sample_clip.video_path), *extra, "--out", str(tmp_path / "x")
+        )
+        lines = err.strip().splitlines()
+        assert code == 2, (extra, err)
+        assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], (extra, err)
+    code, stdout, err = _main(
+        capsys,
+        "track",
+        str(sample_clip.video_path),
+        "--mask",
+        str(small),
+        "--resize-masks",
+        "--end",
+        "3",
+        "--tracker",
+        "static",
+        "--json",
+    )
+    assert code == 0, err
+    assert json.loads(stdout)["frames"] == 3

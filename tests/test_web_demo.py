@@ -1,0 +1,330 @@
+"""The web demo in a real browser: Debian's chromium, headless, driven by Playwright.
+
+The demo runs as users start it (``python -m garvideo.demos.web --model DIR``) in a subprocess bound
+to 127.0.0.1; the test uploads the synthetic clip and its mask, runs describe (and a question) with
+the tiny random GAR and the flow tracker, and checks what the page shows: the random-weights
+warning, the clip facts, the objects, an overlay video the browser can decode, and the same text
+the library produces for the same inputs. A screenshot goes to ``tests/artifacts/web_demo.png``.
+
+Set-up (CI, as root): ``apt-get install -y chromium`` and ``pip install "garvideo[demo]" playwright``
+(no ``playwright install``: the test launches the system chromium). Without them the test skips with
+the reason, unless ``GARVIDEO_REQUIRE_BROWSER=1`` (set by ``make test``), where it fails instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "tests" / "artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+SERVER_START_TIMEOUT_S = 180.0
+UI_TIMEOUT_MS = 120_000
+NUM_FRAMES = 2
+MAX_NEW_TOKENS = 12
+QUESTION = "What is <object0> doing to <object1>?"
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("GARVIDEO_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} (GARVIDEO_REQUIRE_BROWSER=1: the browser test must run)")
+    pytest.skip(reason)
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    if Path("/usr/bin/chromium").exists():
+        return "/usr/bin/chromium"
+    _unavailable("Debian chromium is not installed (as root: apt-get update && apt-get install -y chromium)")
+    raise AssertionError("unreachable")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def browser_exe() -> str:
+    """The system chromium (with gradio and playwright importable), or a skip saying what is missing."""
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        _unavailable('gradio is not installed (pip install "garvideo[demo]")')
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _unavailable("playwright is not installed (pip install playwright; the system chromium is used)")
+    return _chromium()
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny random GAR through ``make_tiny_model`` whose greedy output on the sample clip is visible
+    text (seed 0 generates only newlines, stripped to "")."""
+    from garvideo.model import make_tiny_model
+
+    return Path(make_tiny_model(tmp_path_factory.mktemp("tiny_gar_seed1"), seed=1))
+
+
+@pytest.fixture(scope="module")
+def web_server(browser_exe, tiny_model, tmp_path_factory, request):
+    """``python -m garvideo.demos.web`` on a free port of 127.0.0.1; yields its URL.
+
+    While the server starts, the expected texts are computed in this process (``expected``)."""
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("web") / "server.log"
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               PYTHONUNBUFFERED="1", GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")))
+    cmd = [sys.executable, "-m", "garvideo.demos.web", "--model", str(tiny_model), "--tracker", "flow",
+           "--num-frames", str(NUM_FRAMES), "--max-new-tokens", str(MAX_NEW_TOKENS), "--port", str(port)]
+    url = f"http://127.0.0.1:{port}/"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
+        try:
+            request.getfixturevalue("expected")
+            deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(f"the web demo exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"the web demo did not answer on {url} within {SERVER_START_TIMEOUT_S:.0f} s:\n"
+                                f"{log_path.read_text()[-4000:]}")
+                time.sleep(0.5)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def web_demo(tiny_model, tmp_path_factory):
+    """The page's logic in this process, set up as the server below is."""
+    from garvideo.demos.web import WebDemo
+
+    return WebDemo(str(tiny_model), tracker="flow", num_frames=NUM_FRAMES, max_new_tokens=MAX_NEW_TOKENS,
+                   workdir=tmp_path_factory.mktemp("web_runs"))
+
+
+@pytest.fixture(scope="module")
+def expected(web_demo, sample_clip):
+    """What the library says for the same inputs (the page must show exactly this)."""
+    from garvideo.masks import load_mask
+
+    masks = load_mask(sample_clip.prompt_mask, size=(sample_clip.height, sample_clip.width))
+    gv = web_demo.pipeline
+    clip = gv.prepare(sample_clip.video_path, masks=masks, frame=0)
+    described = gv.describe(clip)
+    asked = gv.ask(clip, QUESTION)
+    return {"describe": described.text, "ask": asked.text, "areas": [int(m.sum()) for m in masks]}
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_web_demo_describe_and_ask_in_chromium(web_server, browser_exe, sample_clip, expected):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=browser_exe, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(web_server, timeout=UI_TIMEOUT_MS)
+
+            # Upload the clip: the page reads its facts and shows the prompt frame.
+            page.locator("#video-input input[type=file]").set_input_files(str(sample_clip.video_path))
+            info = page.locator("#prompt-info")
+            expect(info).to_contain_text(f"{sample_clip.num_frames} frames", timeout=UI_TIMEOUT_MS)
+            expect(info).to_contain_text(f"{sample_clip.width}×{sample_clip.height}")
+            frame_img = page.locator("#frame-image img")
+            expect(frame_img).to_be_visible(timeout=UI_TIMEOUT_MS)
+            page.wait_for_function("document.querySelector('#frame-image img').naturalWidth > 0",
+                                   timeout=UI_TIMEOUT_MS)
+            assert frame_img.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [
+                sample_clip.width, sample_clip.height]
+
+            # Moving the prompt frame (typed into the slider's number box) updates the page.
+            number = page.locator("#frame input[type=number]")
+            for f in ("5", "0"):
+                number.fill(f)
+                number.press("Enter")
+                expect(info).to_contain_text(f"prompt frame {f}.", timeout=UI_TIMEOUT_MS)
+
+            # Upload the id map: two objects, with the pixel counts of the file.
+            page.locator("#mask-input input[type=file]").set_input_files(str(sample_clip.prompt_mask))
+            for i, area in enumerate(expected["areas"]):
+                expect(info).to_contain_text(f"<object{i}> (id {i + 1} in the video): mask of {area} px", timeout=UI_TIMEOUT_MS)
+
+            # Describe: the overlay video appears and plays in the browser, then the text.
+            page.locator("#run").click()
+            video = page.locator("#overlay-video video")
+            expect(video).to_have_count(1, timeout=UI_TIMEOUT_MS)
+            expect(page.locator("#run-info")).to_contain_text("Described in", timeout=UI_TIMEOUT_MS)
+            page.wait_for_function("document.querySelector('#overlay-video video').readyState >= 1",
+                                   timeout=UI_TIMEOUT_MS)
+            width, height, duration, src = video.evaluate("v => [v.videoWidth, v.videoHeight, v.duration, v.currentSrc]")
+            assert src.endswith("overlay.webm")  # the final overlay, with the text burned in
+            assert (width, height) == (sample_clip.width, sample_clip.height)
+            assert duration == pytest.approx(sample_clip.num_frames / sample_clip.fps, abs=0.25)
+            answer = page.locator("#answer textarea")
+            assert answer.input_value() == expected["describe"]
+            assert expected["describe"].strip(), "the tiny model generated no text"
+
+            # Ask about both objects on the same clip.
+            page.locator("#task").get_by_text("ask", exact=True).click()
+            page.locator("#question textarea").fill(QUESTION)
+            page.locator("#run").click()
+            expect(page.locator("#run-info")).to_contain_text("Answered in", timeout=UI_TIMEOUT_MS)
+            assert answer.input_value() == expected["ask"]
+
+            page.screenshot(path=str(ARTIFACTS / "web_demo.png"), full_page=True)
+
+            # The page says the weights are random.
+            expect(page.locator("#banner")).to_contain_text("Random tiny model", timeout=10_000)
+
+            # No error toast anywhere on the page.
+            assert page.locator(".toast-body.error").count() == 0
+        finally:
+            browser.close()
+
+
+# ----------------------------------------------------------------------------------------------------
+# the page's logic without a browser (WebDemo): prompts, errors, the run's updates
+# ----------------------------------------------------------------------------------------------------
+def test_web_demo_says_the_weights_are_random(web_demo, tiny_model):
+    from garvideo.demos.web import has_random_weights
+
+    assert web_demo.random_weights and has_random_weights(web_demo.bundle)
+    banner = web_demo.banner()
+    assert "Random tiny model" in banner and str(tiny_model) in banner and "`flow`" in banner
+    assert "No SAM 2 checkpoint" in banner and not web_demo.clicks_available
+
+
+def test_web_demo_prompts_from_mask_files(web_demo, sample_clip, tmp_path):
+    from PIL import Image
+
+    from garvideo.errors import InputError
+    from garvideo.overlay import object_color
+    from garvideo.video import open_video
+
+    state = web_demo.open_clip(str(sample_clip.video_path))
+    assert (state.num_frames, state.width, state.height, state.frame) == (48, 320, 240, 0)
+    with pytest.raises(InputError, match="give at least one object"):
+        state.masks()
+    # one object per file, given for object1 first: a gap at object0 is refused
+    state = web_demo.upload_mask(state, str(sample_clip.object_masks[1]), 1)
+    with pytest.raises(InputError, match="object0"):
+        state.masks()
+    state = web_demo.upload_mask(state, str(sample_clip.object_masks[0]), 0)
+    gt = sample_clip.gt(0)
+    assert all(np.array_equal(m, g) for m, g in zip(state.masks(), gt))
+    assert f"<object1>` (id 2 in the video): mask of {gt[1].sum()} px (upload)" in web_demo.describe_prompts(state)
+
+    # the preview draws each object in its colour where its mask is
+    drawn = web_demo.render_frame(state).astype(np.float32)
+    with open_video(sample_clip.video_path) as video:
+        orig = video.frame(0).astype(np.float32)
+    for k, g in enumerate(gt):
+        inner = cv2.erode(g.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+        tinted = 0.55 * orig + 0.45 * np.array(object_color(k + 1), np.float32)
+        assert np.abs(drawn - tinted)[inner].mean() < 2
+    # nothing drawn away from the masks and their id labels (drawn just above each mask)
+    far = ~cv2.dilate((gt[0] | gt[1]).astype(np.uint8), np.ones((49, 49), np.uint8)).astype(bool)
+    assert np.abs(drawn - orig)[far].max() == 0
+
+    # an id map fills object0, object1, ...; past object4 it is refused
+    state = web_demo.upload_mask(web_demo.open_clip(str(sample_clip.video_path)), str(sample_clip.prompt_mask), 0)
+    assert len(state.masks()) == 2
+    with pytest.raises(InputError, match="GAR takes at most 5 objects"):
+        web_demo.upload_mask(state, str(sample_clip.prompt_mask), 4)
+    small = tmp_path / "small.png"
+    Image.fromarray(np.full((100, 100), 255, np.uint8)).save(small)
+    with pytest.raises(InputError, match="mask is 100x100 but the video frames are 320x240"):
+        web_demo.upload_mask(state, str(small), 2)
+    with pytest.raises(InputError, match="upload a clip first"):
+        web_demo.upload_mask(web_demo.open_clip(None), str(small), 0)
+    # clicks need SAM 2; a new prompt frame drops the prompts of the old one
+    with pytest.raises(InputError, match="--sam2-checkpoint"):
+        web_demo.click(state, 10, 10, "positive point", 0)
+    moved = web_demo.set_frame(state, 5)
+    assert moved.frame == 5 and not moved.objects and web_demo.set_frame(state, 0) is state
+    with pytest.raises(InputError, match="out of range"):
+        web_demo.set_frame(state, 48)
+
+
+def test_web_demo_run_streams_then_reuses_the_prepared_clip(web_demo, sample_clip, expected):
+    from garvideo.errors import InputError
+    from garvideo.video import open_video
+
+    state = web_demo.upload_mask(web_demo.open_clip(str(sample_clip.video_path)), str(sample_clip.prompt_mask), 0)
+    updates = list(web_demo.run(state, "describe"))
+    first, last = updates[0], updates[-1]
+    assert first.text == "" and first.video.endswith(".webm") and not first.done
+    assert last.done and last.text == expected["describe"] and "Described in" in last.status
+    assert all(not u.done for u in updates[:-1]) and len(updates) >= 3  # text arrived in pieces
+    texts = [u.text for u in updates[1:-1]]
+    assert all(b.startswith(a) for a, b in itertools.pairwise(texts))  # growing
+    for path in (first.video, last.video):  # tracks, then tracks with the text: both full clips
+        with open_video(path) as v:
+            assert (v.num_frames, v.width, v.height) == (48, 320, 240)
+    clip = web_demo._clip
+    answer = list(web_demo.run(state, "ask", QUESTION))[-1]
+    assert answer.text == expected["ask"] and web_demo._clip is clip  # same clip, frame and masks: reused
+    with pytest.raises(InputError, match="type a question"):
+        next(web_demo.run(state, "ask", "  "))
+    with pytest.raises(InputError, match="at least two options"):
+        next(web_demo.run(state, "ask", QUESTION, ["only one"]))
+    with pytest.raises(InputError, match="upload a clip first"):
+        next(web_demo.run(web_demo.open_clip(None), "describe"))
+
+
+def test_web_demo_clicks_become_masks_with_sam2(web_demo, sample_clip, tmp_path):
+    """With a SAM 2 tracker (a tiny random one here), points and boxes are turned into masks."""
+    from garvideo.demos.web import WebDemo
+    from garvideo.errors import InputError
+    from garvideo.trackers.sam2_backend import TINY_OVERRIDES, Sam2Tracker, build_sam2_model
+
+    sam2 = Sam2Tracker(model=build_sam2_model("configs/sam2.1/sam2.1_hiera_t.yaml", image_size=128,
+                                              extra_overrides=TINY_OVERRIDES), device="cpu")
+    demo = WebDemo(web_demo.bundle, tracker=sam2, num_frames=NUM_FRAMES, max_new_tokens=MAX_NEW_TOKENS,
+                   workdir=tmp_path)
+    assert demo.clicks_available and "No SAM 2 checkpoint" not in demo.banner()
+    assert demo._segmenter is sam2  # clicks use the tracker's own SAM 2 model
+    state = demo.open_clip(str(sample_clip.video_path))
+    for mode, (x, y) in [("positive point", (40, 108)), ("negative point", (150, 30)),
+                         ("box corner", (10, 80)), ("box corner", (70, 140))]:
+        try:
+            state = demo.click(state, x, y, mode, 0)
+        except InputError as exc:  # random weights may segment nothing: said clearly, state kept
+            assert "SAM 2 found no object there" in str(exc)
+    obj = state.objects.get(0)
+    if obj is not None and obj.mask is not None:
+        assert obj.mask.shape == (240, 320) and obj.mask.any() and obj.source == "sam2"
+    with pytest.raises(InputError, match="outside"):
+        demo.click(state, 400, 10, "positive point", 0)

@@ -1,0 +1,462 @@
+"""The ``flow`` tracker: weight-free mask propagation with optical flow and appearance models.
+
+The default when no SAM2 checkpoint is available. Per frame and object, at a reduced working
+resolution (long side ``work_size`` pixels):
+
+1. **Flow warping.** Dense DIS optical flow (Kroeger et al., ECCV 2016; OpenCV
+   ``DISOpticalFlow``) from the current frame back to the previous one warps the previous soft
+   mask onto the current frame (backward warping: every current pixel looks up where it came from).
+2. **Forward/backward consistency.** The forward flow is also computed; where following the
+   backward flow and then the forward flow does not come back to the start (Sundaram et al.,
+   ECCV 2010), the warped value is unreliable and its weight is lowered, leaving the decision to
+   the appearance model.
+3. **Appearance.** Colour histograms (quantised CIE Lab) of the object and of its *local*
+   background (a ring around it) give a per-pixel foreground likelihood ratio. The model mixes the
+   histograms of the prompt frame (re-anchoring: they never drift) with running histograms
+   re-estimated from confidently classified pixels of recent frames. Its weight is set per frame
+   by how well it agrees with the flow where the flow is sure (colours that do not separate the
+   object from its surroundings, e.g. under a lighting change, are trusted less).
+4. **Fusion.** Flow and appearance are combined in log-odds, inside a search band around the
+   warped mask (objects do not teleport); connected components that do not touch the warped mask
+   are dropped, and holes are filled.
+5. **Boundary refinement.** A guided filter (He et al., ECCV 2010) with the frame as guide snaps
+   the soft mask to image edges at full resolution before thresholding.
+
+6. **Occlusion.** A constant-velocity motion model keeps the object's last unoccluded box moving
+   while the object is partly hidden; pixels of the object's colour inside that predicted box are
+   accepted even where the warped mask does not reach (the part re-emerging from behind an
+   occluder). An object whose mask shrinks below ``absent_fraction`` of its typical area is
+   reported absent (empty mask, presence score 0) and is looked for, by appearance, in its
+   predicted box for ``redetect_frames`` frames; once that box has left the frame it stays absent
+   until a later prompt re-anchors it.
+
+Every step can be switched off (``consistency=False`` ...) for ablations (``bench/track.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from garvideo.errors import InputError
+from garvideo.trackers.base import Prompt, Session, Tracker, VideoLike
+
+_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+_BINS = 16  # Lab histogram bins per channel (16^3 = 4096 colours)
+_EPS = 1e-4
+_KERNEL7 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+
+
+@dataclass(frozen=True)
+class FlowOptions:
+    """Settings of the flow tracker (defaults are the ones measured in ``bench/track.py``).
+
+    Attributes:
+        work_size: long side, in pixels, of the working resolution (flow, fusion, appearance).
+        preset: DIS optical-flow preset (``ultrafast``, ``fast``, ``medium``).
+        consistency, appearance, refine, redetect, adaptive: switch the forward/backward check, the
+            colour models, the guided-filter boundary refinement, the occlusion handling, the
+            per-frame weighting of the colour models by their agreement with the flow.
+        anchor_weight: share of the prompt frame's colour histograms in the appearance model.
+        update_rate: how fast the running histograms follow the recent frames.
+        flow_weight, appearance_weight: weights of the warped mask and of the colour log-odds.
+        band: search band and background ring width, as a fraction of sqrt(object area).
+        refine_radius, refine_eps: guided-filter window radius (full-resolution pixels) and epsilon.
+        absent_fraction: below this fraction of its typical area the object is reported absent.
+        redetect_logit: colour log-odds a pixel needs to be taken as the object by appearance alone.
+        redetect_area: smallest re-detected component, as a fraction of the typical area.
+        redetect_frames: how long a lost object is looked for in its predicted box.
+    """
+
+    work_size: int = 640
+    preset: str = "ultrafast"
+    consistency: bool = True
+    appearance: bool = True
+    refine: bool = True
+    anchor_weight: float = 0.5
+    update_rate: float = 0.3
+    flow_weight: float = 1.0
+    appearance_weight: float = 0.3
+    band: float = 0.15
+    refine_radius: int = 4
+    refine_eps: float = 1e-3
+    absent_fraction: float = 0.02
+    redetect: bool = True
+    redetect_logit: float = 1.0
+    redetect_area: float = 0.05
+    redetect_frames: int = 60
+    adaptive: bool = True
+
+
+def _quantise_lab(rgb_small: np.ndarray) -> np.ndarray:
+    """(h, w, 3) uint8 RGB -> (h, w) int32 histogram bin index in quantised Lab."""
+    lab = cv2.cvtColor(rgb_small, cv2.COLOR_RGB2LAB)
+    q = (lab >> 4).astype(np.int32)  # 256 / 16 = 16 bins per channel
+    return (q[..., 0] * _BINS + q[..., 1]) * _BINS + q[..., 2]
+
+
+def _hist(bins: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    h = np.bincount(bins.ravel(), weights=weights.ravel(), minlength=_BINS**3).astype(np.float32)
+    s = h.sum()
+    return h / s if s > 0 else h
+
+
+def _ring(mask: np.ndarray, inner: int, outer: int) -> np.ndarray:
+    outer_k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * outer + 1, 2 * outer + 1))
+    inner_k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * inner + 1, 2 * inner + 1))
+    m = mask.astype(np.uint8)
+    return (cv2.dilate(m, outer_k) > 0) & ~(cv2.dilate(m, inner_k) > 0)
+
+
+def _guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """Grey-guide guided filter (He et al., ECCV 2010), box filters from OpenCV; float32 in [0, 1]."""
+    k = (2 * radius + 1, 2 * radius + 1)
+
+    def box(x: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(x, -1, k, borderType=cv2.BORDER_REFLECT)
+
+    mean_i = box(guide)
+    mean_p = box(src)
+    cov_ip = box(guide * src) - mean_i * mean_p
+    var_i = box(guide * guide) - mean_i * mean_i
+    a = cov_ip / (var_i + eps)
+    b = mean_p - a * mean_i
+    return box(a) * guide + box(b)
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill background regions not connected to the image border."""
+    n, labels = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)
+    if n <= 2:  # label 0 is the mask itself; one background component touches the border
+        return mask
+    hole = np.ones(n, dtype=bool)
+    hole[0] = False
+    hole[np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))] = False
+    return mask | hole[labels]
+
+
+class _Object:
+    def __init__(self, prob: np.ndarray, area0: float, anchor_fg: np.ndarray, anchor_bg: np.ndarray) -> None:
+        self.prob = prob  # (h, w) float32 soft mask on the previous frame, working resolution
+        self.area0 = area0  # prompt area at working resolution
+        self.anchor_fg = anchor_fg
+        self.anchor_bg = anchor_bg
+        self.run_fg = anchor_fg.copy()
+        self.run_bg = anchor_bg.copy()
+        self.absent = False
+        # Motion model for re-detection after occlusion (working-resolution pixels).
+        self.area_ref = area0  # typical unoccluded area
+        self.box = _bbox(prob > 0.5)  # (x0, y0, x1, y1) of the last unoccluded mask
+        self.vel = np.zeros(2, np.float32)  # mean motion per frame (dx, dy)
+        self.lost_for = 0  # frames since the object was lost
+
+
+def _bbox(mask: np.ndarray) -> tuple[float, float, float, float] | None:
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return None
+    return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+
+
+class _FlowSession:
+    def __init__(self, opts: FlowOptions, height: int, width: int) -> None:
+        self.o = opts
+        self.h, self.w = height, width
+        scale = min(1.0, opts.work_size / max(height, width))
+        self.sw, self.sh = max(8, round(width * scale)), max(8, round(height * scale))
+        self.dis = cv2.DISOpticalFlow_create(_PRESETS[opts.preset])
+        self.prev_gray: np.ndarray | None = None
+        self.objects: dict[int, _Object] = {}
+        gy, gx = np.mgrid[0 : self.sh, 0 : self.sw].astype(np.float32)
+        self.grid_x, self.grid_y = gx, gy
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _small(self, x: np.ndarray, interp: int = cv2.INTER_AREA) -> np.ndarray:
+        if (self.sh, self.sw) == x.shape[:2]:
+            return x
+        return cv2.resize(x, (self.sw, self.sh), interpolation=interp)
+
+    def _models(self, bins: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        fg = prob > 0.5
+        size = max(2, int(np.sqrt(max(fg.sum(), 1)) * self.o.band))
+        bg = _ring(fg, max(1, size // 3), 2 * size)
+        return _hist(bins, fg.astype(np.float32)), _hist(bins, bg.astype(np.float32))
+
+    def _anchor(self, p: Prompt, bins: np.ndarray | None) -> _Object:
+        m = self._small(np.asarray(p.mask).astype(np.float32), cv2.INTER_AREA)
+        if bins is None:
+            fg = bg = np.zeros(_BINS**3, np.float32)
+        else:
+            fg, bg = self._models(bins, m)
+        return _Object(m.astype(np.float32), float((m > 0.5).sum()), fg, bg)
+
+    # -- one frame -----------------------------------------------------------------------------
+    def step(
+        self, frame_idx: int, image: np.ndarray, prompts: Sequence[Prompt]
+    ) -> dict[int, tuple[np.ndarray, float]]:
+        o = self.o
+        small = self._small(image)
+        gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        bins = _quantise_lab(small) if o.appearance else None
+        prompted = {p.obj_id for p in prompts}
+        flow_b = flow_f = None
+        if self.prev_gray is not None and any(k not in prompted for k in self.objects):
+            flow_b = self.dis.calc(gray, self.prev_gray, None)  # (h, w, 2): current -> previous
+            if o.consistency:
+                flow_f = self.dis.calc(self.prev_gray, gray, None)  # previous -> current
+        self.prev_gray = gray
+        guide = None
+        if o.refine:
+            guide = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) * (1.0 / 255.0)
+
+        out: dict[int, tuple[np.ndarray, float]] = {}
+        for p in prompts:
+            self.objects[p.obj_id] = self._anchor(p, bins)
+            out[p.obj_id] = (np.asarray(p.mask).astype(bool), 1.0)
+        if flow_b is None:
+            for oid, ob in self.objects.items():
+                if oid not in out:
+                    out[oid] = (
+                        (np.zeros((self.h, self.w), bool), 0.0)
+                        if ob.absent
+                        else (self._full(ob.prob, guide), 1.0)
+                    )
+            return out
+
+        err = None
+        if flow_f is not None:
+            map_x = self.grid_x + flow_b[..., 0]
+            map_y = self.grid_y + flow_b[..., 1]
+            # Forward flow sampled where the backward flow points; consistent when they cancel.
+            fx = cv2.remap(flow_f[..., 0], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            fy = cv2.remap(flow_f[..., 1], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            err = (fx + flow_b[..., 0]) ** 2 + (fy + flow_b[..., 1]) ** 2
+        col_lut = None
+        for oid, ob in self.objects.items():
+            if oid in out:
+                continue
+            if bins is not None:
+                fg = o.anchor_weight * ob.anchor_fg + (1 - o.anchor_weight) * ob.run_fg
+                bg = o.anchor_weight * ob.anchor_bg + (1 - o.anchor_weight) * ob.run_bg
+                col_lut = np.log((fg + _EPS) / (bg + _EPS)).astype(np.float32)
+            if ob.absent:
+                prob = self._redetect(ob, bins, col_lut) if o.redetect else None
+                if prob is None:
+                    out[oid] = (np.zeros((self.h, self.w), bool), 0.0)
+                    continue
+                ob.absent = False
+                ob.lost_for = 0
+            else:
+                prob = self._propagate(ob, flow_b, flow_f, err if flow_f is not None else None, bins, col_lut)
+            area = float((prob > 0.5).sum())
+            if area < o.absent_fraction * ob.area_ref:
+                ob.absent = True
+                ob.lost_for = 0
+                out[oid] = (np.zeros((self.h, self.w), bool), 0.0)
+                continue
+            self._update_motion(ob, prob > 0.5, flow_b, area)
+            ob.prob = prob
+            score = float(min(1.0, area / max(1.0, 0.1 * ob.area_ref)))
+            out[oid] = (self._full(prob, guide), max(score, 0.51))
+        return out
+
+    # -- per object ----------------------------------------------------------------------------
+    def _predicted_box(self, ob: _Object) -> np.ndarray | None:
+        """Bool mask of the box where the object should be by now (last unoccluded box moved by
+        its velocity), or None when that box has left the frame."""
+        if ob.box is None:
+            return None
+        x0, y0, x1, y1 = ob.box
+        m = self.o.band * max(x1 - x0, y1 - y0)
+        xa, ya = int(max(0, x0 - m)), int(max(0, y0 - m))
+        xb, yb = int(min(self.sw, x1 + m)), int(min(self.sh, y1 + m))
+        if xb <= xa or yb <= ya:
+            return None
+        box = np.zeros((self.sh, self.sw), bool)
+        box[ya:yb, xa:xb] = True
+        return box
+
+    def _update_motion(self, ob: _Object, fgm: np.ndarray, flow_b: np.ndarray, area: float) -> None:
+        # Object motion this frame: minus the mean backward flow over the mask.
+        if fgm.any():
+            v = -flow_b[fgm].mean(axis=0)
+            ob.vel = 0.5 * ob.vel + 0.5 * v.astype(np.float32)
+        if area >= 0.7 * ob.area_ref:  # unoccluded: trust the mask's own box and area
+            ob.box = _bbox(fgm)
+            ob.area_ref = 0.8 * ob.area_ref + 0.2 * area
+        elif ob.box is not None:  # partly occluded: the box keeps moving with the object
+            ob.box = (
+                ob.box[0] + ob.vel[0],
+                ob.box[1] + ob.vel[1],
+                ob.box[2] + ob.vel[0],
+                ob.box[3] + ob.vel[1],
+            )
+
+    def _redetect(
+        self, ob: _Object, bins: np.ndarray | None, col_lut: np.ndarray | None
+    ) -> np.ndarray | None:
+        """Look for a lost object in its predicted box by appearance alone."""
+        o = self.o
+        if ob.box is not None:
+            ob.box = (
+                ob.box[0] + ob.vel[0],
+                ob.box[1] + ob.vel[1],
+                ob.box[2] + ob.vel[0],
+                ob.box[3] + ob.vel[1],
+            )
+        ob.lost_for += 1
+        if bins is None or col_lut is None or ob.lost_for > o.redetect_frames:
+            return None
+        box = self._predicted_box(ob)
+        if box is None:
+            return None
+        col = np.clip(col_lut[bins], -4, 4)
+        cand = box & (col > o.redetect_logit)
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
+        big = stats[:, cv2.CC_STAT_AREA] >= o.redetect_area * ob.area_ref
+        big[0] = False
+        if not big.any():
+            return None
+        keep = _fill_holes(big[labels])
+        return np.where(keep, 0.9, 0.0).astype(np.float32)
+
+    def _propagate(
+        self,
+        ob: _Object,
+        flow_b: np.ndarray,
+        flow_f: np.ndarray | None,
+        err: np.ndarray | None,
+        bins: np.ndarray | None,
+        col_lut: np.ndarray | None,
+    ) -> np.ndarray:
+        """Warp the object's previous soft mask and fuse it with the appearance model."""
+        o = self.o
+        map_x = self.grid_x + flow_b[..., 0]
+        map_y = self.grid_y + flow_b[..., 1]
+        warped = cv2.remap(
+            ob.prob, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+        )
+        if flow_f is None and bins is None:
+            return warped  # plain backward warping
+        if err is not None:
+            mag = flow_b[..., 0] ** 2 + flow_b[..., 1] ** 2
+            reliable = err <= 0.01 * mag + 0.5
+            w_flow = np.where(reliable, o.flow_weight, 0.25 * o.flow_weight).astype(np.float32)
+        else:
+            w_flow = np.float32(o.flow_weight)
+        wp = np.clip(warped, 0.02, 0.98)
+        logit = w_flow * np.log(wp / (1 - wp))
+        col = None
+        if bins is not None and col_lut is not None:
+            col = np.clip(col_lut[bins], -4, 4)
+            w_app = o.appearance_weight
+            if o.adaptive:
+                # Trust the colours as much as they agree with the flow where the flow is sure.
+                sure_fg = warped > 0.9
+                sure_bg = (warped < 0.1) & (cv2.dilate(sure_fg.astype(np.uint8), _KERNEL7, iterations=2) > 0)
+                if sure_fg.any() and sure_bg.any():
+                    acc = 0.5 * ((col[sure_fg] > 0).mean() + (col[sure_bg] < 0).mean())
+                    w_app *= float(np.clip((acc - 0.6) / 0.3, 0.0, 1.5))
+            logit = logit + w_app * col
+        # Search band: pixels near the warped mask only (objects do not teleport).
+        core = warped > 0.5
+        size = max(2, int(np.sqrt(max(core.sum(), 1)) * o.band))
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * size + 1, 2 * size + 1))
+        near = cv2.dilate(core.astype(np.uint8), k) > 0
+        prob = np.where(near, 1.0 / (1.0 + np.exp(-logit)), 0.0).astype(np.float32)
+        # Partly occluded: the part re-emerging from behind the occluder is not in the warped mask;
+        # accept pixels of the object's colour inside its predicted box.
+        box = None
+        if o.redetect and col is not None and core.sum() < 0.7 * ob.area_ref:
+            box = self._predicted_box(ob)
+            if box is not None:
+                extra = box & ~near & (col > o.redetect_logit)
+                prob = np.where(extra, 0.6, prob).astype(np.float32)
+        fgm = prob > 0.5
+        # Keep components that overlap the warped core (or, when occluded, are big enough in the box).
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(fgm.astype(np.uint8), connectivity=8)
+        if n > 2:
+            hit = np.bincount(labels[core], minlength=n) > 0
+            if box is not None:
+                in_box = np.bincount(labels[box], minlength=n) > 0
+                hit |= in_box & (stats[:, cv2.CC_STAT_AREA] >= o.redetect_area * ob.area_ref)
+            hit[0] = False
+            keep = hit[labels]
+            prob = np.where(keep, prob, np.minimum(prob, 0.49)).astype(np.float32)
+            fgm = keep
+        filled = _fill_holes(fgm)
+        prob = np.where(filled & ~fgm, 0.51, prob).astype(np.float32)
+        fgm = filled
+        if bins is not None and fgm.any():
+            conf_fg = fgm & (prob > 0.8)
+            if conf_fg.sum() > 16:
+                nfg, nbg = self._models(bins, conf_fg.astype(np.float32))
+                r = o.update_rate
+                ob.run_fg = (1 - r) * ob.run_fg + r * nfg
+                ob.run_bg = (1 - r) * ob.run_bg + r * nbg
+        return prob
+
+    def _full(self, prob: np.ndarray, guide: np.ndarray | None) -> np.ndarray:
+        """Working-resolution soft mask -> full-resolution bool mask (boundary refined)."""
+        up = cv2.resize(prob, (self.w, self.h), interpolation=cv2.INTER_LINEAR)
+        if guide is None:
+            return up > 0.5
+        # Refine only in a band around the boundary; elsewhere the decision is clear.
+        ys, xs = np.nonzero(up > 0.02)
+        if len(ys) == 0:
+            return up > 0.5
+        r = 2 * self.o.refine_radius + 2
+        y0, y1 = max(0, ys.min() - r), min(self.h, ys.max() + r + 1)
+        x0, x1 = max(0, xs.min() - r), min(self.w, xs.max() + r + 1)
+        crop = up[y0:y1, x0:x1]
+        ref = _guided_filter(guide[y0:y1, x0:x1], crop, self.o.refine_radius, self.o.refine_eps)
+        out = np.zeros((self.h, self.w), dtype=bool)
+        out[y0:y1, x0:x1] = ref > 0.5
+        return out
+
+    def close(self) -> None:
+        self.objects.clear()
+        self.prev_gray = None
+
+
+class FlowTracker(Tracker):
+    """Weight-free tracker: DIS optical flow + colour appearance models + guided-filter refinement.
+
+    Args:
+        work_size: long side, in pixels, of the working resolution (flow and fusion).
+        preset: DIS preset, ``"ultrafast"``, ``"fast"`` or ``"medium"``.
+        consistency, appearance, refine: switch the forward/backward check, the colour models and
+            the boundary refinement (for ablations).
+        threads: OpenCV thread count (``None``: OpenCV's default).
+        **options: any other :class:`FlowOptions` field.
+    """
+
+    name = "flow"
+
+    def __init__(self, threads: int | None = None, **options: object) -> None:
+        unknown = set(options) - set(FlowOptions.__dataclass_fields__)
+        if unknown:
+            raise InputError("flow tracker options", f"unknown option(s): {', '.join(sorted(unknown))}")
+        self.options = FlowOptions(**options)  # type: ignore[arg-type]
+        if self.options.preset not in _PRESETS:
+            raise InputError("preset", f"must be one of {', '.join(_PRESETS)}, got {self.options.preset!r}")
+        if self.options.work_size < 32:
+            raise InputError("work_size", f"must be at least 32, got {self.options.work_size}")
+        if threads is not None:
+            if threads < 1:
+                raise InputError("threads", f"must be at least 1, got {threads}")
+            cv2.setNumThreads(int(threads))
+
+    def _open_session(self, video: VideoLike, direction: str, order: Sequence[int]) -> Session:
+        return _FlowSession(self.options, int(video.height), int(video.width))
+
+    def describe(self) -> dict[str, object]:
+        return dict(dataclasses.asdict(self.options))
