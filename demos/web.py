@@ -513,26 +513,12 @@ def _render_webm(clip: Any, out: Path, caption: str | None = None) -> Path:
 
 
 def has_random_weights(bundle: Any) -> bool:
-    """Whether a loaded GAR holds random weights: a tiny model from ``garvideo.model.make_tiny_model``.
+    """Whether a loaded GAR holds random weights (a tiny model from ``garvideo.model.make_tiny_model``).
 
-    Reads the model package's marker (``GarBundle.random_weights``) when it has one. Otherwise a model
-    of exactly the tiny shape :func:`garvideo.model.tiny.tiny_config_dict` defines is taken as one:
-    no trained GAR has that shape (a 32-wide, 2-layer language model).
+    Reads the model package's marker, ``GarBundle.random_weights`` (the ``garvideo_random_init`` key
+    ``make_tiny_model`` writes into ``config.json``; official checkpoints never have it).
     """
-    flag = getattr(bundle, "random_weights", None)
-    if flag is not None:
-        return bool(flag)
-    from garvideo.model.tiny import tiny_config_dict
-
-    tiny = tiny_config_dict()["mllm_config"]
-    try:
-        config = bundle.model.mllm.config
-        text, vision = config.text_config, dict(getattr(config.vision_config, "model_args", None) or {})
-    except AttributeError:
-        return False
-    return all(getattr(text, k, None) == tiny["text_config"][k]
-               for k in ("hidden_size", "num_hidden_layers", "intermediate_size")) and all(
-        vision.get(k) == tiny["vision_config"]["model_args"][k] for k in ("embed_dim", "depth"))
+    return bool(getattr(bundle, "random_weights", False))
 
 
 def _check_object(obj: Any) -> int:

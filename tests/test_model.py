@@ -377,3 +377,14 @@ def test_pil_image_and_mask(bundle):
     a = bundle.describe(img, mask, max_new_tokens=2)
     b = bundle.describe(_image(), _mask(300, 500, 40, 200, 100, 260), max_new_tokens=2)
     assert a.token_ids == b.token_ids
+
+
+def test_tiny_model_is_marked_random_and_prints_visible_text(bundle, tiny_model_dir):
+    cfg = json.loads((Path(tiny_model_dir) / "config.json").read_text())
+    assert cfg["garvideo_random_init"] is True and bundle.random_weights
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)
+    mask = np.zeros((64, 80), bool)
+    mask[10:30, 20:50] = True
+    text = bundle.describe(image, [mask], max_new_tokens=4).text
+    assert text.strip(), "greedy decoding of the tiny model must give visible text"

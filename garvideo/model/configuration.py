@@ -28,6 +28,8 @@ GAR_1B_HUB_ID = "HaochenWang/GAR-1B"
 GAR_8B_HUB_ID = "HaochenWang/GAR-8B"
 DEFAULT_MODEL = GAR_1B_HUB_ID
 CONFIG_NAME = "config.json"
+#: ``config.json`` key that marks a randomly initialised model (written by ``make_tiny_model``).
+RANDOM_INIT_KEY = "garvideo_random_init"
 
 
 @dataclass
@@ -82,6 +84,14 @@ class GarConfig:
             return int(img[0]) // int(ref[0]), int(img[1]) // int(ref[1])
         except (KeyError, TypeError, IndexError):
             return 16, 16  # GARConfig's fallback
+
+    @property
+    def random_init(self) -> bool:
+        """True for a model written by :func:`garvideo.model.make_tiny_model` (random weights, meaningless text).
+
+        Marked by the key :data:`RANDOM_INIT_KEY` in ``config.json``; official checkpoints never have it.
+        """
+        return bool(self.extra.get(RANDOM_INIT_KEY, False))
 
     @property
     def hidden_size(self) -> int:

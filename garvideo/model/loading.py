@@ -339,6 +339,11 @@ class GarBundle:
         return self.model.device
 
     @property
+    def random_weights(self) -> bool:
+        """True when the weights are random (a tiny model from ``make_tiny_model``): the text means nothing."""
+        return self.model.config.random_init
+
+    @property
     def dtype(self) -> torch.dtype:
         return self.model.dtype
 

@@ -19,7 +19,7 @@ from typing import Any, Union
 
 import torch
 
-from garvideo.model.configuration import GarConfig
+from garvideo.model.configuration import RANDOM_INIT_KEY, GarConfig
 from garvideo.model.prompts import VISUAL_PROMPT_TOKENS
 
 logger = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 LLAMA3_VOCAB = 128000  # regular tokens before the special ones
 LLAMA3_SPECIAL = 256  # 128000 … 128255
+_BYTE_PIECES = 512  # the byte alphabet and the few merges of the tiny tokenizer come first (ids < 512)
 
 
 def llama3_special_tokens() -> list[str]:
@@ -171,13 +172,21 @@ def make_tiny_model(out_dir: PathLike, seed: int = 0, *, max_num_tiles: int = 4)
     from garvideo.model.processing import GarProcessor
 
     out = Path(out_dir)
-    config = GarConfig.from_dict(tiny_config_dict())
+    config_dict = tiny_config_dict()
+    config_dict[RANDOM_INIT_KEY] = True  # the marker tools and the web demo read (GarBundle.random_weights)
+    config = GarConfig.from_dict(config_dict)
     gen = torch.random.fork_rng(devices=[])
     with gen:
         torch.manual_seed(int(seed))
         model = build_model(config)
         with torch.no_grad():
             model.mask_patch_embedding.weight.normal_(0.0, 0.02)
+            # With tied embeddings, greedy decoding of a random model tends to pick whitespace or special
+            # tokens, which decode to an empty string. Shrinking those rows makes the tiny model emit
+            # visible (meaningless) text, so smoke runs and demos show that generation happened.
+            emb = model.get_input_embeddings().weight  # (vocab, D)
+            emb[: _BYTE_PIECES].mul_(0.01)
+            emb[LLAMA3_VOCAB:].mul_(0.01)
     model = model.to(torch.bfloat16)
     model.tie_weights()
     image_processor = PerceptionLMImageProcessor(
