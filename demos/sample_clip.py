@@ -22,9 +22,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -43,14 +43,14 @@ class SampleClip:
     frames_dir: Path
     masks_dir: Path
     prompt_mask: Path
-    object_masks: Tuple[Path, ...]
+    object_masks: tuple[Path, ...]
     num_frames: int
     fps: float
     height: int
     width: int
     num_objects: int = 2
 
-    def gt(self, frame: int) -> List[np.ndarray]:
+    def gt(self, frame: int) -> list[np.ndarray]:
         """Ground-truth bool masks ``(H, W)`` of every object on ``frame`` (empty where absent)."""
         from PIL import Image
 
@@ -179,7 +179,7 @@ def make_sample_clip(
     )
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m garvideo.demos.sample_clip",
         description="Write garvideo's synthetic sample clip with ground-truth masks.",

@@ -484,32 +484,10 @@ class WebDemo:
 
 
 def _render_webm(clip: Any, out: Path, caption: str | None = None) -> Path:
-    """The overlay of a prepared clip as a ``.webm`` (VP8), a video the browser's ``<video>`` plays.
+    """The overlay of a prepared clip as a ``.webm`` (VP8): a video the browser's ``<video>`` plays."""
+    from garvideo.overlay import render_overlay
 
-    Browsers cannot play OpenCV's ``mp4v`` and OpenCV's wheels have no H.264 encoder; they do have
-    VP8. :func:`garvideo.overlay.render_overlay` is asked to choose the codec from the suffix; until
-    it does (it raises :class:`InputError` for ``.webm``), the frames it would draw are drawn here
-    with its own :func:`garvideo.overlay.draw_masks` and written as VP8.
-    """
-    import cv2
-
-    from garvideo.overlay import draw_masks, render_overlay
-
-    try:
-        return Path(render_overlay(clip.video, clip.masks_by_frame(), out, caption=caption))
-    except InputError:
-        logger.debug("render_overlay cannot write %s; writing VP8 here", out)
-    track = clip.masks_by_frame()  # a TrackResult with every frame (prepared with track_all_frames)
-    fps = clip.fps if clip.fps > 0 else 25.0
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"VP80"), float(fps), (clip.width, clip.height))
-    if not writer.isOpened():
-        raise InputError(out, "OpenCV cannot write a VP8 .webm here")
-    try:
-        for fi, image in clip.video.frames(list(track.frames)):
-            writer.write(cv2.cvtColor(draw_masks(image, track.masks(fi), caption), cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
-    return out
+    return Path(render_overlay(clip.video, clip.masks_by_frame(), out, caption=caption))
 
 
 def has_random_weights(bundle: Any) -> bool:

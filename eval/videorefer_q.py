@@ -39,6 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from garvideo.batch import ClipCache, answer_timings, close_clip
+from garvideo.errors import InputError, PathLike
 from garvideo.eval.scoring import (
     QUESTION_TYPES,
     Scores,
@@ -46,9 +49,6 @@ from garvideo.eval.scoring import (
     scores_paths,
     write_scores,
 )
-
-from garvideo.batch import ClipCache, answer_timings, close_clip
-from garvideo.errors import InputError, PathLike
 from garvideo.jsonl import (
     JsonlRun,
     MergeResult,

@@ -8,7 +8,7 @@ Anything else is a bug or an environment failure and exits 1.
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
+from typing import Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -25,7 +25,7 @@ class InputError(GarVideoError, ValueError):
         problem: a short, lower-case description of what is wrong (no trailing period).
     """
 
-    def __init__(self, source: Optional[PathLike], problem: str) -> None:
+    def __init__(self, source: PathLike | None, problem: str) -> None:
         self.source = None if source is None else os.fspath(source)
         self.problem = problem
         super().__init__(f"{self.source}: {problem}" if self.source is not None else problem)

@@ -7,7 +7,6 @@ import logging
 import os
 import platform
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional
 
 logger = logging.getLogger(__name__)
 
@@ -33,27 +32,27 @@ class CheckpointInfo:
 class EnvInfo:
     python: str
     platform: str
-    packages: Dict[str, Optional[str]]
-    devices: List[str]
+    packages: dict[str, str | None]
+    devices: list[str]
     cuda_available: bool
     torch_threads: int
-    checkpoints: List[CheckpointInfo] = field(default_factory=list)
+    checkpoints: list[CheckpointInfo] = field(default_factory=list)
     hf_offline: bool = False
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-def _version(dist: str) -> Optional[str]:
+def _version(dist: str) -> str | None:
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return None
 
 
-def find_local_checkpoints() -> List[CheckpointInfo]:
+def find_local_checkpoints() -> list[CheckpointInfo]:
     """Checkpoints usable without a download: the HF hub cache and the ``GARVIDEO_*`` variables."""
-    found: List[CheckpointInfo] = []
+    found: list[CheckpointInfo] = []
     for var, kind in (("GARVIDEO_MODEL", "gar"), ("GARVIDEO_SAM2_CHECKPOINT", "sam2")):
         value = os.environ.get(var)
         if value and os.path.exists(value):

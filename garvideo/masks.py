@@ -21,8 +21,9 @@ Every problem raises :class:`garvideo.errors.InputError` naming the file.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -31,13 +32,13 @@ from garvideo.errors import InputError, PathLike
 MAX_ID_VALUE = 32
 """Largest pixel value read as an object id in an ``L``/``I`` image; larger values mean a soft matte."""
 
-Box = Tuple[int, int, int, int]
+Box = tuple[int, int, int, int]
 
 
 # ----------------------------------------------------------------------------------------------------
 # COCO RLE
 # ----------------------------------------------------------------------------------------------------
-def rle_decode(rle: Mapping[str, Any], source: Optional[PathLike] = None) -> np.ndarray:
+def rle_decode(rle: Mapping[str, Any], source: PathLike | None = None) -> np.ndarray:
     """Decode one COCO RLE into a bool mask ``(H, W)``.
 
     Args:
@@ -69,7 +70,7 @@ def rle_decode(rle: Mapping[str, Any], source: Optional[PathLike] = None) -> np.
         elif isinstance(counts, (str, bytes)):
             obj = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
         else:
-            raise ValueError(f"counts must be a string or a list, got {type(counts).__name__}")
+            raise ValueError(f"counts must be a string or a list, got {type(counts).__name__}")  # noqa: TRY004
         area = int(mask_utils.area(obj))
         if area > h * w:
             raise ValueError("counts describe more pixels than the size")
@@ -81,7 +82,7 @@ def rle_decode(rle: Mapping[str, Any], source: Optional[PathLike] = None) -> np.
     return m.astype(bool)
 
 
-def rle_encode(mask: np.ndarray) -> Dict[str, Any]:
+def rle_encode(mask: np.ndarray) -> dict[str, Any]:
     """Encode a 2-D mask as a COCO RLE with string counts: ``{"size": [h, w], "counts": str}``."""
     from pycocotools import mask as mask_utils
 
@@ -95,12 +96,12 @@ def rle_encode(mask: np.ndarray) -> Dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------
 # reading
 # ----------------------------------------------------------------------------------------------------
-def _split_ids(values: np.ndarray) -> List[np.ndarray]:
+def _split_ids(values: np.ndarray) -> list[np.ndarray]:
     ids = [int(v) for v in np.unique(values) if v != 0]
     return [values == i for i in ids]
 
 
-def _split_gray(values: np.ndarray, source: Path) -> List[np.ndarray]:
+def _split_gray(values: np.ndarray, source: Path) -> list[np.ndarray]:
     """A 2-D integer or float array: id map, binary mask or soft matte (see the module docstring)."""
     if values.dtype == bool:
         return [values]
@@ -121,7 +122,7 @@ def _split_gray(values: np.ndarray, source: Path) -> List[np.ndarray]:
     return _split_ids(values)
 
 
-def _read_image(path: Path) -> List[np.ndarray]:
+def _read_image(path: Path) -> list[np.ndarray]:
     from PIL import Image
 
     try:
@@ -145,7 +146,7 @@ def _read_image(path: Path) -> List[np.ndarray]:
     return _split_gray(arr, path)
 
 
-def _read_npy(path: Path) -> List[np.ndarray]:
+def _read_npy(path: Path) -> list[np.ndarray]:
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001
@@ -157,7 +158,7 @@ def _read_npy(path: Path) -> List[np.ndarray]:
     return _split_gray(arr, path)
 
 
-def _read_rle_json(path: Path) -> List[np.ndarray]:
+def _read_rle_json(path: Path) -> list[np.ndarray]:
     try:
         data = json.loads(path.read_text())
     except Exception as exc:  # noqa: BLE001
@@ -173,7 +174,7 @@ def _read_rle_json(path: Path) -> List[np.ndarray]:
     return out
 
 
-def resize_mask(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize a bool mask to ``size = (height, width)`` with nearest-neighbour sampling."""
     import cv2
 
@@ -183,11 +184,11 @@ def resize_mask(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
 
 def load_mask(
     path: PathLike,
-    size: Optional[Tuple[int, int]] = None,
+    size: tuple[int, int] | None = None,
     *,
     resize: bool = False,
     allow_empty: bool = False,
-) -> List[np.ndarray]:
+) -> list[np.ndarray]:
     """Read a mask file into one bool ``(H, W)`` mask per object.
 
     Args:
@@ -241,10 +242,10 @@ def load_mask(
 
 
 def load_masks(
-    paths: Sequence[PathLike], size: Optional[Tuple[int, int]] = None, *, resize: bool = False
-) -> List[np.ndarray]:
+    paths: Sequence[PathLike], size: tuple[int, int] | None = None, *, resize: bool = False
+) -> list[np.ndarray]:
     """Read several mask files (each may hold several objects) into one flat list of objects."""
-    out: List[np.ndarray] = []
+    out: list[np.ndarray] = []
     for p in paths:
         out.extend(load_mask(p, size, resize=resize))
     return out
@@ -253,7 +254,7 @@ def load_masks(
 # ----------------------------------------------------------------------------------------------------
 # writing and helpers
 # ----------------------------------------------------------------------------------------------------
-def masks_to_id_map(masks: Sequence[np.ndarray], ids: Optional[Sequence[int]] = None) -> np.ndarray:
+def masks_to_id_map(masks: Sequence[np.ndarray], ids: Sequence[int] | None = None) -> np.ndarray:
     """Combine bool masks into a ``uint8`` id map (0 = background); where objects overlap the later wins.
 
     Args:
@@ -276,7 +277,7 @@ def masks_to_id_map(masks: Sequence[np.ndarray], ids: Optional[Sequence[int]] = 
     return out
 
 
-def save_id_map(path: PathLike, masks: Sequence[np.ndarray], ids: Optional[Sequence[int]] = None) -> Path:
+def save_id_map(path: PathLike, masks: Sequence[np.ndarray], ids: Sequence[int] | None = None) -> Path:
     """Write masks as one mode-``L`` PNG whose pixel value is the object id (0 = background)."""
     from PIL import Image
 
@@ -296,7 +297,7 @@ def save_mask(path: PathLike, mask: np.ndarray) -> Path:
     return p
 
 
-def mask_to_box(mask: np.ndarray) -> Optional[Box]:
+def mask_to_box(mask: np.ndarray) -> Box | None:
     """Tight box ``(x0, y0, x1, y1)`` of a 2-D mask in pixels, ``x1``/``y1`` exclusive; ``None`` if empty."""
     m = np.asarray(mask, dtype=bool)
     if m.ndim != 2:

@@ -25,6 +25,9 @@ from garvideo.errors import InputError, PathLike
 
 logger = logging.getLogger(__name__)
 
+#: Overlay container → OpenCV fourcc.
+VIDEO_CODECS = {".mp4": "mp4v", ".webm": "VP80", ".avi": "MJPG"}
+
 # Distinct, colour-blind-friendly colours (RGB), one per object id (id 1 -> first); cycled beyond.
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (230, 25, 75),
@@ -157,12 +160,14 @@ def render_overlay(
     alpha: float = 0.45,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Write ``video`` with the masks drawn on it as an mp4 (OpenCV ``mp4v``).
+    """Write ``video`` with the masks drawn on it; the codec follows the suffix (:data:`VIDEO_CODECS`).
 
     Args:
         video: a :class:`garvideo.video.Video` (frames are streamed, one at a time).
         masks_by_frame: ``{frame: {object id: (H, W) bool}}`` or a ``TrackResult``.
-        out_path: the ``.mp4`` to write (parent folders are created).
+        out_path: the ``.mp4`` (MPEG-4 part 2, plays in desktop players), ``.webm`` (VP8, plays in
+            browsers; OpenCV's wheels have no H.264 encoder) or ``.avi`` (MJPG) to write; parent folders
+            are created.
         caption: text burned in at the bottom of every frame.
         frames: frame indices to render (default: the frames ``masks_by_frame`` has).
         fps: output frame rate (default: the video's, or 25 when unknown, divided by the frame
@@ -174,7 +179,7 @@ def render_overlay(
         the path written.
 
     Raises:
-        InputError: nothing to render, or OpenCV cannot write the file.
+        InputError: nothing to render, an unsupported suffix, or OpenCV cannot write the file.
     """
     out = Path(out_path)
     idx = list(frames) if frames is not None else _frames_of(masks_by_frame)
@@ -184,12 +189,15 @@ def render_overlay(
         base = float(getattr(video, "fps", 0.0) or 25.0)
         step = (idx[-1] - idx[0]) / (len(idx) - 1) if len(idx) > 1 else 1.0
         fps = base / max(step, 1.0)
+    codec = VIDEO_CODECS.get(out.suffix.lower())
+    if codec is None:
+        raise InputError(out, f"unsupported overlay format {out.suffix!r} (use {', '.join(VIDEO_CODECS)})")
     out.parent.mkdir(parents=True, exist_ok=True)
     w, h = int(video.width), int(video.height)
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*codec), float(fps), (w, h))
     if not writer.isOpened():
         raise InputError(
-            out, "cannot write video (OpenCV has no mp4v encoder here, or the folder is not writable)"
+            out, f"cannot write video (OpenCV has no {codec} encoder here, or the folder is not writable)"
         )
     try:
         for n, (fi, image) in enumerate(_stream(video, idx), start=1):

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 from typer.testing import CliRunner
 
 from garvideo.cli import app
@@ -40,6 +39,7 @@ def test_info_json_runs_as_a_console_script():
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
@@ -53,6 +53,7 @@ def _run(*argv):
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
 
 

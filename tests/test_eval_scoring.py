@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from typer.testing import CliRunner
+
+from garvideo.cli import app
 from garvideo.eval.scoring import (
     QUESTION_TYPES,
     Scores,
@@ -20,9 +23,6 @@ from garvideo.eval.scoring import (
     strict_letter,
     write_scores,
 )
-from typer.testing import CliRunner
-
-from garvideo.cli import app
 
 
 @pytest.mark.parametrize(

@@ -7,14 +7,14 @@ import json
 
 import numpy as np
 import pytest
+
+from garvideo.errors import InputError
 from garvideo.eval.videorefer_q import (
     load_benchmark,
     parse_record,
     record_masks,
     select_records,
 )
-
-from garvideo.errors import InputError
 from garvideo.masks import rle_encode
 
 MINI = "data/videorefer-mini/VideoRefer-Bench-Q-mini.json"

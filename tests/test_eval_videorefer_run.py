@@ -12,10 +12,10 @@ import copy
 import json
 
 import pytest
-from garvideo.eval.videorefer_q import run_videorefer_q
 from typer.testing import CliRunner
 
 from garvideo.cli import app
+from garvideo.eval.videorefer_q import run_videorefer_q
 from garvideo.jsonl import read_jsonl
 
 MINI = "data/videorefer-mini/VideoRefer-Bench-Q-mini.json"

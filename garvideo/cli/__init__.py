@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import typer
 
@@ -55,7 +55,7 @@ def _root(
 _register_all()
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: runs the app and exits with the documented exit code.
 
     Usage errors are click's own (exit 2, with the usage line); garvideo's errors are caught here.
@@ -68,7 +68,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the one place internal failures become exit 1
+    except Exception as exc:
         logging.getLogger("garvideo").debug("internal failure", exc_info=True)
         typer.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with -vv for the traceback)", err=True)
         sys.exit(1)
