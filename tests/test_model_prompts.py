@@ -50,7 +50,9 @@ def test_absent_region_has_no_placeholder():
 def test_multiple_choice_format():
     q = format_multiple_choice("What colour is <Prompt0>?", ["(A) red", "(B) blue"])
     assert q == "Question: What colour is <Prompt0>?\nOptions:\n(A) red\n(B) blue\nAnswer with the correct option's letter directly."
-    assert format_multiple_choice("Q?", ["red", "blue", "green"]).splitlines()[2:5] == ["(A) red", "(B) blue", "(C) green"]
+    # Unlabelled options get GAR-Bench's "A. ..." labels (GAR-Bench-VQA.json choices).
+    assert format_multiple_choice("Q?", ["red", "blue", "green"]).splitlines()[2:5] == ["A. red", "B. blue", "C. green"]
+    assert format_multiple_choice("Q?", ["A. red", "B. blue"]).splitlines()[2:4] == ["A. red", "B. blue"]
     with pytest.raises(InputError):
         format_multiple_choice("Q?", ["only"])
     assert parse_choice("B", 4) == "B" and parse_choice("(c) green", 4) == "C" and parse_choice("E", 4) is None

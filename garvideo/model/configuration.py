@@ -5,12 +5,21 @@ The official checkpoints (``HaochenWang/GAR-1B``, ``HaochenWang/GAR-8B``) store 
 ``mllm_config`` plus ``prompt_numbers`` (5) and ``crop_tokens_ids`` (the region placeholder ids). garvideo
 reads that file without ``trust_remote_code``: :class:`GarConfig` keeps the PerceptionLM part as a
 transformers :class:`~transformers.PerceptionLMConfig` and the GAR fields as plain attributes.
+
+Facts of the official layout (``GARConfig.__init__`` / ``to_dict``, ``hf_models/convert_to_hf.py``):
+``mllm_config`` is the base PerceptionLM's config dict (``facebook/Perception-LM-1B`` / ``-8B``, per
+``configs/gar_*.py``) with ``text_config.vocab_size = len(tokenizer)`` (128256 + 6 added tokens = 128262);
+the mask patch embedding's kernel is ``img_size // ref_feat_shape`` (448 // 32 = 14) and its width
+``vision_config.num_features``. The LM head is tied iff ``text_config.tie_word_embeddings`` — what
+transformers 4.56 used — and :meth:`GarConfig.from_dict` makes the PerceptionLM-level flag agree
+(``_normalise_tying``). Open point: the released ``config.json`` files were not available here.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +29,8 @@ from transformers import PerceptionLMConfig
 
 from garvideo.errors import InputError
 from garvideo.model.prompts import MAX_REGIONS, REGION_TOKEN_IDS
+
+logger = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -69,11 +80,25 @@ class GarConfig:
 
     @property
     def vision_width(self) -> int:
-        """Width of the ViT (output channels of the mask patch embedding)."""
+        """Output channels of the mask patch embedding.
+
+        ``GARConfig.__init__`` (``hf_models/configuration_gar.py``) takes ``vision_config.num_features`` and
+        falls back to 1280; ``num_features`` is in the timm config of every PE tower and equals its width.
+        garvideo reads ``num_features`` when the config has it, else the ViT's ``embed_dim`` (the width the
+        embedding is added to, ``custom_forward_features``); the loader checks the shape against the weights.
+        """
+        num_features = getattr(self.mllm_config.vision_config, "num_features", None)
+        if num_features is not None:
+            return int(num_features)
         args = self.vision_model_args
         if "embed_dim" in args:
             return int(args["embed_dim"])
-        return int(getattr(self.mllm_config.vision_config, "num_features", 1280))
+        return 1280  # GARConfig's fallback
+
+    @property
+    def tie_word_embeddings(self) -> bool:
+        """Whether ``mllm.lm_head`` shares the input embedding: the *text* config's flag (see ``_normalise_tying``)."""
+        return bool(getattr(self.mllm_config.text_config, "tie_word_embeddings", False))
 
     @property
     def kernel_size(self) -> tuple[int, int]:
@@ -117,6 +142,7 @@ class GarConfig:
             mllm_config = PerceptionLMConfig(**mllm)
         except (TypeError, ValueError) as exc:
             raise InputError(source, f"bad mllm_config: {exc}") from exc
+        _normalise_tying(mllm_config, source)
         prompt_numbers = int(data.pop("prompt_numbers", MAX_REGIONS))
         crop = tuple(data.pop("crop_tokens_ids", REGION_TOKEN_IDS))
         return cls(mllm_config=mllm_config, prompt_numbers=prompt_numbers, crop_tokens_ids=crop, extra=data)
@@ -167,6 +193,28 @@ class GarConfig:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True, default=_json_default) + "\n")
         return path
+
+
+def _normalise_tying(mllm_config: PerceptionLMConfig, source: PathLike) -> None:
+    """Make the PerceptionLM-level ``tie_word_embeddings`` equal the text config's flag.
+
+    The official checkpoints were written with transformers 4.56.2 (``requirements.txt``), where
+    ``PreTrainedModel.tie_embeddings_and_encoder_decoder`` reads the flag from
+    ``config.get_text_config(decoder=True)`` — for PerceptionLM that is ``text_config`` — and ``GARModel``
+    itself never ties (its ``get_output_embeddings`` is the Llama *base* model's, i.e. ``None``). The top-level
+    ``mllm_config.tie_word_embeddings`` is only the 4.x ``PretrainedConfig`` default (``True``), which
+    ``GARConfig.to_dict`` writes out in full; transformers 5 ties on that top-level flag instead. Left as is, a
+    GAR-8B config (Llama-3.1-8B, untied head) would tie its separate ``lm_head`` to the embedding.
+    """
+    text_tie = bool(getattr(mllm_config.text_config, "tie_word_embeddings", False))
+    top_tie = getattr(mllm_config, "tie_word_embeddings", None)
+    if top_tie is not None and bool(top_tie) != text_tie:
+        logger.info(
+            "%s: mllm_config.tie_word_embeddings=%s but text_config.tie_word_embeddings=%s; using the text "
+            "config's value, as transformers 4.56 (the official checkpoints) does",
+            source, top_tie, text_tie,
+        )
+    mllm_config.tie_word_embeddings = text_tie
 
 
 def _json_default(obj: Any) -> Any:

@@ -169,6 +169,19 @@ def load_state_dict_strict(model: GarModel, state: dict[str, torch.Tensor], *, s
             state[head_key] = state[embed_key]
         if embed_key not in state and head_key in state:
             state[embed_key] = state[head_key]
+        if (
+            head_key in state
+            and embed_key in state
+            and state[head_key] is not state[embed_key]
+            and state[head_key].shape == state[embed_key].shape
+            and not torch.equal(state[head_key], state[embed_key])
+        ):
+            # transformers 4.56 would share one tensor here too; a checkpoint with two different tensors and
+            # a tying text config is inconsistent, and its lm_head is dropped.
+            logger.warning(
+                "%s: the text config ties the LM head to the input embedding, but the checkpoint's "
+                "%s differs from %s; using the embedding for both", source, head_key, embed_key,
+            )
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -192,11 +205,7 @@ def load_state_dict_strict(model: GarModel, state: dict[str, torch.Tensor], *, s
 
 @contextlib.contextmanager
 def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    """Construct modules under ``dtype`` as transformers' ``from_pretrained`` does.
-
-    Buffers computed at construction then get the dtype the official loading gives them (timm's rope
-    table in the model dtype, Llama's ``inv_freq`` explicitly float32), instead of a blanket cast.
-    """
+    """Construct modules with ``dtype`` as torch's default dtype (restored afterwards)."""
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -205,12 +214,29 @@ def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
+#: dtype of the buffers computed at construction (timm's PE rope table, Llama's ``inv_freq``).
+BUFFER_DTYPE = torch.float32
+
+
 def build_model(config: GarConfig, *, empty: bool = False, dtype: torch.dtype = torch.float32) -> GarModel:
-    """Construct a :class:`GarModel` in ``dtype``; ``empty=True`` leaves parameters on the meta device."""
+    """Construct a :class:`GarModel`.
+
+    Args:
+        config: the GAR configuration.
+        empty: leave the parameters on the meta device (loading assigns the checkpoint's tensors, which
+            fixes their dtype); the non-persistent buffers are computed for real, in float32. That is the
+            official dtype: transformers 4.56's ``from_pretrained(torch_dtype=bf16)`` only sets the default
+            dtype while constructing (no blanket cast), timm 1.0.19's ``RotaryEmbeddingCat`` builds its
+            sin/cos table with ``build_rotary_pos_embed(dtype=torch.float32)`` whatever the default
+            (``timm/layers/pos_embed_sincos.py``), and Llama's ``inv_freq`` is float32 explicitly. The
+            installed timm builds the table in the *default* dtype, hence float32 here. The PE attention
+            applies the rope in float32 and casts back (``eva.py``: ``apply_rot_embed_cat(...).type_as(v)``).
+        dtype: parameter dtype when ``empty`` is False (the tiny model, tests).
+    """
+    if empty:
+        with _default_dtype(BUFFER_DTYPE), _parameters_on_meta():
+            return GarModel(config)
     with _default_dtype(dtype):
-        if empty:
-            with _parameters_on_meta():
-                return GarModel(config)
         return GarModel(config)
 
 

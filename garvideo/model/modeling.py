@@ -19,6 +19,27 @@ top-left corner of the map; the released checkpoints were trained that way (``ro
 default). ``roi_mode="corrected"`` passes the box in canvas pixels (``box · feat · 28``) and scales it once.
 The video branch (``prepare_inputs_for_generation(feature_replay_video=True)``) does the same per frame on
 that frame's own 16×16 map with ``orig = 16 · 28 = 448``.
+
+State dict: ``mllm.model.vision_tower.timm_model.*`` (timm PE: ``cls_token``, ``pos_embed``,
+``patch_embed.proj``, ``norm_pre``, ``blocks.*``; no final ``norm`` with ``use_post_transformer_norm=False``),
+``mllm.model.multi_modal_projector.linear_{1,2}.*``, ``mllm.model.language_model.*``, ``mllm.lm_head.weight``
+and ``mask_patch_embedding.weight``: the module paths of transformers 4.56's PerceptionLM wrapped by
+``GARModel`` (``hf_models/convert_to_hf.py`` saves ``GARModel(mllm=PerceptionLMForConditionalGeneration)``,
+whose ``_checkpoint_conversion_mapping`` is empty). transformers 5 keeps these paths and has no PerceptionLM
+key renaming, and garvideo assigns the tensors itself, so keys load one to one; anything missing or extra
+fails loudly (``loading.load_state_dict_strict``). The LM head is tied iff ``text_config.tie_word_embeddings``
+(``configuration._normalise_tying``): GAR-1B (Llama-3.2-1B) ties, GAR-8B (Llama-3.1-8B) does not.
+
+Open points (not verifiable here, no weights or hub files):
+
+* The released ``config.json`` files themselves were not seen; the layout is ``GARConfig.to_dict``'s.
+  ``from_dict`` accepts the extra 4.x keys (``use_flash_attn``, ``torch_dtype``, ``rope_scaling`` — mapped
+  to transformers 5's llama3 rope parameters, checked in the tests).
+* The official code runs the LLM with flash-attention 2 and timm 1.0.19 (``requirements.txt``); garvideo
+  uses SDPA and the installed timm, so logits agree to rounding, not bit for bit.
+* The hub's own ``modeling_gar.py`` may differ from the repository copy: the repository's
+  ``GARModel.generate`` passes ``mask_embeds`` to ``get_image_features``, which only the repository's own
+  PerceptionLM (``models/modeling/modeling_perception_lm.py``) accepts.
 """
 
 from __future__ import annotations
@@ -161,9 +182,11 @@ class GarModel(nn.Module):
 
     @property
     def tied_embeddings(self) -> bool:
-        return bool(getattr(self.mllm.config.text_config, "tie_word_embeddings", False)) or bool(
-            getattr(self.mllm.config, "tie_word_embeddings", False)
-        )
+        """The LM head shares the input embedding iff the *text* config says so (``GarConfig.tie_word_embeddings``).
+
+        Not the PerceptionLM-level flag: see ``configuration._normalise_tying`` (GAR-8B has an untied head).
+        """
+        return self.config.tie_word_embeddings
 
     def tie_weights(self) -> None:
         """Share the LM head with the input embeddings when the config ties them."""

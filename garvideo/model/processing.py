@@ -3,13 +3,23 @@
 * Images go through PerceptionLM's thumb+tile AnyRes with transformers' own
   :class:`~transformers.PerceptionLMImageProcessor` (448-pixel tiles, stretched, not letterboxed; a
   thumbnail first, then ``ncw × nch`` tiles, row-major). ``max_num_tiles`` comes from the checkpoint's
-  ``preprocessor_config.json`` (GAR-8B: 8).
+  ``preprocessor_config.json``. Training used 16 (GAR-1B) and 8 (GAR-8B) tiles
+  (``configs/gar_1b.py`` / ``gar_8b.py``, ``train_dataset.max_num_tiles``), but ``convert_to_hf.py`` saves the
+  processor of the base PerceptionLM, so the value in the released files is whatever that file says — open
+  point, not verifiable without the files; garvideo uses the file (as the official evaluation does).
+  The resize is torchvision's bicubic with antialiasing on the uint8 image in both transformers 4.56
+  (``image_processing_perception_lm_fast.py``, the official one) and 5.x, and the canvas search is the same
+  code (ties go to the later candidate), so the tiles are identical.
 * The region masks go through the same tiling with nearest-neighbour resampling and no normalisation,
   as the official training data pipeline does for the prompt-id map
   (``datasets/GraspAnyRegion_Dataset.py``: ``processor_mask.image_processor.resample = NEAREST``). GAR
   only uses the binary union of the prompts (id ≠ ``<NO_Prompt>``), and nearest resampling of the union
   equals the union of the resampled id map, so garvideo resamples the union directly (and never builds
   the official ``-1 * np.ones(uint8)`` map, which overflows under NumPy 2).
+* Open point: the released processor's ``visual_prompts`` path (hub remote code, not in the repository) is
+  not available here. Its output must decode exactly to prompt ids (``GARModel.generate`` rounds
+  ``(v + 1) / 2 · 255``), which only nearest resampling guarantees, as in training; a bicubic path would
+  blur the union's edge by about one pixel per tile.
 * Region boxes: ``(x_min/W, y_min/H, x_max/W, y_max/H)``, max inclusive (``evaluation/eval_dataset.py``),
   computed per region (the official multi-region code uses the last mask's box for every prompt — not
   copied). An empty mask has no box.

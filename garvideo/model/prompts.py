@@ -219,7 +219,8 @@ def format_multiple_choice(question: str, options: Sequence[str]) -> str:
     """The GAR-Bench multiple-choice question text.
 
     Options are used as given when they already start with a letter label such as ``(A)`` or ``A.``;
-    otherwise they are labelled ``(A) …``, ``(B) …`` in order.
+    otherwise they are labelled ``A. …``, ``B. …`` in order, the form of the GAR-Bench VQA choices
+    (``evaluation/GAR-Bench/annotations/GAR-Bench-VQA.json``: ``"A. <Prompt0>"``) and of the README demo.
     """
     if len(options) < 2:
         raise InputError("options", f"need at least 2 options, got {len(options)}")
@@ -227,7 +228,7 @@ def format_multiple_choice(question: str, options: Sequence[str]) -> str:
         raise InputError("options", f"at most 26 options, got {len(options)}")
     labelled = re.compile(r"^\s*\(?[A-Z][).:]")
     lines = [
-        opt.strip() if labelled.match(opt) else f"({string.ascii_uppercase[i]}) {opt.strip()}"
+        opt.strip() if labelled.match(opt) else f"{string.ascii_uppercase[i]}. {opt.strip()}"
         for i, opt in enumerate(options)
     ]
     return f"Question: {question.strip()}\nOptions:" + "".join(f"\n{line}" for line in lines) + f"\n{MC_SUFFIX}"
