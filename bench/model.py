@@ -4,10 +4,7 @@ The cost of a forward pass does not depend on the weights, so this builds GAR-1B
 (no download) and fills it with random numbers: PerceptionLM-1B (PE-Core-L ViT, 23 layers of width 1024
 on 448×448 tiles; Llama 3.2-1B-style LLM with 16 layers of width 2048, 32 heads, 8 KV heads, tied
 embeddings, llama3 rope) with GAR's vocabulary of 128262 and the 1024-channel mask patch embedding.
-Facts: PLM-1B's ``config.json`` on the hub (``text_config``) and transformers'
-``convert_perception_lm_weights_to_hf.py`` (vision: 23 layers, width 1024, image 448, patch 14,
-``ls_init_value`` 0.1, no post-norm); GAR adds 6 tokens (``convert_to_hf.py``:
-``vocab_size = len(tokenizer)``). GAR-1B was trained with at most 16 tiles (``configs/gar_1b.py``).
+The sources of these facts are cited in ``bench/_common.py``, which builds the model.
 
 Stages: preprocessing (tiling the image and mask, prompt text, tokenisation), vision tower (ViT with the
 mask embedding + projector for all tiles), RoI replay, prompt embedding, prefill (the whole prompt through
@@ -26,104 +23,25 @@ per-token figures so other tile counts can be estimated.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import resource
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from _common import (
+    add_torch_args,
+    command_line,
+    device_name,
+    gar_1b_config,
+    gar_processor,
+    peak_rss_mb,
+    random_model,
+    torch_device,
+    write_json,
+)
 
-from garvideo.model import GarConfig, GarModel, build_image_prompt, replay_regions
-from garvideo.model.modeling import _parameters_on_meta
-from garvideo.model.processing import GarProcessor
-from garvideo.model.tiny import build_tiny_tokenizer
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def gar_1b_config_dict() -> dict[str, Any]:
-    """GAR-1B's ``config.json`` content that matters for the architecture (see the module docstring)."""
-    return {
-        "mllm_config": {
-            "vision_config": {
-                "model_type": "timm_wrapper",
-                "architecture": "vit_pe_core_large_patch14_336",
-                "do_pooling": False,
-                "num_labels": 0,
-                "model_args": {
-                    "embed_dim": 1024,
-                    "depth": 23,
-                    "img_size": [448, 448],
-                    "global_pool": "",
-                    "use_post_transformer_norm": False,
-                    "init_values": 0.1,
-                    "ref_feat_shape": [32, 32],
-                },
-            },
-            "text_config": {
-                "model_type": "llama",
-                "hidden_size": 2048,
-                "intermediate_size": 8192,
-                "num_hidden_layers": 16,
-                "num_attention_heads": 32,
-                "num_key_value_heads": 8,
-                "head_dim": 64,
-                "hidden_act": "silu",
-                "max_position_embeddings": 11520,
-                "rms_norm_eps": 1e-5,
-                "rope_theta": 500000.0,
-                "rope_scaling": {
-                    "factor": 32.0,
-                    "high_freq_factor": 4.0,
-                    "low_freq_factor": 1.0,
-                    "original_max_position_embeddings": 8192,
-                    "rope_type": "llama3",
-                },
-                "tie_word_embeddings": True,
-                "vocab_size": 128262,
-                "bos_token_id": 128000,
-                "eos_token_id": [128001, 128009],
-            },
-            "projector_pooling_ratio": 2,
-            "vision_use_cls_token": True,
-            "image_token_id": 128002,
-            "video_token_id": 128003,
-        },
-        "prompt_numbers": 5,
-        "crop_tokens_ids": [128004, 128005, 128008, 128010, 128011],
-    }
-
-
-def random_model(config: GarConfig, dtype: torch.dtype, device: torch.device) -> GarModel:
-    """GarModel with parameters drawn from N(0, 0.02) (norm weights 1), built without a full init pass."""
-    with _parameters_on_meta():
-        model = GarModel(config)
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    for module in model.modules():
-        for name, p in list(module._parameters.items()):
-            if p is None or p.device.type != "meta":
-                continue
-            t = torch.empty(p.shape, dtype=torch.float32)
-            if name == "weight" and p.dim() == 1:
-                t.fill_(1.0)
-            elif name == "bias" or "gamma" in name:
-                t.fill_(0.0 if name == "bias" else 0.1)
-            else:
-                t.normal_(0.0, 0.02, generator=gen)
-            module._parameters[name] = nn.Parameter(t.to(dtype), requires_grad=False)
-    model = model.to(device=device, dtype=dtype)
-    model.tie_weights()
-    return model.eval()
-
-
-def peak_rss_mb() -> float:
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb / 1024 if sys.platform != "darwin" else kb / 1024 / 1024
+from garvideo.model import build_image_prompt, replay_regions
 
 
 def sync(device: torch.device) -> None:
@@ -141,33 +59,24 @@ def timed(device: torch.device, fn, *args, **kwargs) -> tuple[Any, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_torch_args(parser, device="cuda" if torch.cuda.is_available() else "cpu", out="model.json")
     parser.add_argument("--dtype", default=None, help="float32 (CPU default) or bfloat16 (GPU default)")
     parser.add_argument("--size", default="640x480", help="image WxH")
     parser.add_argument("--max-num-tiles", type=int, default=4)
     parser.add_argument("--new-tokens", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "model.json")
     args = parser.parse_args()
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = torch_device(args)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, None: None}[args.dtype]
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     w, h = (int(v) for v in args.size.lower().split("x"))
 
     rss0 = peak_rss_mb()
-    config = GarConfig.from_dict(gar_1b_config_dict())
+    config = gar_1b_config()
     model, t_build = timed(device, random_model, config, dtype, device)
     n_params = sum(p.numel() for p in model.parameters())
-    from transformers import PerceptionLMImageProcessor
-
-    processor = GarProcessor(
-        PerceptionLMImageProcessor(max_num_tiles=args.max_num_tiles, image_mean=[0.5] * 3, image_std=[0.5] * 3),
-        build_tiny_tokenizer(),
-    )
+    processor = gar_processor(args.max_num_tiles)
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     mask = np.zeros((h, w), bool)
@@ -217,7 +126,7 @@ def main() -> int:
         "model": "GAR-1B architecture, random weights",
         "parameters": n_params,
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": device_name(device),
         "torch_threads": torch.get_num_threads(),
         "dtype": str(dtype).replace("torch.", ""),
         "image_size": [w, h],
@@ -233,7 +142,7 @@ def main() -> int:
         "peak_rss_mb": peak_rss_mb(),
         "rss_before_model_mb": rss0,
         "cuda_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": command_line(),
     }
 
     print(f"GAR-1B (random weights, {n_params / 1e9:.2f} B parameters) on {result['device_name']} "
@@ -245,16 +154,7 @@ def main() -> int:
     if result["cuda_peak_mb"] is not None:
         print(f"{'CUDA peak':34s} {result['cuda_peak_mb']:9.0f}  MB")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    existing: dict[str, Any] = {}
-    if args.out.is_file():
-        try:
-            existing = json.loads(args.out.read_text())
-        except json.JSONDecodeError:
-            existing = {}
-    existing[str(device.type)] = result
-    args.out.write_text(json.dumps(existing, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, result, key=str(device.type))
     return 0
 
 

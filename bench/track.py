@@ -27,21 +27,19 @@ pessimistic.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import RESULTS, SHARED, peak_rss_mb, write_json
 from PIL import Image
 
 from garvideo.eval.vos import evaluate_sequence
 from garvideo.trackers import Prompt, build_tracker, find_sam2_checkpoint
 from garvideo.video import open_video
 
-ROOT = Path(__file__).resolve().parents[1]
 SEQUENCES = ("blackswan", "car-shadow", "dog", "kite-surf", "libby", "soapbox")
 
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -57,10 +55,6 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "flow": ("flow", {}),
     "sam2": ("sam2", {}),
 }
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def run_one(variant: str, seq_dir: Path, ann_dir: Path, threads: int, extra: dict) -> dict:
@@ -121,28 +115,24 @@ def sam2_speed(seq_dir: Path, ann_dir: Path, sizes: list[int], n_frames: int, th
             f"{peak_rss_mb():11.0f}",
             flush=True,
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "model": "sam2.1_hiera_t (random weights)",
-                "device": "cpu",
-                "threads": threads,
-                "sequence": seq_dir.name,
-                "results": rows,
-                "load_average": os.getloadavg(),
-                "note": "CPU shared with other jobs: timings are pessimistic",
-            },
-            indent=2,
-        )
+    write_json(
+        out,
+        {
+            "model": "sam2.1_hiera_t (random weights)",
+            "device": "cpu",
+            "threads": threads,
+            "sequence": seq_dir.name,
+            "results": rows,
+            "load_average": os.getloadavg(),
+            "note": "CPU shared with other jobs: timings are pessimistic",
+        },
     )
-    print(f"wrote {out}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "data" / "davis2016")
+    ap.add_argument("--data", type=Path, default=SHARED / "data" / "davis2016")
     ap.add_argument(
         "--trackers", default="static,flow-plain,flow-fb,flow-app,flow-refine,flow-occl,flow,sam2"
     )
@@ -174,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
             sizes,
             args.speed_frames,
             args.threads,
-            args.out or ROOT / "bench" / "results" / "track_sam2_speed.json",
+            args.out or RESULTS / "track_sam2_speed.json",
         )
-    args.out = args.out or ROOT / "bench" / "results" / "track.json"
+    args.out = args.out or RESULTS / "track.json"
     variants = [v for v in args.trackers.split(",") if v]
     extra: dict = {}
     if "sam2" in variants:
@@ -214,7 +204,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{v:<11} {'MEAN':<11} {mean['J']:6.3f} {mean['F']:6.3f} {mean['JF']:6.3f} {mean['fps']:6.1f}",
             flush=True,
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "data": str(args.data),
         "threads": args.threads,
@@ -223,8 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average": os.getloadavg(),
         "note": "fps on a CPU shared with other jobs are pessimistic",
     }
-    args.out.write_text(json.dumps(payload, indent=2))
-    print(f"wrote {args.out}")
+    write_json(args.out, payload)
     return 0
 
 

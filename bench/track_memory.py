@@ -27,16 +27,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import RESULTS, SHARED, peak_rss_mb, write_json
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / ".." / "shared" / "data" / "davis2016"
+DATA = SHARED / "data" / "davis2016"
 
 
 def make_clip(seq: str, n: int, out: Path) -> tuple[Path, Path]:
@@ -75,7 +74,7 @@ def child(tracker: str, video: Path, mask: Path, threads: int, image_size: int, 
     from garvideo.video import open_video
 
     torch.set_num_threads(threads)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss0 = peak_rss_mb()
     if tracker in ("sam2-tiny", "sam2-t"):
         from garvideo.trackers.sam2_backend import TINY_OVERRIDES, Sam2Tracker, build_sam2_model
 
@@ -88,7 +87,7 @@ def child(tracker: str, video: Path, mask: Path, threads: int, image_size: int, 
         trk = build_tracker(tracker, threads=threads)
     with open_video(video, backend=backend) as v:
         (m,) = load_mask(mask, (v.height, v.width))
-        rss_ready = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rss_ready = peak_rss_mb()
         t0 = time.perf_counter()
         res = trk.track(v, [Prompt(1, 0, mask=m)])
         dt = time.perf_counter() - t0
@@ -100,7 +99,7 @@ def child(tracker: str, video: Path, mask: Path, threads: int, image_size: int, 
         "fps": len(res.frames) / dt,
         "rss_start_mb": rss0,
         "rss_ready_mb": rss_ready,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "info": {k: v for k, v in res.info.items() if isinstance(v, (int, float, str))},
     }
 
@@ -114,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-size", type=int, default=512)
     ap.add_argument("--backend", default="auto", help="video reader: auto (decord), decord or opencv")
     ap.add_argument("--clips", type=Path, default=Path("/tmp/garvideo_bench_clips"))
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "track_memory.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "track_memory.json")
     ap.add_argument("--child", nargs=2, metavar=("TRACKER", "LENGTH"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -170,21 +169,17 @@ def main(argv: list[str] | None = None) -> int:
         first, last = results[trk][str(lengths[0])], results[trk][str(lengths[-1])]
         results[trk]["delta_peak_mb"] = last["peak_rss_mb"] - first["peak_rss_mb"]
         results[trk]["within_300mb"] = results[trk]["delta_peak_mb"] <= 300
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "sequence": args.sequence,
-                "lengths": lengths,
-                "threads": args.threads,
-                "backend": args.backend,
-                "load_average": os.getloadavg(),
-                "results": results,
-            },
-            indent=2,
-        )
+    write_json(
+        args.out,
+        {
+            "sequence": args.sequence,
+            "lengths": lengths,
+            "threads": args.threads,
+            "backend": args.backend,
+            "load_average": os.getloadavg(),
+            "results": results,
+        },
     )
-    print(f"wrote {args.out}")
     return 0
 
 

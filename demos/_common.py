@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,3 +99,52 @@ def resolve_input(args: argparse.Namespace, *, min_objects: int = 1) -> DemoInpu
 def object_names(n: int) -> Sequence[str]:
     """``<object0>``, ``<object1>``, … as the pipeline's questions name the objects."""
     return [f"<object{k}>" for k in range(n)]
+
+
+def make_pipeline(
+    model: Any,
+    tracker: Any,
+    sam2_checkpoint: str | os.PathLike | None,
+    num_frames: int,
+    max_new_tokens: int,
+    device: str | None,
+) -> Any:
+    """The :class:`garvideo.pipeline.GarVideo` of a demo (``sam2_checkpoint`` goes to the tracker)."""
+    from garvideo.pipeline import GarVideo
+
+    return GarVideo(model=model, tracker=tracker, num_frames=num_frames, device=device, max_new_tokens=max_new_tokens,
+                    tracker_options={"sam2_checkpoint": sam2_checkpoint} if sam2_checkpoint else None)
+
+
+def demo_parser(prog: str, description: str, epilog: str, *, model: bool = True) -> argparse.ArgumentParser:
+    """A demo script's parser with the input and tracker options, and the model options (``model=True``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog)
+    add_input_args(parser)
+    add_tracker_args(parser)
+    if model:
+        add_model_args(parser)
+    return parser
+
+
+def add_overlay_arg(parser: argparse.ArgumentParser, default_name: str) -> None:
+    """``--overlay``: the overlay video, default ``OUT/<default_name>`` (see :func:`overlay_path`)."""
+    parser.add_argument("--overlay", type=Path, default=None, help=f"overlay video (default OUT/{default_name})")
+    parser.set_defaults(overlay_name=default_name)
+
+
+def parse_demo_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse a demo's command line and set up warnings-only logging on stderr."""
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return args
+
+
+def overlay_path(args: argparse.Namespace) -> Path:
+    """``--overlay``, else ``OUT/<the parser's default overlay name>``."""
+    return args.overlay or Path(args.out) / args.overlay_name
+
+
+def write_stdout(piece: str) -> None:
+    """Print streamed text as it comes (no newline added)."""
+    sys.stdout.write(piece)
+    sys.stdout.flush()

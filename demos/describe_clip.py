@@ -14,7 +14,6 @@ Only library calls: :class:`garvideo.pipeline.GarVideo` and :func:`garvideo.over
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -24,7 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from garvideo.demos._common import add_input_args, add_model_args, add_tracker_args, resolve_input
+from garvideo.demos._common import (
+    add_overlay_arg,
+    demo_parser,
+    make_pipeline,
+    overlay_path,
+    parse_demo_args,
+    resolve_input,
+    write_stdout,
+)
 from garvideo.errors import InputError, ModelUnavailableError, PathLike
 
 logger = logging.getLogger(__name__)
@@ -86,10 +93,9 @@ def describe_clip(
         ModelUnavailableError: no weights (offline, nothing on disk).
     """
     from garvideo.overlay import render_overlay
-    from garvideo.pipeline import GarVideo, load_model_or_none
+    from garvideo.pipeline import load_model_or_none
 
-    gv = GarVideo(model=model, tracker=tracker, num_frames=num_frames, device=device, max_new_tokens=max_new_tokens,
-                  tracker_options={"sam2_checkpoint": sam2_checkpoint} if sam2_checkpoint else None)
+    gv = make_pipeline(model, tracker, sam2_checkpoint, num_frames, max_new_tokens, device)
     # Track first (no weights needed) and draw the tracks, so that the overlay exists even when the
     # model cannot be loaded; then load, describe, and redraw with the text burned in.
     clip = gv.prepare(video, masks=list(masks), frame=frame, encode=False, track_all_frames=True)
@@ -109,32 +115,27 @@ def describe_clip(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m garvideo.demos.describe_clip",
-        description="Describe an object in a clip; write an overlay video with the description burned in.",
-        epilog="Example: python -m garvideo.demos.describe_clip --video my.mp4 --mask dog.png --model HaochenWang/GAR-1B",
+    parser = demo_parser(
+        "python -m garvideo.demos.describe_clip",
+        "Describe an object in a clip; write an overlay video with the description burned in.",
+        "Example: python -m garvideo.demos.describe_clip --video my.mp4 --mask dog.png --model HaochenWang/GAR-1B",
     )
-    add_input_args(parser)
-    add_tracker_args(parser)
-    add_model_args(parser)
     parser.add_argument("--all-objects", action="store_true",
                         help="on the sample clip, describe both objects together (default: the first)")
-    parser.add_argument("--overlay", type=Path, default=None, help="overlay video (default OUT/describe.mp4)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    add_overlay_arg(parser, "describe.mp4")
+    args = parse_demo_args(parser, argv)
 
     streamed: list[str] = []
 
     def stream(piece: str) -> None:
         streamed.append(piece)
-        sys.stdout.write(piece)
-        sys.stdout.flush()
+        write_stdout(piece)
 
     try:
         inp = resolve_input(args)
         masks = inp.masks if (inp.sample is None or args.all_objects) else inp.masks[:1]
         res = describe_clip(
-            inp.video, masks, args.overlay or Path(args.out) / "describe.mp4", frame=inp.frame,
+            inp.video, masks, overlay_path(args), frame=inp.frame,
             model=args.model, tracker=args.tracker, sam2_checkpoint=args.sam2_checkpoint,
             num_frames=args.num_frames, max_new_tokens=args.max_new_tokens, device=args.device, on_text=stream,
         )

@@ -15,7 +15,6 @@ Only library calls: :class:`garvideo.pipeline.GarVideo` and :func:`garvideo.over
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -25,7 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from garvideo.demos._common import add_input_args, add_model_args, add_tracker_args, resolve_input
+from garvideo.demos._common import (
+    add_overlay_arg,
+    demo_parser,
+    make_pipeline,
+    overlay_path,
+    parse_demo_args,
+    resolve_input,
+    write_stdout,
+)
 from garvideo.errors import InputError, ModelUnavailableError, PathLike
 
 logger = logging.getLogger(__name__)
@@ -89,13 +96,11 @@ def ask_about_objects(
         ModelUnavailableError: no weights.
     """
     from garvideo.overlay import render_overlay
-    from garvideo.pipeline import GarVideo
 
     questions = [q.strip() for q in questions if q and q.strip()]
     if not questions:
         raise InputError("--question", "give at least one question")
-    gv = GarVideo(model=model, tracker=tracker, num_frames=num_frames, device=device, max_new_tokens=max_new_tokens,
-                  tracker_options={"sam2_checkpoint": sam2_checkpoint} if sam2_checkpoint else None)
+    gv = make_pipeline(model, tracker, sam2_checkpoint, num_frames, max_new_tokens, device)
     # One prepared clip for every question: tracking, keyframe features and the prompt prefix are shared.
     clip = gv.prepare(video, masks=list(masks), frame=frame, track_all_frames=True)
     try:
@@ -117,39 +122,31 @@ def ask_about_objects(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m garvideo.demos.relationship_question",
-        description="Ask how several objects in a clip relate; write an overlay video with the answers.",
-        epilog='Example: python -m garvideo.demos.relationship_question --video my.mp4 --mask a.png --mask b.png '
-               '--question "What is <object0> doing to <object1>?"',
+    parser = demo_parser(
+        "python -m garvideo.demos.relationship_question",
+        "Ask how several objects in a clip relate; write an overlay video with the answers.",
+        'Example: python -m garvideo.demos.relationship_question --video my.mp4 --mask a.png --mask b.png '
+        '--question "What is <object0> doing to <object1>?"',
     )
-    add_input_args(parser)
-    add_tracker_args(parser)
-    add_model_args(parser)
     parser.set_defaults(max_new_tokens=128)
     parser.add_argument("--question", action="append", default=None,
                         help=f"question naming the objects <object0>, <object1>, … (repeatable; default: "
                              f"{DEFAULT_QUESTION!r})")
     parser.add_argument("--option", action="append", default=None,
                         help="multiple-choice option (repeatable); without it the answers are free-form")
-    parser.add_argument("--overlay", type=Path, default=None, help="overlay video (default OUT/question.mp4)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-
-    def stream(piece: str) -> None:
-        sys.stdout.write(piece)
-        sys.stdout.flush()
+    add_overlay_arg(parser, "question.mp4")
+    args = parse_demo_args(parser, argv)
 
     questions = args.question or [DEFAULT_QUESTION]
     try:
         inp = resolve_input(args, min_objects=2 if args.question is None else 1)
         print(f"Q: {questions[0]}\nA: ", end="", flush=True)  # later questions: see _QuestionPrinter
         res = ask_about_objects(
-            inp.video, inp.masks, questions, args.overlay or Path(args.out) / "question.mp4",
+            inp.video, inp.masks, questions, overlay_path(args),
             options=args.option, frame=inp.frame, model=args.model, tracker=args.tracker,
             sam2_checkpoint=args.sam2_checkpoint, num_frames=args.num_frames,
             max_new_tokens=args.max_new_tokens, device=args.device,
-            on_text=_QuestionPrinter(questions, stream),
+            on_text=_QuestionPrinter(questions, write_stdout),
         )
     except (InputError, ModelUnavailableError) as exc:
         print(f"\nerror: {exc}", file=sys.stderr)

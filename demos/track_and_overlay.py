@@ -14,7 +14,6 @@ draws, :func:`garvideo.eval.vos.jaccard` scores.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from garvideo.demos._common import add_input_args, add_tracker_args, resolve_input
+from garvideo.demos._common import add_overlay_arg, demo_parser, overlay_path, parse_demo_args, resolve_input
 from garvideo.errors import InputError, PathLike
 
 logger = logging.getLogger(__name__)
@@ -114,20 +113,18 @@ def track_and_overlay(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m garvideo.demos.track_and_overlay",
-        description="Track objects through a clip and write an overlay video (masks tinted, outlined, numbered).",
-        epilog="Example: python -m garvideo.demos.track_and_overlay --video my.mp4 --mask dog.png --out out/dog",
+    parser = demo_parser(
+        "python -m garvideo.demos.track_and_overlay",
+        "Track objects through a clip and write an overlay video (masks tinted, outlined, numbered).",
+        "Example: python -m garvideo.demos.track_and_overlay --video my.mp4 --mask dog.png --out out/dog",
+        model=False,
     )
-    add_input_args(parser)
-    add_tracker_args(parser)
-    parser.add_argument("--overlay", type=Path, default=None, help="overlay video (default OUT/overlay.mp4)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    add_overlay_arg(parser, "overlay.mp4")
+    args = parse_demo_args(parser, argv)
     try:
         inp = resolve_input(args)
         res = track_and_overlay(
-            inp.video, inp.masks, args.overlay or Path(args.out) / "overlay.mp4", frame=inp.frame,
+            inp.video, inp.masks, overlay_path(args), frame=inp.frame,
             tracker=args.tracker, sam2_checkpoint=args.sam2_checkpoint,
             ground_truth=None if inp.sample is None else inp.sample.gt_all(),
         )

@@ -169,7 +169,7 @@ class WebDemo:
         device: str | None = None,
         workdir: os.PathLike | None = None,
     ) -> None:
-        from garvideo.pipeline import GarVideo
+        from garvideo.demos._common import make_pipeline
         from garvideo.trackers import TRACKERS, find_sam2_checkpoint
 
         if isinstance(tracker, str) and tracker not in TRACKERS:
@@ -182,11 +182,7 @@ class WebDemo:
         self.max_new_tokens = int(max_new_tokens)
         self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="garvideo-web-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        tracker_options: dict[str, Any] = {}
-        if self.sam2_checkpoint is not None:
-            tracker_options["sam2_checkpoint"] = self.sam2_checkpoint
-        self.pipeline = GarVideo(model=model, tracker=tracker, num_frames=num_frames, device=device,
-                                 max_new_tokens=self.max_new_tokens, tracker_options=tracker_options)
+        self.pipeline = make_pipeline(model, tracker, self.sam2_checkpoint, num_frames, self.max_new_tokens, device)
         # Load the weights and build the tracker now: a missing checkpoint stops the demo at start
         # (ModelUnavailableError), not at the first click, and the page can name what it runs.
         self.bundle = self.pipeline.bundle

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from garvideo.batch import ClipCache, answer_timings, close_clip
+from garvideo.batch import ClipCache, answer_fields, answer_timings, close_clip
 from garvideo.errors import InputError, PathLike
 from garvideo.eval.scoring import (
     QUESTION_TYPES,
@@ -408,10 +408,7 @@ def prediction_record(
         "type": raw.get("type"),
         "id": raw.get("id"),
         "mode": mode,
-        "frames": [int(f) for f in frames],
-        "error": error,
-        "notes": list(notes),
-        "timings": {k: round(float(v), 4) for k, v in (timings or {}).items()},
+        **answer_fields(frames, error, notes, timings),
     }
 
 

@@ -345,6 +345,22 @@ def prepare_question_clip(gv: Any, q: BatchQuestion) -> Any:
         raise
 
 
+def answer_fields(
+    frames: Sequence[int] = (),
+    error: str | None = None,
+    notes: Sequence[str] = (),
+    timings: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """The keys every answer line ends with (batch QA and VideoRefer-Bench-Q predictions):
+    ``frames`` (ints), ``error``, ``notes`` and ``timings`` (seconds, rounded to 0.1 ms)."""
+    return {
+        "frames": [int(f) for f in frames],
+        "error": error,
+        "notes": list(notes),
+        "timings": {k: round(float(v), 4) for k, v in (timings or {}).items()},
+    }
+
+
 def answer_record(
     qid: Any,
     *,
@@ -356,15 +372,7 @@ def answer_record(
     timings: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """One output line of batch QA (keys :data:`ANSWER_KEYS`, in order)."""
-    return {
-        "id": qid,
-        "answer": answer,
-        "pred": pred,
-        "frames": [int(f) for f in frames],
-        "error": error,
-        "notes": list(notes),
-        "timings": {k: round(float(v), 4) for k, v in (timings or {}).items()},
-    }
+    return {"id": qid, "answer": answer, "pred": pred, **answer_fields(frames, error, notes, timings)}
 
 
 @dataclass

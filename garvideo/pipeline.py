@@ -799,6 +799,36 @@ class GarVideo:
         out["total"] = call + (clip.timings.get("prepare", 0.0) if first and not prepared_here else 0.0)
         return out
 
+    def _request(
+        self,
+        clip_or_video: PreparedClip | PathLike | Any,
+        masks: np.ndarray | Sequence[np.ndarray] | None,
+        frame: int | None,
+        frame_masks: Sequence[FrameMasks] | None,
+        question: str | None,
+        options: Sequence[str] | None,
+        stream: StreamFn | None,
+        max_new_tokens: int | None,
+        generate_kwargs: dict[str, Any],
+    ) -> dict[str, Any]:
+        """One describe (``question=None``) or ask request: the :class:`DescribeResult` fields."""
+        t0 = time.perf_counter()
+        clip = self._clip_for(clip_or_video, {"masks": masks, "frame": frame, "frame_masks": frame_masks})
+        source = "describe" if question is None else "--question"
+        gen, inputs, run = self._run(clip, question, options, stream, max_new_tokens, generate_kwargs, source)
+        timings = self._timings(clip, t0, run)
+        return {
+            "text": gen.text,
+            "frames": list(clip.frames),
+            "objects": clip.objects_json(),
+            "tracker": clip.tracker,
+            "model": self.model_name,
+            "timings": timings,
+            "notes": list(clip.notes),
+            "prompt_tokens": inputs.length,
+            "new_tokens": gen.num_tokens,
+        }
+
     # -- public requests -------------------------------------------------------------------------------------
     def describe(
         self,
@@ -820,21 +850,8 @@ class GarVideo:
             max_new_tokens: generation length (default: the instance's).
             **generate_kwargs: passed to generation (greedy unless ``do_sample=True``).
         """
-        t0 = time.perf_counter()
-        clip = self._clip_for(clip_or_video, {"masks": masks, "frame": frame, "frame_masks": frame_masks})
-        gen, inputs, run = self._run(clip, None, None, stream, max_new_tokens, generate_kwargs, "describe")
-        timings = self._timings(clip, t0, run)
-        return DescribeResult(
-            text=gen.text,
-            frames=list(clip.frames),
-            objects=clip.objects_json(),
-            tracker=clip.tracker,
-            model=self.model_name,
-            timings=timings,
-            notes=list(clip.notes),
-            prompt_tokens=inputs.length,
-            new_tokens=gen.num_tokens,
-        )
+        clip_args = (clip_or_video, masks, frame, frame_masks)
+        return DescribeResult(**self._request(*clip_args, None, None, stream, max_new_tokens, generate_kwargs))
 
     def ask(
         self,
@@ -869,27 +886,15 @@ class GarVideo:
                 raise InputError(
                     "--option", f"a multiple-choice question needs at least 2 options, got {len(options)}"
                 )
-        t0 = time.perf_counter()
-        clip = self._clip_for(clip_or_video, {"masks": masks, "frame": frame, "frame_masks": frame_masks})
-        gen, inputs, run = self._run(
-            clip, question, options, stream, max_new_tokens, generate_kwargs, "--question"
-        )
-        timings = self._timings(clip, t0, run)
+        clip_args = (clip_or_video, masks, frame, frame_masks)
+        fields = self._request(*clip_args, question, options, stream, max_new_tokens, generate_kwargs)
         letter = None
         if options is not None:
             from garvideo.model import parse_choice
 
-            letter = parse_choice(gen.text, len(options))
+            letter = parse_choice(fields["text"], len(options))
         return AnswerResult(
-            text=gen.text,
-            frames=list(clip.frames),
-            objects=clip.objects_json(),
-            tracker=clip.tracker,
-            model=self.model_name,
-            timings=timings,
-            notes=list(clip.notes),
-            prompt_tokens=inputs.length,
-            new_tokens=gen.num_tokens,
+            **fields,
             question=question,
             options=list(options) if options is not None else None,
             letter=letter,

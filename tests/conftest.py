@@ -37,3 +37,35 @@ def shared_dir() -> Path:
     if not (SHARED / "data").is_dir():
         pytest.skip(f"shared test data not found at {SHARED} (only present in the garvideo workplace)")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def stripped():
+    """``stripped(path) -> list[str]``: a JSONL file's lines with ``timings`` (wall times) removed from
+    each record, key order otherwise kept — for comparing two runs' outputs byte for byte."""
+    import json
+
+    def strip(path: Path) -> list[str]:
+        out = []
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            r.pop("timings")  # every record has timings: a missing one fails the test
+            out.append(json.dumps(r))
+        return out
+
+    return strip
+
+
+@pytest.fixture()
+def run_cli(capsys):
+    """``run_cli(*argv) -> (exit code, stdout, stderr)``: the ``garvideo`` console entry point in process
+    (arguments may be paths)."""
+    from garvideo.cli import main
+
+    def run(*argv) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as exc:
+            main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return int(exc.value.code or 0), out, err
+
+    return run

@@ -18,15 +18,6 @@ from garvideo.masks import rle_encode
 runner = CliRunner()
 
 
-def stripped(path):
-    out = []
-    for line in path.read_text().splitlines():
-        r = json.loads(line)
-        r.pop("timings")
-        out.append(json.dumps(r))
-    return out
-
-
 @pytest.fixture()
 def questions(sample_clip, tmp_path):
     c = sample_clip
@@ -55,7 +46,7 @@ def _batch(args, tiny_model_dir):
     return json.loads(res.output.strip().splitlines()[-1])
 
 
-def test_batch_answers_shares_clips_records_errors_and_resumes(questions, tiny_model_dir, tmp_path):
+def test_batch_answers_shares_clips_records_errors_and_resumes(questions, tiny_model_dir, tmp_path, stripped):
     out = tmp_path / "answers.jsonl"
     summary = _batch([str(questions), "--out", str(out)], tiny_model_dir)
     assert (

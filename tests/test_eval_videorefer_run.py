@@ -24,15 +24,6 @@ FUTURE = ["Future Predictions"]  # records 3 (with a null segmentation) and 10 o
 runner = CliRunner()
 
 
-def stripped(path):
-    out = []
-    for line in path.read_text().splitlines():
-        r = json.loads(line)
-        r.pop("timings")
-        out.append(json.dumps(r))
-    return out
-
-
 @pytest.fixture(scope="module")
 def mini_path(shared_dir):
     return shared_dir / MINI
@@ -89,7 +80,7 @@ def _cli(args, tiny_model_dir):
 
 
 def test_single_mode_command_bad_records_resume_and_score(
-    data_with_bad_records, video_root, tiny_model_dir, tmp_path
+    data_with_bad_records, video_root, tiny_model_dir, tmp_path, stripped
 ):
     preds = tmp_path / "preds.jsonl"
     args = ["--data", str(data_with_bad_records), "--video-root", str(video_root), "--out", str(preds)]
@@ -162,7 +153,7 @@ def test_bad_files_and_options_are_clear_errors_before_any_work(tmp_path, mini_p
     run(mini_path, "--shard", "2/2")
 
 
-def test_multi_mode_shards_and_merge(mini_path, video_root, gv, tmp_path):
+def test_multi_mode_shards_and_merge(mini_path, video_root, gv, tmp_path, stripped):
     single = tmp_path / "multi.jsonl"
     res = run_videorefer_q(mini_path, video_root, single, gv, mode="multi", types=FUTURE)
     recs = read_jsonl(single).records

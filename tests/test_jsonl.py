@@ -8,7 +8,6 @@ outputs are compared with ``timings`` stripped and everything else byte for byte
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import subprocess
@@ -58,17 +57,6 @@ SPEC = JsonlRun(key=lambda it: it["id"], process=answer, on_error=on_error)
 GROUPED = JsonlRun(key=lambda it: it["id"], process=answer, on_error=on_error, group=lambda it: it["clip"])
 
 
-def stripped(path: Path) -> list[str]:
-    """The file's lines with ``timings`` removed from each record (key order otherwise kept)."""
-    lines = path.read_text().splitlines()
-    out = []
-    for line in lines:
-        r = json.loads(line)
-        r.pop("timings", None)
-        out.append(json.dumps(r))
-    return out
-
-
 def test_single_run_writes_one_line_per_item_in_input_order(tmp_path):
     out = tmp_path / "out.jsonl"
     s = run_jsonl(ITEMS, out, GROUPED)
@@ -80,7 +68,7 @@ def test_single_run_writes_one_line_per_item_in_input_order(tmp_path):
     assert again.written == 0 and again.skipped == 10 and again.complete
 
 
-def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, stripped):
     ref = tmp_path / "ref.jsonl"
     run_jsonl(ITEMS, ref, GROUPED)
 
@@ -117,7 +105,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
     assert stripped(out) == stripped(ref)
 
 
-def test_a_line_cut_off_by_a_crash_is_dropped_and_redone(tmp_path):
+def test_a_line_cut_off_by_a_crash_is_dropped_and_redone(tmp_path, stripped):
     ref = tmp_path / "ref.jsonl"
     run_jsonl(ITEMS, ref, SPEC)
     out = tmp_path / "out.jsonl"
@@ -153,7 +141,7 @@ def test_bad_items_are_recorded_and_the_run_goes_on(tmp_path):
 
 
 @pytest.mark.parametrize("count", [2, 3, 7])
-def test_sharded_and_merged_equals_single(tmp_path, count):
+def test_sharded_and_merged_equals_single(tmp_path, count, stripped):
     ref = tmp_path / "ref.jsonl"
     run_jsonl(ITEMS, ref, GROUPED)
     out = tmp_path / "sharded.jsonl"

@@ -7,38 +7,16 @@ import json
 import numpy as np
 from PIL import Image
 
-from garvideo.cli import main
 
-
-def _main(capsys, *args):
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_track_writes_id_maps_json_and_overlay(sample_clip, tmp_path, capsys, monkeypatch):
+def test_track_writes_id_maps_json_and_overlay(sample_clip, tmp_path, run_cli, monkeypatch):
     monkeypatch.delenv("GARVIDEO_SAM2_CHECKPOINT", raising=False)
     monkeypatch.setattr("garvideo.trackers.sam2_backend.cached_hub_checkpoint", lambda: None)
     out = tmp_path / "masks"
-    code, stdout, _ = _main(
-        capsys,
-        "track",
-        str(sample_clip.video_path),
-        "--mask",
-        str(sample_clip.object_masks[0]),
-        "--mask",
-        str(sample_clip.object_masks[1]),
-        "--out",
-        str(out),
-        "--overlay",
-        str(tmp_path / "o.mp4"),
-        "--end",
-        "20",
-        "--json",
-    )
+    masks = ["--mask", sample_clip.object_masks[0], "--mask", sample_clip.object_masks[1]]
+    code, stdout, _ = run_cli(
+        "track", sample_clip.video_path, *masks, "--out", out, "--overlay", tmp_path / "o.mp4",
+        "--end", "20", "--json",
+    )  # fmt: skip
     assert code == 0, stdout
     summary = json.loads(stdout)
     assert summary["tracker"] == "flow"  # auto without a checkpoint
@@ -58,31 +36,18 @@ def test_track_writes_id_maps_json_and_overlay(sample_clip, tmp_path, capsys, mo
     assert (tmp_path / "o.mp4").stat().st_size > 1000
 
 
-def test_track_from_a_middle_frame_with_static_and_text_output(sample_clip, tmp_path, capsys):
+def test_track_from_a_middle_frame_with_static_and_text_output(sample_clip, tmp_path, run_cli):
     out = tmp_path / "m"
-    code, stdout, err = _main(
-        capsys,
-        "track",
-        str(sample_clip.frames_dir),
-        "--mask",
-        str(sample_clip.prompt_mask),
-        "--frame",
-        "0",
-        "--tracker",
-        "static",
-        "--start",
-        "10",
-        "--stride",
-        "10",
-        "--out",
-        str(out),
-    )
+    code, stdout, err = run_cli(
+        "track", sample_clip.frames_dir, "--mask", sample_clip.prompt_mask, "--frame", "0",
+        "--tracker", "static", "--start", "10", "--stride", "10", "--out", out,
+    )  # fmt: skip
     assert code == 0, err
     assert "static" in stdout and "object 2" in stdout
     assert sorted(p.name for p in out.iterdir()) == ["00010.png", "00020.png", "00030.png", "00040.png"]
 
 
-def test_track_bad_input_is_one_line_exit_2(sample_clip, tmp_path, capsys):
+def test_track_bad_input_is_one_line_exit_2(sample_clip, tmp_path, run_cli):
     small = tmp_path / "small.png"
     Image.fromarray(np.full((10, 10), 255, np.uint8)).save(small)
     empty = tmp_path / "empty.png"
@@ -100,24 +65,13 @@ def test_track_bad_input_is_one_line_exit_2(sample_clip, tmp_path, capsys):
         (["--mask", str(sample_clip.prompt_mask), "--tracker", "nope"], "unknown tracker"),
     ]
     for extra, needle in cases:
-        code, _, err = _main(
-            capsys, "track", str(sample_clip.video_path), *extra, "--out", str(tmp_path / "x")
-        )
+        code, _, err = run_cli("track", sample_clip.video_path, *extra, "--out", tmp_path / "x")
         lines = err.strip().splitlines()
         assert code == 2, (extra, err)
         assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], (extra, err)
-    code, stdout, err = _main(
-        capsys,
-        "track",
-        str(sample_clip.video_path),
-        "--mask",
-        str(small),
-        "--resize-masks",
-        "--end",
-        "3",
-        "--tracker",
-        "static",
-        "--json",
-    )
+    code, stdout, err = run_cli(
+        "track", sample_clip.video_path, "--mask", small, "--resize-masks",
+        "--end", "3", "--tracker", "static", "--json",
+    )  # fmt: skip
     assert code == 0, err
     assert json.loads(stdout)["frames"] == 3

@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from garvideo.cli._progress import progress_bar
+
 MODEL_HELP = "GAR checkpoint: hub id or local folder (default: GARVIDEO_MODEL or HaochenWang/GAR-1B)."
 TRACKER_HELP = "Mask propagation: auto, sam2, flow or static."
 SHARD_HELP = "Run rank I of N (0-based), e.g. 0/4; default: torchrun's RANK/WORLD_SIZE, else all."
@@ -19,54 +21,35 @@ NEW_TOKENS_HELP = "Most tokens generated per answer (default: the pipeline's)."
 DEVICE_HELP = "cpu, cuda, cuda:1, ... (default: CUDA when available; cuda:LOCAL_RANK under torchrun)."
 
 
+# Options shared by `batch` and `eval videorefer-q` (typer reads them from each signature).
+ModelOpt = Annotated[str | None, typer.Option("--model", help=MODEL_HELP)]
+TrackerOpt = Annotated[str, typer.Option("--tracker", help=TRACKER_HELP)]
+KOpt = Annotated[int, typer.Option("--num-frames", "-k", min=1, help="Keyframes per clip (K).")]
+KeyframesOpt = Annotated[str, typer.Option("--keyframes", help=KEYFRAMES_HELP)]
+RoiOpt = Annotated[str, typer.Option("--roi-mode", help=ROI_HELP)]
+NewTokOpt = Annotated[int | None, typer.Option("--max-new-tokens", min=1, help=NEW_TOKENS_HELP)]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP)]
+ShardOpt = Annotated[str | None, typer.Option("--shard", help=SHARD_HELP)]
+
+
 @contextlib.contextmanager
-def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[Any], None]]:
-    """A rich progress bar (count, rate, ETA) fed by :class:`garvideo.jsonl.Progress` reports."""
-    if not enabled:
-        yield lambda p: None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
+def resumable_run(description: str, enabled: bool = True) -> Iterator[Callable[[Any], None] | None]:
+    """Run a resumable JSONL job (batch QA, eval) under a progress bar; yields its ``progress`` callback.
 
-    class _Rate(ProgressColumn):
-        """Items per second (or per minute when slower than one a second) over the recent updates."""
+    An interrupted run (:class:`garvideo.jsonl.RunInterrupted`) prints how far it got and exits 130.
+    """
+    from garvideo.jsonl import RunInterrupted
 
-        def render(self, task: Any) -> Text:
-            speed = task.speed
-            if not speed:
-                return Text("-- /s", style="progress.data.speed")
-            return Text(
-                f"{speed:.2f}/s" if speed >= 1 else f"{speed * 60:.1f}/min", style="progress.data.speed"
-            )
-
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _Rate(),
-        TextColumn("failed {task.fields[failed]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, transient=False) as bar:
-        task = bar.add_task(description, total=None, failed=0, skipped=0)
-
-        def update(p: Any) -> None:
-            if p.last_id is None:  # the first report: already-done items do not count toward the rate
-                bar.reset(task, total=p.total, completed=p.done, failed=p.failed, skipped=p.skipped)
-            else:
-                bar.update(task, total=p.total, completed=p.done, failed=p.failed)
-
-        yield update
+    try:
+        with progress_bar(description, enabled=enabled, transient=False, show_failed=True) as bar:
+            yield None if bar is None else bar.report
+    except RunInterrupted as exc:
+        s = exc.summary
+        typer.echo(
+            f"interrupted: {s.skipped + s.written} of {s.total} answered in {s.out}; rerun to resume",
+            err=True,
+        )
+        raise typer.Exit(130) from None
 
 
 def batch(
@@ -75,20 +58,18 @@ def batch(
         typer.Argument(help="Questions JSONL: one {id, video, mask|masks, question, options?} per line."),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Answers JSONL (resumed when it exists).")],
-    model: Annotated[str | None, typer.Option("--model", help=MODEL_HELP)] = None,
-    tracker: Annotated[str, typer.Option("--tracker", help=TRACKER_HELP)] = "auto",
-    num_frames: Annotated[int, typer.Option("--num-frames", "-k", min=1, help="Keyframes per clip (K).")] = 8,
-    keyframes: Annotated[str, typer.Option("--keyframes", help=KEYFRAMES_HELP)] = "uniform",
-    roi_mode: Annotated[str, typer.Option("--roi-mode", help=ROI_HELP)] = "official",
-    max_new_tokens: Annotated[
-        int | None, typer.Option("--max-new-tokens", min=1, help=NEW_TOKENS_HELP)
-    ] = None,
-    device: Annotated[str | None, typer.Option("--device", help=DEVICE_HELP)] = None,
+    model: ModelOpt = None,
+    tracker: TrackerOpt = "auto",
+    num_frames: KOpt = 8,
+    keyframes: KeyframesOpt = "uniform",
+    roi_mode: RoiOpt = "official",
+    max_new_tokens: NewTokOpt = None,
+    device: DeviceOpt = None,
     root: Annotated[
         Path | None,
         typer.Option("--root", help="Resolve relative paths here (default: the questions file's folder)."),
     ] = None,
-    shard: Annotated[str | None, typer.Option("--shard", help=SHARD_HELP)] = None,
+    shard: ShardOpt = None,
     retry_errors: Annotated[
         bool, typer.Option("--retry-errors", help="Redo questions recorded with an error.")
     ] = False,
@@ -105,28 +86,12 @@ def batch(
     Example: garvideo batch questions.jsonl --out answers.jsonl --tracker flow --num-frames 8
     """
     from garvideo.batch import make_pipeline, plan_batch, run_batch
-    from garvideo.jsonl import RunInterrupted
 
     qs = plan_batch(questions, out, root=root, shard=shard)  # bad input fails before the model loads
-    gv = make_pipeline(
-        model,
-        tracker,
-        num_frames,
-        keyframes=keyframes,
-        roi_mode=roi_mode,
-        max_new_tokens=max_new_tokens,
-        device=device,
-    )
-    try:
-        with progress_bar("batch QA", enabled=not as_json) as update:
-            summary = run_batch(qs, out, gv, shard=shard, retry_errors=retry_errors, progress=update)
-    except RunInterrupted as exc:
-        s = exc.summary
-        typer.echo(
-            f"interrupted: {s.skipped + s.written} of {s.total} answered in {s.out}; rerun to resume",
-            err=True,
-        )
-        raise typer.Exit(130) from None
+    gv = make_pipeline(model, tracker, num_frames, keyframes=keyframes, roi_mode=roi_mode,
+                       max_new_tokens=max_new_tokens, device=device)
+    with resumable_run("batch QA", enabled=not as_json) as update:
+        summary = run_batch(qs, out, gv, shard=shard, retry_errors=retry_errors, progress=update)
     _print_summary(summary, as_json)
 
 

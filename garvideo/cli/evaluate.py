@@ -12,14 +12,15 @@ from typing import Annotated, Any
 import typer
 
 from garvideo.cli.batch import (
-    DEVICE_HELP,
-    KEYFRAMES_HELP,
-    MODEL_HELP,
-    NEW_TOKENS_HELP,
-    ROI_HELP,
-    SHARD_HELP,
-    TRACKER_HELP,
-    progress_bar,
+    DeviceOpt,
+    KeyframesOpt,
+    KOpt,
+    ModelOpt,
+    NewTokOpt,
+    RoiOpt,
+    ShardOpt,
+    TrackerOpt,
+    resumable_run,
 )
 
 eval_app = typer.Typer(
@@ -77,15 +78,13 @@ def videorefer_q(
             "--mode", help="single: mask at frame_idx, tracked (standard); multi: all annotated masks."
         ),
     ] = "single",
-    tracker: Annotated[str, typer.Option("--tracker", help=TRACKER_HELP)] = "auto",
-    num_frames: Annotated[int, typer.Option("--num-frames", "-k", min=1, help="Keyframes per clip (K).")] = 8,
-    model: Annotated[str | None, typer.Option("--model", help=MODEL_HELP)] = None,
-    keyframes: Annotated[str, typer.Option("--keyframes", help=KEYFRAMES_HELP)] = "uniform",
-    roi_mode: Annotated[str, typer.Option("--roi-mode", help=ROI_HELP)] = "official",
-    max_new_tokens: Annotated[
-        int | None, typer.Option("--max-new-tokens", min=1, help=NEW_TOKENS_HELP)
-    ] = None,
-    device: Annotated[str | None, typer.Option("--device", help=DEVICE_HELP)] = None,
+    tracker: TrackerOpt = "auto",
+    num_frames: KOpt = 8,
+    model: ModelOpt = None,
+    keyframes: KeyframesOpt = "uniform",
+    roi_mode: RoiOpt = "official",
+    max_new_tokens: NewTokOpt = None,
+    device: DeviceOpt = None,
     limit: Annotated[int | None, typer.Option("--limit", min=0, help="Only the first N records.")] = None,
     types: Annotated[
         list[str] | None,
@@ -93,7 +92,7 @@ def videorefer_q(
             "--types", help="Only these question types (repeat or comma-separate), e.g. 'Basic Questions'."
         ),
     ] = None,
-    shard: Annotated[str | None, typer.Option("--shard", help=SHARD_HELP)] = None,
+    shard: ShardOpt = None,
     retry_errors: Annotated[
         bool, typer.Option("--retry-errors", help="Redo records whose prediction has an error.")
     ] = False,
@@ -112,40 +111,24 @@ def videorefer_q(
     """
     from garvideo.batch import make_pipeline
     from garvideo.eval.videorefer_q import plan_run, run_videorefer_q
-    from garvideo.jsonl import RunInterrupted
 
     kinds = _split_types(types)
     plan_run(data, video_root, mode=mode, limit=limit, types=kinds, shard=shard)  # fail before any model work
-    gv = make_pipeline(
-        model,
-        tracker,
-        num_frames,
-        keyframes=keyframes,
-        roi_mode=roi_mode,
-        max_new_tokens=max_new_tokens,
-        device=device,
-    )
-    try:
-        with progress_bar(f"VideoRefer-Bench-Q ({mode})", enabled=not as_json) as update:
-            result = run_videorefer_q(
-                data,
-                video_root,
-                out,
-                gv,
-                mode=mode,
-                limit=limit,
-                types=kinds,
-                shard=shard,
-                retry_errors=retry_errors,
-                progress=update,
-            )
-    except RunInterrupted as exc:
-        s = exc.summary
-        typer.echo(
-            f"interrupted: {s.skipped + s.written} of {s.total} answered in {s.out}; rerun to resume",
-            err=True,
+    gv = make_pipeline(model, tracker, num_frames, keyframes=keyframes, roi_mode=roi_mode,
+                       max_new_tokens=max_new_tokens, device=device)
+    with resumable_run(f"VideoRefer-Bench-Q ({mode})", enabled=not as_json) as update:
+        result = run_videorefer_q(
+            data,
+            video_root,
+            out,
+            gv,
+            mode=mode,
+            limit=limit,
+            types=kinds,
+            shard=shard,
+            retry_errors=retry_errors,
+            progress=update,
         )
-        raise typer.Exit(130) from None
     scores = result.merged_scores or result.scores
     if as_json:
         typer.echo(json.dumps(scores.to_dict()))

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from garvideo.cli._progress import progress_bar
+
 
 def track(
     video: Annotated[Path, typer.Argument(help="Video file or folder of frames.")],
@@ -91,7 +93,10 @@ def track(
             if v is not None
         }
         trk = build_tracker(tracker, **options)
-        result = _run_with_progress(trk, vid, prompts, start, end, stride, quiet=as_json)
+        with progress_bar(f"tracking ({trk.name})", enabled=not as_json) as bar:
+            result = trk.track(
+                vid, prompts, start=start, end=end, stride=stride, progress=None if bar is None else bar.count
+            )
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             for fi in result.frames:
@@ -120,29 +125,6 @@ def track(
         typer.echo(f"masks: {out}/")
     if overlay is not None:
         typer.echo(f"overlay: {overlay}")
-
-
-def _run_with_progress(trk, vid, prompts, start, end, stride, quiet: bool):
-    if quiet:
-        return trk.track(vid, prompts, start=start, end=end, stride=stride)
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    # The bar goes to stderr: stdout carries only the result.
-    with Progress(
-        TextColumn(f"tracking ({trk.name})"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-        console=Console(stderr=True),
-    ) as bar:
-        task = bar.add_task("track", total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        return trk.track(vid, prompts, start=start, end=end, stride=stride, progress=progress)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,45 +5,21 @@ Parsing and printing only; the work is :class:`garvideo.pipeline.GarVideo`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from garvideo.cli._progress import progress_bar
 
 MODEL_HELP = "GAR checkpoint: hub id or local folder (default: GARVIDEO_MODEL, else HaochenWang/GAR-1B)."
 TRACKER_HELP = "Mask propagation: auto (sam2 when a checkpoint is found, else flow), sam2, flow or static."
 MASK_HELP = (
     "Mask of the object(s) on --frame (PNG id map / 0-255, .npy, COCO RLE .json); repeat for more objects."
 )
-
-
-@contextlib.contextmanager
-def _tracking_bar(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A transient rich progress bar on stderr for the tracking pass."""
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(
-        TextColumn("[bold]tracking"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("tracking", total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
 
 
 def _pipeline(
@@ -75,6 +51,13 @@ def _pipeline(
         max_new_tokens=max_new_tokens,
         tracker_options=options,
     )
+
+
+def _prepare(gv: Any, vid: Any, masks: list[Any], frame: int, quiet: bool, **kwargs: Any) -> Any:
+    """``gv.prepare`` the clip under a progress bar of the tracking pass (none when ``quiet``)."""
+    with progress_bar("tracking", enabled=not quiet) as bar:
+        progress = None if bar is None else bar.count
+        return gv.prepare(vid, masks=masks, frame=frame, progress=progress, **kwargs)
 
 
 def _load(video_path: Path, masks: list[Path], resize_masks: bool) -> tuple[Any, list[Any]]:
@@ -169,30 +152,14 @@ def describe(
     """
     from garvideo.pipeline import load_model_or_none
 
-    gv = _pipeline(
-        model,
-        tracker,
-        sam2_checkpoint,
-        num_frames,
-        keyframes,
-        include_prompt_frame,
-        roi_mode,
-        device,
-        dtype,
-        max_new_tokens,
-    )
+    gv = _pipeline(model, tracker, sam2_checkpoint, num_frames, keyframes, include_prompt_frame,
+                   roi_mode, device, dtype, max_new_tokens)
     vid, masks = _load(video, mask, resize_masks)
     with vid:
         missing = load_model_or_none(gv)
-        with _tracking_bar(not as_json) as progress:
-            clip = gv.prepare(
-                vid,
-                masks=masks,
-                frame=frame,
-                encode=missing is None,
-                track_all_frames=overlay is not None,
-                progress=progress,
-            )
+        clip = _prepare(
+            gv, vid, masks, frame, as_json, encode=missing is None, track_all_frames=overlay is not None
+        )
         if missing is not None:
             if overlay is not None:
                 _write_overlay(vid, clip, overlay, None, as_json)
@@ -255,23 +222,12 @@ def ask(
 
     Example: garvideo ask clip.mp4 --mask a.png --mask b.png --question "What is <object0> doing to <object1>?" --option "chasing it" --option "ignoring it"
     """
-    gv = _pipeline(
-        model,
-        tracker,
-        sam2_checkpoint,
-        num_frames,
-        keyframes,
-        include_prompt_frame,
-        roi_mode,
-        device,
-        dtype,
-        max_new_tokens,
-    )
+    gv = _pipeline(model, tracker, sam2_checkpoint, num_frames, keyframes, include_prompt_frame,
+                   roi_mode, device, dtype, max_new_tokens)
     vid, masks = _load(video, mask, resize_masks)
     with vid:
         gv.bundle  # noqa: B018 - fail on missing weights before tracking
-        with _tracking_bar(not as_json) as progress:
-            clip = gv.prepare(vid, masks=masks, frame=frame, progress=progress)
+        clip = _prepare(gv, vid, masks, frame, as_json)
         result = gv.ask(clip, question, options=option or None)
         clip.close()
     if as_json:
