@@ -318,9 +318,7 @@ def _decode(rle: dict[str, Any] | None, size: tuple[int, int], where: str) -> np
 
     if rle is None:
         return None
-    m = rle_decode(rle, source=where)
-    if m.shape != tuple(size):
-        raise InputError(where, f"mask is {m.shape[1]}x{m.shape[0]} but the frames are {size[1]}x{size[0]}")
+    m = rle_decode(rle, source=where, size=size)
     return m if m.any() else None
 
 

@@ -316,12 +316,7 @@ def _load_spec(spec: MaskSpec, size: tuple[int, int], where: str) -> np.ndarray 
         if len(masks) != 1:
             raise InputError(spec, f"holds {len(masks)} objects; a per-frame mask file must hold one")
         return masks[0]
-    m = rle_decode(spec, source=where)
-    if m.shape != tuple(size):
-        raise InputError(
-            where, f"RLE is {m.shape[1]}x{m.shape[0]} but the video frames are {size[1]}x{size[0]}"
-        )
-    return m
+    return rle_decode(spec, source=where, size=size)
 
 
 def prepare_question_clip(gv: Any, q: BatchQuestion) -> Any:

@@ -38,29 +38,33 @@ Box = tuple[int, int, int, int]
 # ----------------------------------------------------------------------------------------------------
 # COCO RLE
 # ----------------------------------------------------------------------------------------------------
-def rle_decode(rle: Mapping[str, Any], source: PathLike | None = None) -> np.ndarray:
+def rle_decode(
+    rle: Mapping[str, Any], source: PathLike | None = None, *, size: tuple[int, int] | None = None
+) -> np.ndarray:
     """Decode one COCO RLE into a bool mask ``(H, W)``.
 
     Args:
         rle: ``{"size": [height, width], "counts": str | bytes | list[int]}`` — compressed (string)
             or uncompressed (list) counts, column-major as in COCO.
         source: where the RLE came from, for the error message.
+        size: ``(height, width)`` the mask must have (the video's frame size); ``None`` skips the check.
 
     Raises:
-        InputError: the RLE is malformed (missing keys, bad size, counts that do not sum to h*w).
+        InputError: the RLE is malformed (missing keys, bad size, counts that do not sum to h*w), or its
+            size differs from ``size``.
     """
     from pycocotools import mask as mask_utils
 
     if not isinstance(rle, Mapping) or "size" not in rle or "counts" not in rle:
         raise InputError(source, "malformed COCO RLE (expected a dict with 'size' and 'counts')")
-    size = rle["size"]
+    rle_size = rle["size"]
     if (
-        not isinstance(size, (list, tuple))
-        or len(size) != 2
-        or not all(isinstance(v, (int, np.integer)) and v > 0 for v in size)
+        not isinstance(rle_size, (list, tuple))
+        or len(rle_size) != 2
+        or not all(isinstance(v, (int, np.integer)) and v > 0 for v in rle_size)
     ):
-        raise InputError(source, f"malformed COCO RLE: size must be [height, width], got {size!r}")
-    h, w = int(size[0]), int(size[1])
+        raise InputError(source, f"malformed COCO RLE: size must be [height, width], got {rle_size!r}")
+    h, w = int(rle_size[0]), int(rle_size[1])
     counts = rle["counts"]
     try:
         if isinstance(counts, list):
@@ -79,6 +83,8 @@ def rle_decode(rle: Mapping[str, Any], source: PathLike | None = None) -> np.nda
         raise
     except Exception as exc:  # noqa: BLE001 - pycocotools raises bare exceptions
         raise InputError(source, f"malformed COCO RLE ({exc})") from None
+    if size is not None and (h, w) != (int(size[0]), int(size[1])):
+        raise InputError(source, f"mask is {w}x{h} but the video frames are {int(size[1])}x{int(size[0])}")
     return m.astype(bool)
 
 

@@ -134,7 +134,7 @@ def test_frame_keys_beyond_the_clip_and_bad_rles_fail(tmp_path):
     q = parse_record(_record(), tmp_path)
     with pytest.raises(InputError, match="frame key 2 beyond the 2 frames"):
         record_masks(q, "multi", num_frames=2, size=(6, 8))
-    with pytest.raises(InputError, match="but the frames are 9x6"):
+    with pytest.raises(InputError, match="but the video frames are 9x6"):
         record_masks(q, "single", num_frames=5, size=(6, 9))
     bad = _record(annotation=[{"2": {"segmentation": {"size": [6, 8], "counts": [1, 2]}}}, {"2": None}])
     with pytest.raises(InputError, match="malformed COCO RLE"):

@@ -202,3 +202,10 @@ def test_box_union_and_id_map(two_objects):
     assert set(np.unique(ids)) == {0, 1, 2}
     with pytest.raises(ValueError):
         masks_to_id_map([a], ids=[300])
+
+
+def test_rle_size_check(two_objects):
+    a, _ = two_objects
+    assert rle_decode(rle_encode(a), size=(12, 16)).shape == (12, 16)
+    with pytest.raises(InputError, match=r"^ann.json: mask is 16x12 but the video frames are 32x24$"):
+        rle_decode(rle_encode(a), source="ann.json", size=(24, 32))

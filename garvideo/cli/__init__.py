@@ -70,5 +70,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(130)
     except Exception as exc:
         logging.getLogger("garvideo").debug("internal failure", exc_info=True)
-        typer.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with -vv for the traceback)", err=True)
+        typer.echo(
+            f"internal error: {type(exc).__name__}: {exc} (rerun with -vv for the traceback)", err=True
+        )
         sys.exit(1)

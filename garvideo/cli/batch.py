@@ -10,26 +10,17 @@ from typing import Annotated, Any
 
 import typer
 
+from garvideo.cli._options import (
+    DeviceOpt,
+    KeyframesOpt,
+    KOpt,
+    ModelOpt,
+    NewTokOpt,
+    RoiOpt,
+    ShardOpt,
+    TrackerOpt,
+)
 from garvideo.cli._progress import progress_bar
-
-MODEL_HELP = "GAR checkpoint: hub id or local folder (default: GARVIDEO_MODEL or HaochenWang/GAR-1B)."
-TRACKER_HELP = "Mask propagation: auto, sam2, flow or static."
-SHARD_HELP = "Run rank I of N (0-based), e.g. 0/4; default: torchrun's RANK/WORLD_SIZE, else all."
-KEYFRAMES_HELP = "Keyframe strategy: uniform, videorefer, visible or fps."
-ROI_HELP = "RoI replay arithmetic: official (as the released checkpoints) or corrected."
-NEW_TOKENS_HELP = "Most tokens generated per answer (default: the pipeline's)."
-DEVICE_HELP = "cpu, cuda, cuda:1, ... (default: CUDA when available; cuda:LOCAL_RANK under torchrun)."
-
-
-# Options shared by `batch` and `eval videorefer-q` (typer reads them from each signature).
-ModelOpt = Annotated[str | None, typer.Option("--model", help=MODEL_HELP)]
-TrackerOpt = Annotated[str, typer.Option("--tracker", help=TRACKER_HELP)]
-KOpt = Annotated[int, typer.Option("--num-frames", "-k", min=1, help="Keyframes per clip (K).")]
-KeyframesOpt = Annotated[str, typer.Option("--keyframes", help=KEYFRAMES_HELP)]
-RoiOpt = Annotated[str, typer.Option("--roi-mode", help=ROI_HELP)]
-NewTokOpt = Annotated[int | None, typer.Option("--max-new-tokens", min=1, help=NEW_TOKENS_HELP)]
-DeviceOpt = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP)]
-ShardOpt = Annotated[str | None, typer.Option("--shard", help=SHARD_HELP)]
 
 
 @contextlib.contextmanager
@@ -88,8 +79,15 @@ def batch(
     from garvideo.batch import make_pipeline, plan_batch, run_batch
 
     qs = plan_batch(questions, out, root=root, shard=shard)  # bad input fails before the model loads
-    gv = make_pipeline(model, tracker, num_frames, keyframes=keyframes, roi_mode=roi_mode,
-                       max_new_tokens=max_new_tokens, device=device)
+    gv = make_pipeline(
+        model,
+        tracker,
+        num_frames,
+        keyframes=keyframes,
+        roi_mode=roi_mode,
+        max_new_tokens=max_new_tokens,
+        device=device,
+    )
     with resumable_run("batch QA", enabled=not as_json) as update:
         summary = run_batch(qs, out, gv, shard=shard, retry_errors=retry_errors, progress=update)
     _print_summary(summary, as_json)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from garvideo.cli.batch import (
+from garvideo.cli._options import (
     DeviceOpt,
     KeyframesOpt,
     KOpt,
@@ -20,8 +20,8 @@ from garvideo.cli.batch import (
     RoiOpt,
     ShardOpt,
     TrackerOpt,
-    resumable_run,
 )
+from garvideo.cli.batch import resumable_run
 
 eval_app = typer.Typer(
     name="eval",
@@ -114,8 +114,15 @@ def videorefer_q(
 
     kinds = _split_types(types)
     plan_run(data, video_root, mode=mode, limit=limit, types=kinds, shard=shard)  # fail before any model work
-    gv = make_pipeline(model, tracker, num_frames, keyframes=keyframes, roi_mode=roi_mode,
-                       max_new_tokens=max_new_tokens, device=device)
+    gv = make_pipeline(
+        model,
+        tracker,
+        num_frames,
+        keyframes=keyframes,
+        roi_mode=roi_mode,
+        max_new_tokens=max_new_tokens,
+        device=device,
+    )
     with resumable_run(f"VideoRefer-Bench-Q ({mode})", enabled=not as_json) as update:
         result = run_videorefer_q(
             data,

@@ -8,30 +8,16 @@ from typing import Annotated
 
 import typer
 
+from garvideo.cli._options import DeviceOpt, FrameOpt, MaskOpt, ResizeOpt, Sam2Opt, TrackerOpt, VideoArg
 from garvideo.cli._progress import progress_bar
 
 
 def track(
-    video: Annotated[Path, typer.Argument(help="Video file or folder of frames.")],
-    mask: Annotated[
-        list[Path],
-        typer.Option(
-            "--mask",
-            "-m",
-            help="Mask file (PNG, .npy, COCO RLE .json); repeat for more objects. "
-            "A file with several ids gives several objects. Ids are 1, 2, ... in the order given.",
-        ),
-    ],
-    frame: Annotated[
-        int, typer.Option("--frame", "-f", help="Index of the frame the masks are drawn on.")
-    ] = 0,
-    tracker: Annotated[str, typer.Option("--tracker", "-t", help="auto | sam2 | flow | static.")] = "auto",
-    sam2_checkpoint: Annotated[
-        str | None,
-        typer.Option(
-            "--sam2-checkpoint", help="SAM 2.1 .pt file or hub id (default: $GARVIDEO_SAM2_CHECKPOINT)."
-        ),
-    ] = None,
+    video: VideoArg,
+    mask: MaskOpt,
+    frame: FrameOpt = 0,
+    tracker: TrackerOpt = "auto",
+    sam2_checkpoint: Sam2Opt = None,
     sam2_config: Annotated[
         str | None,
         typer.Option(
@@ -41,9 +27,7 @@ def track(
     image_size: Annotated[
         int | None, typer.Option("--image-size", help="SAM2 input size (e.g. 512 on CPU).")
     ] = None,
-    device: Annotated[
-        str | None, typer.Option("--device", help="cuda or cpu (default: cuda when available).")
-    ] = None,
+    device: DeviceOpt = None,
     threads: Annotated[
         int | None, typer.Option("--threads", help="CPU threads for torch and OpenCV.")
     ] = None,
@@ -58,9 +42,7 @@ def track(
     overlay: Annotated[
         Path | None, typer.Option("--overlay", help="Also write the clip with masks drawn (.mp4).")
     ] = None,
-    resize_masks: Annotated[
-        bool, typer.Option("--resize-masks", help="Resize masks to the frame size.")
-    ] = False,
+    resize_masks: ResizeOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of text.")] = False,
 ) -> None:
     """Propagate object masks from one frame to the whole clip (both ways from --frame).

@@ -13,28 +13,37 @@ from typing import Annotated, Any
 
 import typer
 
-from garvideo.cli._progress import progress_bar
-
-MODEL_HELP = "GAR checkpoint: hub id or local folder (default: GARVIDEO_MODEL, else HaochenWang/GAR-1B)."
-TRACKER_HELP = "Mask propagation: auto (sam2 when a checkpoint is found, else flow), sam2, flow or static."
-MASK_HELP = (
-    "Mask of the object(s) on --frame (PNG id map / 0-255, .npy, COCO RLE .json); repeat for more objects."
+from garvideo.cli._options import (
+    DeviceOpt,
+    DtypeOpt,
+    FrameOpt,
+    KeyframesOpt,
+    KOpt,
+    MaskOpt,
+    ModelOpt,
+    NewTokOpt,
+    ResizeOpt,
+    RoiOpt,
+    Sam2Opt,
+    TrackerOpt,
+    VideoArg,
 )
+from garvideo.cli._progress import progress_bar
 
 
 def _pipeline(
     model: str | None,
     tracker: str,
-    sam2_checkpoint: Path | None,
+    sam2_checkpoint: str | None,
     num_frames: int,
     keyframes: str,
     include_prompt_frame: bool,
     roi_mode: str,
     device: str | None,
     dtype: str | None,
-    max_new_tokens: int,
+    max_new_tokens: int | None,
 ) -> Any:
-    from garvideo.pipeline import GarVideo
+    from garvideo.pipeline import DEFAULT_MAX_NEW_TOKENS, GarVideo
 
     options: dict[str, Any] = {}
     if sam2_checkpoint is not None:
@@ -48,7 +57,7 @@ def _pipeline(
         device=device,
         dtype=dtype,
         include_prompt_frame=include_prompt_frame,
-        max_new_tokens=max_new_tokens,
+        max_new_tokens=DEFAULT_MAX_NEW_TOKENS if max_new_tokens is None else max_new_tokens,
         tracker_options=options,
     )
 
@@ -87,37 +96,9 @@ def _streamer(enabled: bool) -> Callable[[str], None] | None:
     return write
 
 
-# Options shared by describe and ask (typer reads them from the signature, so each command lists them).
-VideoArg = Annotated[Path, typer.Argument(help="Video file or folder of frames.", show_default=False)]
-MaskOpt = Annotated[list[Path], typer.Option("--mask", "-m", help=MASK_HELP, show_default=False)]
-FrameOpt = Annotated[int, typer.Option("--frame", "-f", min=0, help="Frame the masks belong to (0-based).")]
-KOpt = Annotated[
-    int, typer.Option("--num-frames", "-k", min=1, help="Keyframes K (reduced if the context needs it).")
-]
-KeyframesOpt = Annotated[
-    str, typer.Option("--keyframes", help="Keyframe strategy: uniform, videorefer, visible or fps.")
-]
+# describe/ask-only options; the shared ones are in garvideo.cli._options.
 IncludeOpt = Annotated[bool, typer.Option("--include-prompt-frame", help="Make the prompt frame a keyframe.")]
-TrackerOpt = Annotated[str, typer.Option("--tracker", help=TRACKER_HELP)]
-Sam2Opt = Annotated[
-    Path | None, typer.Option("--sam2-checkpoint", help="SAM 2.1 checkpoint (.pt) for the sam2 tracker.")
-]
-ModelOpt = Annotated[str | None, typer.Option("--model", help=MODEL_HELP)]
-RoiOpt = Annotated[
-    str,
-    typer.Option("--roi-mode", help="RoI replay: official (as the checkpoints were trained) or corrected."),
-]
-DeviceOpt = Annotated[
-    str | None, typer.Option("--device", help="cpu, cuda, cuda:1 … (default: cuda when available).")
-]
-DtypeOpt = Annotated[
-    str | None, typer.Option("--dtype", help="float32 or bfloat16 (default: bf16 on GPU, float32 on CPU).")
-]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object (no streaming).")]
-NewTokOpt = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Most tokens to generate.")]
-ResizeOpt = Annotated[
-    bool, typer.Option("--resize-masks", help="Resize masks to the video size instead of failing.")
-]
 
 
 def describe(
@@ -138,7 +119,7 @@ def describe(
         Path | None,
         typer.Option("--overlay", help="Write the clip with the masks and the description (.mp4)."),
     ] = None,
-    max_new_tokens: NewTokOpt = 512,
+    max_new_tokens: NewTokOpt = None,
     resize_masks: ResizeOpt = False,
 ) -> None:
     """Describe the masked object(s) of a clip: track them, pick K keyframes, ask GAR.
@@ -152,8 +133,18 @@ def describe(
     """
     from garvideo.pipeline import load_model_or_none
 
-    gv = _pipeline(model, tracker, sam2_checkpoint, num_frames, keyframes, include_prompt_frame,
-                   roi_mode, device, dtype, max_new_tokens)
+    gv = _pipeline(
+        model,
+        tracker,
+        sam2_checkpoint,
+        num_frames,
+        keyframes,
+        include_prompt_frame,
+        roi_mode,
+        device,
+        dtype,
+        max_new_tokens,
+    )
     vid, masks = _load(video, mask, resize_masks)
     with vid:
         missing = load_model_or_none(gv)
@@ -211,7 +202,7 @@ def ask(
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     as_json: JsonOpt = False,
-    max_new_tokens: NewTokOpt = 512,
+    max_new_tokens: NewTokOpt = None,
     resize_masks: ResizeOpt = False,
 ) -> None:
     """Answer a question about the masked object(s) of a clip, free-form or multiple choice.
@@ -222,8 +213,18 @@ def ask(
 
     Example: garvideo ask clip.mp4 --mask a.png --mask b.png --question "What is <object0> doing to <object1>?" --option "chasing it" --option "ignoring it"
     """
-    gv = _pipeline(model, tracker, sam2_checkpoint, num_frames, keyframes, include_prompt_frame,
-                   roi_mode, device, dtype, max_new_tokens)
+    gv = _pipeline(
+        model,
+        tracker,
+        sam2_checkpoint,
+        num_frames,
+        keyframes,
+        include_prompt_frame,
+        roi_mode,
+        device,
+        dtype,
+        max_new_tokens,
+    )
     vid, masks = _load(video, mask, resize_masks)
     with vid:
         gv.bundle  # noqa: B018 - fail on missing weights before tracking

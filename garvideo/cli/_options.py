@@ -1,0 +1,79 @@
+"""Options shared by several commands, defined once (typer reads each command's options from its
+signature, so commands list them as parameters annotated with these aliases)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+VideoArg = Annotated[Path, typer.Argument(help="Video file or folder of frames.", show_default=False)]
+MaskOpt = Annotated[
+    list[Path],
+    typer.Option(
+        "--mask",
+        "-m",
+        help="Mask of the object(s) on --frame (PNG id map / 0-255, .npy, COCO RLE .json); repeat for more "
+        "objects. A file with several ids gives several objects, in id order.",
+        show_default=False,
+    ),
+]
+FrameOpt = Annotated[int, typer.Option("--frame", "-f", min=0, help="Frame the masks belong to (0-based).")]
+ResizeOpt = Annotated[
+    bool, typer.Option("--resize-masks", help="Resize masks to the video size instead of failing.")
+]
+TrackerOpt = Annotated[
+    str,
+    typer.Option(
+        "--tracker",
+        "-t",
+        help="Mask propagation: auto (sam2 when a checkpoint is found, else flow), sam2, flow or static.",
+    ),
+]
+Sam2Opt = Annotated[
+    str | None,
+    typer.Option(
+        "--sam2-checkpoint", help="SAM 2.1 .pt file or hub id (default: $GARVIDEO_SAM2_CHECKPOINT)."
+    ),
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="GAR checkpoint: hub id or local folder (default: $GARVIDEO_MODEL, else HaochenWang/GAR-1B).",
+    ),
+]
+KOpt = Annotated[
+    int,
+    typer.Option("--num-frames", "-k", min=1, help="Keyframes K per clip (reduced if the context needs it)."),
+]
+KeyframesOpt = Annotated[
+    str, typer.Option("--keyframes", help="Keyframe strategy: uniform, videorefer, visible or fps.")
+]
+RoiOpt = Annotated[
+    str,
+    typer.Option(
+        "--roi-mode", help="RoI replay arithmetic: official (as the released checkpoints) or corrected."
+    ),
+]
+NewTokOpt = Annotated[
+    int | None,
+    typer.Option("--max-new-tokens", min=1, help="Most tokens generated per answer (default: 512)."),
+]
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--device",
+        help="cpu, cuda, cuda:1, ... (default: CUDA when available; cuda:LOCAL_RANK under torchrun).",
+    ),
+]
+DtypeOpt = Annotated[
+    str | None, typer.Option("--dtype", help="float32 or bfloat16 (default: bf16 on GPU, float32 on CPU).")
+]
+ShardOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--shard", help="Run rank I of N (0-based), e.g. 0/4; default: torchrun's RANK/WORLD_SIZE, else all."
+    ),
+]
