@@ -2,13 +2,9 @@
 
 Imported by the scripts as ``_common`` (``python bench/<script>.py`` puts ``bench/`` on ``sys.path``).
 
-GAR-1B's shape (no download; the cost of a forward pass does not depend on the weights): PerceptionLM-1B
-(PE-Core-L ViT, 23 layers of width 1024 on 448×448 tiles; Llama 3.2-1B-style LLM with 16 layers of width
-2048, 32 heads, 8 KV heads, tied embeddings, llama3 rope) with GAR's vocabulary of 128262 and the
-1024-channel mask patch embedding. Facts: PLM-1B's ``config.json`` on the hub (``text_config``) and
-transformers' ``convert_perception_lm_weights_to_hf.py`` (vision: 23 layers, width 1024, image 448, patch
-14, ``ls_init_value`` 0.1, no post-norm); GAR adds 6 tokens (``convert_to_hf.py``:
-``vocab_size = len(tokenizer)``). GAR-1B was trained with at most 16 tiles (``configs/gar_1b.py``).
+GAR-1B's shape (no download; the cost of a forward pass does not depend on the weights) comes from
+:func:`garvideo.model.configuration.gar_config_dict`. GAR-1B was trained with at most 16 tiles
+(``configs/gar_1b.py``).
 """
 
 from __future__ import annotations
@@ -23,59 +19,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 RESULTS = ROOT / "bench" / "results"
-
-
-def gar_1b_config_dict() -> dict[str, Any]:
-    """GAR-1B's ``config.json`` content that matters for the architecture (see the module docstring)."""
-    return {
-        "mllm_config": {
-            "vision_config": {
-                "model_type": "timm_wrapper",
-                "architecture": "vit_pe_core_large_patch14_336",
-                "do_pooling": False,
-                "num_labels": 0,
-                "model_args": {
-                    "embed_dim": 1024,
-                    "depth": 23,
-                    "img_size": [448, 448],
-                    "global_pool": "",
-                    "use_post_transformer_norm": False,
-                    "init_values": 0.1,
-                    "ref_feat_shape": [32, 32],
-                },
-            },
-            "text_config": {
-                "model_type": "llama",
-                "hidden_size": 2048,
-                "intermediate_size": 8192,
-                "num_hidden_layers": 16,
-                "num_attention_heads": 32,
-                "num_key_value_heads": 8,
-                "head_dim": 64,
-                "hidden_act": "silu",
-                "max_position_embeddings": 11520,
-                "rms_norm_eps": 1e-5,
-                "rope_theta": 500000.0,
-                "rope_scaling": {
-                    "factor": 32.0,
-                    "high_freq_factor": 4.0,
-                    "low_freq_factor": 1.0,
-                    "original_max_position_embeddings": 8192,
-                    "rope_type": "llama3",
-                },
-                "tie_word_embeddings": True,
-                "vocab_size": 128262,
-                "bos_token_id": 128000,
-                "eos_token_id": [128001, 128009],
-            },
-            "projector_pooling_ratio": 2,
-            "vision_use_cls_token": True,
-            "image_token_id": 128002,
-            "video_token_id": 128003,
-        },
-        "prompt_numbers": 5,
-        "crop_tokens_ids": [128004, 128005, 128008, 128010, 128011],
-    }
 
 
 def random_model(config: Any, dtype: Any, device: Any) -> Any:
@@ -109,8 +52,9 @@ def random_model(config: Any, dtype: Any, device: Any) -> Any:
 def gar_1b_config() -> Any:
     """GAR-1B's :class:`garvideo.model.GarConfig`."""
     from garvideo.model import GarConfig
+    from garvideo.model.configuration import gar_config_dict
 
-    return GarConfig.from_dict(gar_1b_config_dict())
+    return GarConfig.from_dict(gar_config_dict())
 
 
 def gar_processor(max_num_tiles: int) -> Any:

@@ -115,7 +115,11 @@ def main() -> int:
     n_tiles = inputs.num_tiles
     prompt_len = int(ids.shape[1])
     stages = [
-        ("preprocessing", t_pre, f"{n_tiles} tiles ({inputs.aspect_ratio[0]}x{inputs.aspect_ratio[1]} + thumbnail)"),
+        (
+            "preprocessing",
+            t_pre,
+            f"{n_tiles} tiles ({inputs.aspect_ratio[0]}x{inputs.aspect_ratio[1]} + thumbnail)",
+        ),
         ("vision tower (+mask, projector)", t_vis, f"{t_vis / n_tiles:.3f} s per tile"),
         ("RoI replay", t_roi, "1 region, 256 tokens"),
         ("prompt embedding", t_emb, f"{prompt_len} tokens"),
@@ -145,8 +149,10 @@ def main() -> int:
         "command": command_line(),
     }
 
-    print(f"GAR-1B (random weights, {n_params / 1e9:.2f} B parameters) on {result['device_name']} "
-          f"[{device}, {result['dtype']}, {result['torch_threads']} threads], image {w}x{h}")
+    print(
+        f"GAR-1B (random weights, {n_params / 1e9:.2f} B parameters) on {result['device_name']} "
+        f"[{device}, {result['dtype']}, {result['torch_threads']} threads], image {w}x{h}"
+    )
     print(f"{'stage':34s} {'seconds':>9s}  note")
     for name, t, note in stages:
         print(f"{name:34s} {t:9.3f}  {note}")

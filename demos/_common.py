@@ -39,31 +39,52 @@ class DemoInput:
 
 def add_input_args(parser: argparse.ArgumentParser) -> None:
     """``--video/--mask/--frame/--resize-masks/--out``: a user's clip, or the sample clip by default."""
-    parser.add_argument("--video", type=Path, default=None,
-                        help="your clip (file or frame folder); default: generate the synthetic sample clip")
-    parser.add_argument("--mask", type=Path, action="append", default=None,
-                        help="mask file of the object(s) on --frame (PNG id map or 0/255, .npy, COCO RLE .json); "
-                             "repeat for more objects; required with --video")
+    parser.add_argument(
+        "--video",
+        type=Path,
+        default=None,
+        help="your clip (file or frame folder); default: generate the synthetic sample clip",
+    )
+    parser.add_argument(
+        "--mask",
+        type=Path,
+        action="append",
+        default=None,
+        help="mask file of the object(s) on --frame (PNG id map or 0/255, .npy, COCO RLE .json); "
+        "repeat for more objects; required with --video",
+    )
     parser.add_argument("--frame", type=int, default=0, help="frame the masks are drawn on (default 0)")
     parser.add_argument("--resize-masks", action="store_true", help="resize masks to the frame size")
-    parser.add_argument("--out", type=Path, default=Path("out/demo"),
-                        help="output folder (default out/demo); the sample clip is written under it")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("out/demo"),
+        help="output folder (default out/demo); the sample clip is written under it",
+    )
 
 
 def add_tracker_args(parser: argparse.ArgumentParser) -> None:
     """``--tracker/--sam2-checkpoint``, as ``garvideo track``."""
     parser.add_argument("--tracker", default="auto", help="auto | sam2 | flow | static (default auto)")
-    parser.add_argument("--sam2-checkpoint", default=None,
-                        help="SAM 2.1 checkpoint (default: $GARVIDEO_SAM2_CHECKPOINT, else the flow tracker)")
+    parser.add_argument(
+        "--sam2-checkpoint",
+        default=None,
+        help="SAM 2.1 checkpoint (default: $GARVIDEO_SAM2_CHECKPOINT, else the flow tracker)",
+    )
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     """``--model/--num-frames/--max-new-tokens/--device``, as ``garvideo describe``."""
-    parser.add_argument("--model", default=None,
-                        help="GAR hub id or local folder (default: $GARVIDEO_MODEL, else HaochenWang/GAR-1B); "
-                             "a tiny random model from `garvideo make-tiny-model DIR` works for a smoke test")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="GAR hub id or local folder (default: $GARVIDEO_MODEL, else HaochenWang/GAR-1B); "
+        "a tiny random model from `garvideo make-tiny-model DIR` works for a smoke test",
+    )
     parser.add_argument("--num-frames", type=int, default=8, help="keyframes given to the model (default 8)")
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="generation length limit (default 256)")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=256, help="generation length limit (default 256)"
+    )
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
 
 
@@ -79,7 +100,9 @@ def resolve_input(args: argparse.Namespace, *, min_objects: int = 1) -> DemoInpu
 
     if args.video is None:
         if args.mask:
-            raise InputError("--mask", "give --video too (without --video the sample clip and its masks are used)")
+            raise InputError(
+                "--mask", "give --video too (without --video the sample clip and its masks are used)"
+            )
         sample = make_sample_clip(Path(args.out) / "sample")
         from garvideo.masks import load_mask
 
@@ -92,7 +115,9 @@ def resolve_input(args: argparse.Namespace, *, min_objects: int = 1) -> DemoInpu
         masks = load_masks(args.mask, (video.height, video.width), resize=args.resize_masks)
         video.check_index(args.frame)
     if len(masks) < min_objects:
-        raise InputError("--mask", f"this demo needs at least {min_objects} objects, the mask file(s) hold {len(masks)}")
+        raise InputError(
+            "--mask", f"this demo needs at least {min_objects} objects, the mask file(s) hold {len(masks)}"
+        )
     return DemoInput(video=Path(args.video), masks=masks, frame=int(args.frame))
 
 
@@ -112,8 +137,14 @@ def make_pipeline(
     """The :class:`garvideo.pipeline.GarVideo` of a demo (``sam2_checkpoint`` goes to the tracker)."""
     from garvideo.pipeline import GarVideo
 
-    return GarVideo(model=model, tracker=tracker, num_frames=num_frames, device=device, max_new_tokens=max_new_tokens,
-                    tracker_options={"sam2_checkpoint": sam2_checkpoint} if sam2_checkpoint else None)
+    return GarVideo(
+        model=model,
+        tracker=tracker,
+        num_frames=num_frames,
+        device=device,
+        max_new_tokens=max_new_tokens,
+        tracker_options={"sam2_checkpoint": sam2_checkpoint} if sam2_checkpoint else None,
+    )
 
 
 def demo_parser(prog: str, description: str, epilog: str, *, model: bool = True) -> argparse.ArgumentParser:
@@ -128,7 +159,9 @@ def demo_parser(prog: str, description: str, epilog: str, *, model: bool = True)
 
 def add_overlay_arg(parser: argparse.ArgumentParser, default_name: str) -> None:
     """``--overlay``: the overlay video, default ``OUT/<default_name>`` (see :func:`overlay_path`)."""
-    parser.add_argument("--overlay", type=Path, default=None, help=f"overlay video (default OUT/{default_name})")
+    parser.add_argument(
+        "--overlay", type=Path, default=None, help=f"overlay video (default OUT/{default_name})"
+    )
     parser.set_defaults(overlay_name=default_name)
 
 

@@ -109,8 +109,13 @@ def describe_clip(
     finally:
         clip.close()
     return DescribeDemoResult(
-        text=result.text, overlay=Path(path), frames=list(result.frames), tracker=result.tracker,
-        model=result.model, timings=dict(result.timings), notes=list(result.notes),
+        text=result.text,
+        overlay=Path(path),
+        frames=list(result.frames),
+        tracker=result.tracker,
+        model=result.model,
+        timings=dict(result.timings),
+        notes=list(result.notes),
     )
 
 
@@ -120,8 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Describe an object in a clip; write an overlay video with the description burned in.",
         "Example: python -m garvideo.demos.describe_clip --video my.mp4 --mask dog.png --model HaochenWang/GAR-1B",
     )
-    parser.add_argument("--all-objects", action="store_true",
-                        help="on the sample clip, describe both objects together (default: the first)")
+    parser.add_argument(
+        "--all-objects",
+        action="store_true",
+        help="on the sample clip, describe both objects together (default: the first)",
+    )
     add_overlay_arg(parser, "describe.mp4")
     args = parse_demo_args(parser, argv)
 
@@ -135,9 +143,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         inp = resolve_input(args)
         masks = inp.masks if (inp.sample is None or args.all_objects) else inp.masks[:1]
         res = describe_clip(
-            inp.video, masks, overlay_path(args), frame=inp.frame,
-            model=args.model, tracker=args.tracker, sam2_checkpoint=args.sam2_checkpoint,
-            num_frames=args.num_frames, max_new_tokens=args.max_new_tokens, device=args.device, on_text=stream,
+            inp.video,
+            masks,
+            overlay_path(args),
+            frame=inp.frame,
+            model=args.model,
+            tracker=args.tracker,
+            sam2_checkpoint=args.sam2_checkpoint,
+            num_frames=args.num_frames,
+            max_new_tokens=args.max_new_tokens,
+            device=args.device,
+            on_text=stream,
         )
     except (InputError, ModelUnavailableError) as exc:
         print(("\n" if streamed else "") + f"error: {exc}", file=sys.stderr)

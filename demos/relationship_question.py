@@ -115,9 +115,13 @@ def ask_about_objects(
         clip.close()
     last = results[-1]
     return QADemoResult(
-        questions=questions, answers=[r.text for r in results],
-        letters=[r.letter for r in results], overlay=Path(path),
-        frames=list(last.frames), tracker=last.tracker, notes=list(last.notes),
+        questions=questions,
+        answers=[r.text for r in results],
+        letters=[r.letter for r in results],
+        overlay=Path(path),
+        frames=list(last.frames),
+        tracker=last.tracker,
+        notes=list(last.notes),
     )
 
 
@@ -125,15 +129,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = demo_parser(
         "python -m garvideo.demos.relationship_question",
         "Ask how several objects in a clip relate; write an overlay video with the answers.",
-        'Example: python -m garvideo.demos.relationship_question --video my.mp4 --mask a.png --mask b.png '
+        "Example: python -m garvideo.demos.relationship_question --video my.mp4 --mask a.png --mask b.png "
         '--question "What is <object0> doing to <object1>?"',
     )
     parser.set_defaults(max_new_tokens=128)
-    parser.add_argument("--question", action="append", default=None,
-                        help=f"question naming the objects <object0>, <object1>, … (repeatable; default: "
-                             f"{DEFAULT_QUESTION!r})")
-    parser.add_argument("--option", action="append", default=None,
-                        help="multiple-choice option (repeatable); without it the answers are free-form")
+    parser.add_argument(
+        "--question",
+        action="append",
+        default=None,
+        help=f"question naming the objects <object0>, <object1>, … (repeatable; default: "
+        f"{DEFAULT_QUESTION!r})",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=None,
+        help="multiple-choice option (repeatable); without it the answers are free-form",
+    )
     add_overlay_arg(parser, "question.mp4")
     args = parse_demo_args(parser, argv)
 
@@ -142,10 +154,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         inp = resolve_input(args, min_objects=2 if args.question is None else 1)
         print(f"Q: {questions[0]}\nA: ", end="", flush=True)  # later questions: see _QuestionPrinter
         res = ask_about_objects(
-            inp.video, inp.masks, questions, overlay_path(args),
-            options=args.option, frame=inp.frame, model=args.model, tracker=args.tracker,
-            sam2_checkpoint=args.sam2_checkpoint, num_frames=args.num_frames,
-            max_new_tokens=args.max_new_tokens, device=args.device,
+            inp.video,
+            inp.masks,
+            questions,
+            overlay_path(args),
+            options=args.option,
+            frame=inp.frame,
+            model=args.model,
+            tracker=args.tracker,
+            sam2_checkpoint=args.sam2_checkpoint,
+            num_frames=args.num_frames,
+            max_new_tokens=args.max_new_tokens,
+            device=args.device,
             on_text=_QuestionPrinter(questions, write_stdout),
         )
     except (InputError, ModelUnavailableError) as exc:

@@ -125,7 +125,9 @@ def make_sample_clip(
     s2 = height * 0.2  # square side
     writer = None
     if write_video:
-        writer = cv2.VideoWriter(os.fspath(root / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        writer = cv2.VideoWriter(
+            os.fspath(root / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height)
+        )
         if not writer.isOpened():
             raise RuntimeError("OpenCV could not open an mp4 writer (mp4v)")
     for t in range(num_frames):
@@ -193,9 +195,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     clip = make_sample_clip(
-        args.out_dir, num_frames=args.frames, width=args.width, height=args.height, fps=args.fps, seed=args.seed
+        args.out_dir,
+        num_frames=args.frames,
+        width=args.width,
+        height=args.height,
+        fps=args.fps,
+        seed=args.seed,
     )
-    print(f"wrote {clip.video_path} ({clip.num_frames} frames, {clip.width}x{clip.height}); prompt mask {clip.prompt_mask}")
+    print(
+        f"wrote {clip.video_path} ({clip.num_frames} frames, {clip.width}x{clip.height}); prompt mask {clip.prompt_mask}"
+    )
     return 0
 
 

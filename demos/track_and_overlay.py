@@ -96,7 +96,9 @@ def track_and_overlay(
     if ground_truth is not None:
         gt = np.asarray(ground_truth, dtype=bool)
         if gt.shape[:2] != (n, len(ids)):
-            raise InputError("ground_truth", f"shape {gt.shape} does not match {n} frames x {len(ids)} objects")
+            raise InputError(
+                "ground_truth", f"shape {gt.shape} does not match {n} frames x {len(ids)} objects"
+            )
         mean_iou = {
             oid: evaluate_sequence(list(gt[:, k]), [result.mask(t, oid) for t in range(n)]).j
             for k, oid in enumerate(ids)
@@ -124,8 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         inp = resolve_input(args)
         res = track_and_overlay(
-            inp.video, inp.masks, overlay_path(args), frame=inp.frame,
-            tracker=args.tracker, sam2_checkpoint=args.sam2_checkpoint,
+            inp.video,
+            inp.masks,
+            overlay_path(args),
+            frame=inp.frame,
+            tracker=args.tracker,
+            sam2_checkpoint=args.sam2_checkpoint,
             ground_truth=None if inp.sample is None else inp.sample.gt_all(),
         )
     except InputError as exc:

@@ -180,9 +180,13 @@ class WebDemo:
             raise InputError("--max-new-tokens", f"must be at least 1, got {max_new_tokens}")
         self.sam2_checkpoint = find_sam2_checkpoint(sam2_checkpoint)
         self.max_new_tokens = int(max_new_tokens)
-        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="garvideo-web-"))
+        self.workdir = (
+            Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="garvideo-web-"))
+        )
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.pipeline = make_pipeline(model, tracker, self.sam2_checkpoint, num_frames, self.max_new_tokens, device)
+        self.pipeline = make_pipeline(
+            model, tracker, self.sam2_checkpoint, num_frames, self.max_new_tokens, device
+        )
         # Load the weights and build the tracker now: a missing checkpoint stops the demo at start
         # (ModelUnavailableError), not at the first click, and the page can name what it runs.
         self.bundle = self.pipeline.bundle
@@ -224,7 +228,9 @@ class WebDemo:
         """Markdown summary of the objects given so far."""
         if state.video is None:
             return "Upload a clip to start."
-        parts = [f"Clip: {state.num_frames} frames, {state.width}×{state.height}; prompt frame {state.frame}."]
+        parts = [
+            f"Clip: {state.num_frames} frames, {state.width}×{state.height}; prompt frame {state.frame}."
+        ]
         if not state.objects:
             parts.append("No object yet.")
         for i in sorted(state.objects):
@@ -238,7 +244,9 @@ class WebDemo:
                 what.append("a box")
             elif o.pending_corner is not None:
                 what.append("first box corner (click the opposite corner)")
-            parts.append(f"`<object{i}>` (id {i + 1} in the video): " + (", ".join(what) if what else "nothing yet"))
+            parts.append(
+                f"`<object{i}>` (id {i + 1} in the video): " + (", ".join(what) if what else "nothing yet")
+            )
         return "  \n".join(parts)
 
     # -- clip and frame -------------------------------------------------------------------------
@@ -380,8 +388,9 @@ class WebDemo:
             pts = np.array([(x, y) for x, y, _ in prompt.points], dtype=np.float32)  # (N, 2)
             kwargs.update(points=pts, labels=np.array([lab for _, _, lab in prompt.points], dtype=np.int64))
         with self._lock, open_video(state.video) as video:  # type: ignore[arg-type]
-            result = self._segmenter.track(video, [Prompt(obj_id=1, frame=state.frame, **kwargs)],
-                                           frames=[state.frame])
+            result = self._segmenter.track(
+                video, [Prompt(obj_id=1, frame=state.frame, **kwargs)], frames=[state.frame]
+            )
         mask = result.mask(state.frame, 1)
         if not mask.any():
             raise InputError("click", "SAM 2 found no object there; click elsewhere or add points")
@@ -423,8 +432,10 @@ class WebDemo:
             clip = self._prepared(state, masks)
             overlay = _render_webm(clip, out / "tracks.webm")
         names = ", ".join(f"<object{i}>" for i in range(len(masks)))
-        status = (f"Masks of {names} propagated by `{clip.tracker}` ({time.perf_counter() - t0:.1f} s); "
-                  f"{'describing' if task == 'describe' else 'answering'} from keyframes {clip.frames}…")
+        status = (
+            f"Masks of {names} propagated by `{clip.tracker}` ({time.perf_counter() - t0:.1f} s); "
+            f"{'describing' if task == 'describe' else 'answering'} from keyframes {clip.frames}…"
+        )
         yield RunUpdate(video=str(overlay), text="", status=status)
 
         pieces: queue.Queue[str | None] = queue.Queue()
@@ -456,13 +467,20 @@ class WebDemo:
         with self._lock:
             final = _render_webm(clip, out / "overlay.webm", caption=caption)
         verb = "Described" if task == "describe" else "Answered"
-        lines = [(f"{verb} in {time.perf_counter() - t0:.1f} s: keyframes {result.frames}, tracker "
-                  f"`{result.tracker}`, {result.prompt_tokens} prompt tokens, {result.new_tokens} new tokens.")]
+        lines = [
+            (
+                f"{verb} in {time.perf_counter() - t0:.1f} s: keyframes {result.frames}, tracker "
+                f"`{result.tracker}`, {result.prompt_tokens} prompt tokens, {result.new_tokens} new tokens."
+            )
+        ]
         if getattr(result, "letter", None):
             lines.append(f"Chosen option: **{result.letter}**")
         spent = {k: v for k, v in result.timings.items() if v >= 0.005}
-        lines.append("Timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in spent.items())
-                     + ("" if "prefill" in spent else " (tracks, keyframe features and prompt prefix reused)"))
+        lines.append(
+            "Timings: "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in spent.items())
+            + ("" if "prefill" in spent else " (tracks, keyframe features and prompt prefix reused)")
+        )
         lines += [f"Note: {n}" for n in result.notes]
         yield RunUpdate(video=str(final), text=result.text, status="  \n".join(lines), done=True)
 
@@ -527,8 +545,13 @@ def build_app(demo: WebDemo) -> Any:
             state = demo.open_clip(path)
         except GarVideoError as exc:
             raise _fail(exc) from None
-        slider = gr.update(minimum=0, maximum=max(0, state.num_frames - 1), value=0, step=1,
-                           interactive=state.video is not None)
+        slider = gr.update(
+            minimum=0,
+            maximum=max(0, state.num_frames - 1),
+            value=0,
+            step=1,
+            interactive=state.video is not None,
+        )
         return state, slider, demo.render_frame(state), demo.describe_prompts(state)
 
     def on_frame(state: SessionState, frame: float):
@@ -579,36 +602,55 @@ def build_app(demo: WebDemo) -> Any:
             with gr.Column():
                 # A file box rather than gr.Video: the browser need not be able to play the upload
                 # (an MPEG-4 Part 2 mp4, an avi...); the frame preview below shows the clip instead.
-                video_in = gr.File(label="1. Clip (mp4, webm, avi, mov, mkv…)", file_types=["video"],
-                                   elem_id="video-input")
-                frame = gr.Slider(0, 1, value=0, step=1, label="2. Prompt frame", interactive=False,
-                                  elem_id="frame")
+                video_in = gr.File(
+                    label="1. Clip (mp4, webm, avi, mov, mkv…)", file_types=["video"], elem_id="video-input"
+                )
+                frame = gr.Slider(
+                    0, 1, value=0, step=1, label="2. Prompt frame", interactive=False, elem_id="frame"
+                )
                 frame_img = gr.Image(
-                    label="3. The prompt frame" + (" (click: points, or two box corners; a box replaces the points)"
-                                                   if demo.clicks_available else ""),
-                    interactive=False, type="numpy", elem_id="frame-image",
+                    label="3. The prompt frame"
+                    + (
+                        " (click: points, or two box corners; a box replaces the points)"
+                        if demo.clicks_available
+                        else ""
+                    ),
+                    interactive=False,
+                    type="numpy",
+                    elem_id="frame-image",
                 )
                 with gr.Row():
                     obj = gr.Dropdown(objects, value=objects[0], label="Object", elem_id="object")
-                    mode = gr.Radio(list(CLICK_MODES), value=CLICK_MODES[0], label="A click adds",
-                                    interactive=demo.clicks_available, elem_id="click-mode")
+                    mode = gr.Radio(
+                        list(CLICK_MODES),
+                        value=CLICK_MODES[0],
+                        label="A click adds",
+                        interactive=demo.clicks_available,
+                        elem_id="click-mode",
+                    )
                     clear = gr.Button("Clear object", elem_id="clear-object")
                 mask_in = gr.File(
                     label="…or upload a mask for the object (PNG id map or 0/255 PNG, .npy, COCO RLE .json)",
-                    file_types=[".png", ".npy", ".json", ".bmp", ".jpg"], elem_id="mask-input",
+                    file_types=[".png", ".npy", ".json", ".bmp", ".jpg"],
+                    elem_id="mask-input",
                 )
                 prompt_info = gr.Markdown("Upload a clip to start.", elem_id="prompt-info")
             with gr.Column():
                 task = gr.Radio(list(TASKS), value="describe", label="4. Task", elem_id="task")
-                question = gr.Textbox(label="Question (for ask): refer to objects as <object0>, <object1>, …",
-                                      elem_id="question")
-                options = gr.Textbox(label="Options, one per line (optional: multiple choice)", lines=3,
-                                     elem_id="options")
+                question = gr.Textbox(
+                    label="Question (for ask): refer to objects as <object0>, <object1>, …",
+                    elem_id="question",
+                )
+                options = gr.Textbox(
+                    label="Options, one per line (optional: multiple choice)", lines=3, elem_id="options"
+                )
                 run = gr.Button("Run", variant="primary", elem_id="run")
-                video_out = gr.Video(label="Propagated masks", interactive=False, loop=True,
-                                     elem_id="overlay-video")
-                answer = gr.Textbox(label="Description / answer", lines=6, interactive=False,
-                                    elem_id="answer")
+                video_out = gr.Video(
+                    label="Propagated masks", interactive=False, loop=True, elem_id="overlay-video"
+                )
+                answer = gr.Textbox(
+                    label="Description / answer", lines=6, interactive=False, elem_id="answer"
+                )
                 run_info = gr.Markdown(elem_id="run-info")
 
         video_in.change(on_video, [video_in], [state, frame, frame_img, prompt_info])
@@ -617,8 +659,9 @@ def build_app(demo: WebDemo) -> Any:
         frame_img.select(on_click, [state, obj, mode], [state, frame_img, prompt_info])
         mask_in.upload(on_mask, [state, mask_in, obj], [state, frame_img, prompt_info])
         clear.click(on_clear, [state, obj], [state, frame_img, prompt_info])
-        run.click(on_run, [state, task, question, options], [video_out, answer, run_info],
-                  concurrency_limit=1)
+        run.click(
+            on_run, [state, task, question, options], [video_out, answer, run_info], concurrency_limit=1
+        )
     return app
 
 
@@ -631,17 +674,24 @@ def _parser() -> argparse.ArgumentParser:
         description="garvideo's web demo (Gradio): upload a clip, give objects, see tracks and descriptions.",
         epilog="Example: python -m garvideo.demos.web --model HaochenWang/GAR-1B --port 7860",
     )
-    p.add_argument("--model", default=None,
-                   help="hub id or local folder of a GAR checkpoint (default: $GARVIDEO_MODEL, else "
-                        "HaochenWang/GAR-1B); a tiny random model works too")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="hub id or local folder of a GAR checkpoint (default: $GARVIDEO_MODEL, else "
+        "HaochenWang/GAR-1B); a tiny random model works too",
+    )
     p.add_argument("--tracker", default="auto", help="auto | sam2 | flow | static (default auto)")
-    p.add_argument("--sam2-checkpoint", default=None,
-                   help="SAM 2 checkpoint: the sam2 tracker, and clicks/boxes → masks in the page")
+    p.add_argument(
+        "--sam2-checkpoint",
+        default=None,
+        help="SAM 2 checkpoint: the sam2 tracker, and clicks/boxes → masks in the page",
+    )
     p.add_argument("--num-frames", type=int, default=8, help="keyframes given to the model (default 8)")
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--device", default=None, help="torch device for the model (default: cuda if available)")
-    p.add_argument("--host", default=DEFAULT_HOST,
-                   help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
+    p.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)"
+    )
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress")
     return p
@@ -652,8 +702,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from garvideo.errors import ModelUnavailableError
 
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
         import gradio  # noqa: F401
@@ -661,17 +712,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         print('error: the web demo needs Gradio: pip install "garvideo[demo]"', file=sys.stderr)
         return 2
     try:
-        demo = WebDemo(args.model, tracker=args.tracker, sam2_checkpoint=args.sam2_checkpoint,
-                       num_frames=args.num_frames, max_new_tokens=args.max_new_tokens, device=args.device)
+        demo = WebDemo(
+            args.model,
+            tracker=args.tracker,
+            sam2_checkpoint=args.sam2_checkpoint,
+            num_frames=args.num_frames,
+            max_new_tokens=args.max_new_tokens,
+            device=args.device,
+        )
     except (InputError, ModelUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     app = build_app(demo)
-    print(f"garvideo web demo: model {demo.model_name}"
-          + (" (RANDOM TINY WEIGHTS: text is meaningless)" if demo.random_weights else ""), flush=True)
+    print(
+        f"garvideo web demo: model {demo.model_name}"
+        + (" (RANDOM TINY WEIGHTS: text is meaningless)" if demo.random_weights else ""),
+        flush=True,
+    )
     app.queue(default_concurrency_limit=1).launch(
-        server_name=args.host, server_port=args.port, share=False, inbrowser=False, ssr_mode=False,
-        show_error=True, quiet=False,
+        server_name=args.host,
+        server_port=args.port,
+        share=False,
+        inbrowser=False,
+        ssr_mode=False,
+        show_error=True,
+        quiet=False,
     )
     return 0
 

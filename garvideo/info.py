@@ -12,7 +12,15 @@ logger = logging.getLogger(__name__)
 
 # Distribution names, as pip knows them.
 _PACKAGES = (
-    "garvideo", "torch", "torchvision", "transformers", "timm", "sam2", "decord", "opencv-python", "numpy",
+    "garvideo",
+    "torch",
+    "torchvision",
+    "transformers",
+    "timm",
+    "sam2",
+    "decord",
+    "opencv-python",
+    "numpy",
     "pycocotools",
 )
 # Hub repositories whose snapshots garvideo can use (GAR: arXiv 2510.18876; SAM 2.1: facebook/sam2.1-*).
@@ -67,7 +75,13 @@ def find_local_checkpoints() -> list[CheckpointInfo]:
     for repo in sorted(cache.repos, key=lambda r: r.repo_id):
         if repo.repo_type != "model":
             continue
-        kind = "gar" if repo.repo_id in _GAR_REPOS else "sam2" if repo.repo_id.startswith(_SAM2_REPO_PREFIX) else None
+        kind = (
+            "gar"
+            if repo.repo_id in _GAR_REPOS
+            else "sam2"
+            if repo.repo_id.startswith(_SAM2_REPO_PREFIX)
+            else None
+        )
         if kind:
             found.append(CheckpointInfo(kind, repo.repo_id, str(repo.repo_path), "hub-cache"))
     return found

@@ -144,7 +144,11 @@ def _read_image(path: Path) -> list[np.ndarray]:
         return [arr.astype(bool)]
     if arr.ndim == 3:  # RGB / RGBA / LA: one object per distinct non-black colour
         rgb = arr[:, :, :3] if arr.shape[2] >= 3 else arr[:, :, :1]
-        if rgb.shape[2] == 3 and (rgb[:, :, 0] == rgb[:, :, 1]).all() and (rgb[:, :, 1] == rgb[:, :, 2]).all():
+        if (
+            rgb.shape[2] == 3
+            and (rgb[:, :, 0] == rgb[:, :, 1]).all()
+            and (rgb[:, :, 1] == rgb[:, :, 2]).all()
+        ):
             return _split_gray(rgb[:, :, 0], path)
         flat = rgb.reshape(-1, rgb.shape[2]).astype(np.int64)
         key = flat[:, 0] * 65536 + (flat[:, 1] * 256 + flat[:, 2] if rgb.shape[2] == 3 else 0)
@@ -323,4 +327,3 @@ def union_mask(masks: Sequence[np.ndarray]) -> np.ndarray:
     for m in masks:
         out |= np.asarray(m, dtype=bool)
     return out
-

@@ -851,7 +851,9 @@ class GarVideo:
             **generate_kwargs: passed to generation (greedy unless ``do_sample=True``).
         """
         clip_args = (clip_or_video, masks, frame, frame_masks)
-        return DescribeResult(**self._request(*clip_args, None, None, stream, max_new_tokens, generate_kwargs))
+        return DescribeResult(
+            **self._request(*clip_args, None, None, stream, max_new_tokens, generate_kwargs)
+        )
 
     def ask(
         self,

@@ -100,7 +100,9 @@ class Video(ABC):
 
     def __repr__(self) -> str:
         i = self.info
-        return f"{type(self).__name__}({i.source!r}, frames={i.num_frames}, {i.width}x{i.height}, fps={i.fps:g})"
+        return (
+            f"{type(self).__name__}({i.source!r}, frames={i.num_frames}, {i.width}x{i.height}, fps={i.fps:g})"
+        )
 
     # -- frames -----------------------------------------------------------------------------------
     def check_index(self, index: int) -> int:

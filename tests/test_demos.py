@@ -18,8 +18,15 @@ NUM_FRAMES = 2
 MAX_NEW_TOKENS = 12
 
 
-def check_overlay(overlay: Path, clip, masks_at, *, frames=(0, 10, 24, 40, 47), caption: bool = False,
-                  fps: float | None = None) -> None:
+def check_overlay(
+    overlay: Path,
+    clip,
+    masks_at,
+    *,
+    frames=(0, 10, 24, 40, 47),
+    caption: bool = False,
+    fps: float | None = None,
+) -> None:
     """The overlay decodes with the clip's frame count and size, and on ``frames`` each object's
     mask is tinted in its colour where ``masks_at(t)`` says it is, and nothing is drawn far from
     the masks (outside the caption band when ``caption``)."""
@@ -57,8 +64,9 @@ def test_track_and_overlay_draws_masks_where_they_are(tracker, sample_clip, tmp_
     from garvideo.demos.track_and_overlay import track_and_overlay
 
     masks = load_mask(sample_clip.prompt_mask)
-    res = track_and_overlay(sample_clip.video_path, masks, tmp_path / "o.mp4", tracker=tracker,
-                            ground_truth=sample_clip.gt_all())
+    res = track_and_overlay(
+        sample_clip.video_path, masks, tmp_path / "o.mp4", tracker=tracker, ground_truth=sample_clip.gt_all()
+    )
     assert res.tracker == tracker and res.object_ids == [1, 2] and res.num_frames == sample_clip.num_frames
     check_overlay(res.overlay, sample_clip, lambda t: res.track.masks(t))
     if tracker == "static":
@@ -68,8 +76,10 @@ def test_track_and_overlay_draws_masks_where_they_are(tracker, sample_clip, tmp_
                 assert np.array_equal(res.track.mask(t, oid), masks[k])
         gt = sample_clip.gt_all()
         for k, oid in enumerate(res.object_ids):
-            ious = [(gt[t, k] & gt[0, k]).sum() / (gt[t, k] | gt[0, k]).sum() if gt[t, k].any() else 0.0
-                    for t in range(1, sample_clip.num_frames)]
+            ious = [
+                (gt[t, k] & gt[0, k]).sum() / (gt[t, k] | gt[0, k]).sum() if gt[t, k].any() else 0.0
+                for t in range(1, sample_clip.num_frames)
+            ]
             assert res.mean_iou[oid] == pytest.approx(np.mean(ious), abs=1e-6)
     else:  # flow follows the objects: it must beat the static baseline by far on this clip
         assert min(res.mean_iou.values()) > 0.4
@@ -80,8 +90,20 @@ def test_track_and_overlay_script_on_a_users_clip(sample_clip, tmp_path, capsys)
     from garvideo.demos.track_and_overlay import main
 
     out = tmp_path / "mine.mp4"
-    rc = main(["--video", str(sample_clip.frames_dir), "--mask", str(sample_clip.object_masks[1]),
-               "--tracker", "static", "--overlay", str(out), "--out", str(tmp_path)])
+    rc = main(
+        [
+            "--video",
+            str(sample_clip.frames_dir),
+            "--mask",
+            str(sample_clip.object_masks[1]),
+            "--tracker",
+            "static",
+            "--overlay",
+            str(out),
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "tracked 1 object(s) over 48 frames with static" in text and "IoU" not in text
@@ -112,8 +134,11 @@ def test_track_and_overlay_script_default_sample_clip(tmp_path, capsys):
 def test_demo_scripts_report_bad_input_in_one_line(argv, message, sample_clip, tmp_path, capsys):
     from garvideo.demos.track_and_overlay import main
 
-    subst = {"clip": str(sample_clip.video_path), "mask": str(sample_clip.prompt_mask),
-             "missing": str(tmp_path / "missing.png")}
+    subst = {
+        "clip": str(sample_clip.video_path),
+        "mask": str(sample_clip.prompt_mask),
+        "missing": str(tmp_path / "missing.png"),
+    }
     assert main([a.format(**subst) for a in argv] + ["--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
@@ -135,7 +160,9 @@ def tiny_model(tmp_path_factory) -> Path:
 def pipeline(tiny_model):
     from garvideo.pipeline import GarVideo
 
-    return GarVideo(model=str(tiny_model), tracker="flow", num_frames=NUM_FRAMES, max_new_tokens=MAX_NEW_TOKENS)
+    return GarVideo(
+        model=str(tiny_model), tracker="flow", num_frames=NUM_FRAMES, max_new_tokens=MAX_NEW_TOKENS
+    )
 
 
 def test_describe_clip_burns_the_description_into_the_overlay(sample_clip, tiny_model, pipeline, tmp_path):
@@ -143,8 +170,16 @@ def test_describe_clip_burns_the_description_into_the_overlay(sample_clip, tiny_
 
     masks = load_mask(sample_clip.prompt_mask)[:1]
     pieces: list[str] = []
-    res = describe_clip(sample_clip.video_path, masks, tmp_path / "d.mp4", model=pipeline.bundle,
-                        tracker="flow", num_frames=NUM_FRAMES, max_new_tokens=MAX_NEW_TOKENS, on_text=pieces.append)
+    res = describe_clip(
+        sample_clip.video_path,
+        masks,
+        tmp_path / "d.mp4",
+        model=pipeline.bundle,
+        tracker="flow",
+        num_frames=NUM_FRAMES,
+        max_new_tokens=MAX_NEW_TOKENS,
+        on_text=pieces.append,
+    )
     expected = pipeline.describe(sample_clip.video_path, masks=masks, frame=0, max_new_tokens=MAX_NEW_TOKENS)
     assert res.text == expected.text and res.text.strip()
     assert "".join(pieces).strip() == res.text.strip()  # streamed as generated
@@ -160,9 +195,17 @@ def test_relationship_question_two_objects(sample_clip, tiny_model, pipeline, tm
     masks = load_mask(sample_clip.prompt_mask)
     questions = [DEFAULT_QUESTION, "Which one leaves the frame, <object0> or <object1>?"]
     streamed: list[str] = []
-    res = ask_about_objects(sample_clip.video_path, masks, questions, tmp_path / "q.mp4",
-                            model=pipeline.bundle, tracker="flow", num_frames=NUM_FRAMES,
-                            max_new_tokens=MAX_NEW_TOKENS, on_text=streamed.append)
+    res = ask_about_objects(
+        sample_clip.video_path,
+        masks,
+        questions,
+        tmp_path / "q.mp4",
+        model=pipeline.bundle,
+        tracker="flow",
+        num_frames=NUM_FRAMES,
+        max_new_tokens=MAX_NEW_TOKENS,
+        on_text=streamed.append,
+    )
     assert res.questions == questions and len(res.answers) == 2 and res.letters == [None, None]
     assert all(a.strip() in "".join(streamed) for a in res.answers)  # streamed as generated
     clip = pipeline.prepare(sample_clip.video_path, masks=masks, frame=0, track_all_frames=True)
@@ -174,9 +217,17 @@ def test_relationship_question_two_objects(sample_clip, tiny_model, pipeline, tm
 def test_relationship_question_multiple_choice_on_a_static_track(sample_clip, pipeline, tmp_path):
     from garvideo.demos.relationship_question import ask_about_objects
 
-    res = ask_about_objects(sample_clip.video_path, load_mask(sample_clip.prompt_mask), ["Which one leaves the frame?"],
-                            tmp_path / "m.mp4", options=["<object0>", "<object1>"], model=pipeline.bundle,
-                            tracker="static", num_frames=NUM_FRAMES, max_new_tokens=MAX_NEW_TOKENS)
+    res = ask_about_objects(
+        sample_clip.video_path,
+        load_mask(sample_clip.prompt_mask),
+        ["Which one leaves the frame?"],
+        tmp_path / "m.mp4",
+        options=["<object0>", "<object1>"],
+        model=pipeline.bundle,
+        tracker="static",
+        num_frames=NUM_FRAMES,
+        max_new_tokens=MAX_NEW_TOKENS,
+    )
     assert res.tracker == "static" and res.letters[0] in (None, "A", "B") and res.answers[0].strip()
     with open_video(res.overlay) as v:
         assert (v.num_frames, v.width, v.height) == (48, 320, 240)
@@ -195,8 +246,18 @@ def test_relationship_question_printer_interleaves_questions():
 def test_relationship_question_script_needs_two_objects(sample_clip, tiny_model, tmp_path, capsys):
     from garvideo.demos.relationship_question import main
 
-    rc = main(["--video", str(sample_clip.video_path), "--mask", str(sample_clip.object_masks[0]),
-               "--model", str(tiny_model), "--out", str(tmp_path)])
+    rc = main(
+        [
+            "--video",
+            str(sample_clip.video_path),
+            "--mask",
+            str(sample_clip.object_masks[0]),
+            "--model",
+            str(tiny_model),
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert rc == 2
     assert "at least 2 objects" in capsys.readouterr().err
 

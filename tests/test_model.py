@@ -57,7 +57,15 @@ def test_tiny_model_layout(tiny_model_dir):
 def test_tokenizer_special_ids(bundle):
     tok = bundle.tokenizer
     ids = tok.convert_tokens_to_ids(
-        ["<|begin_of_text|>", "<|image|>", "<|start_header_id|>", "<|eot_id|>", "<Prompt0>", "<Prompt4>", "<NO_Prompt>"]
+        [
+            "<|begin_of_text|>",
+            "<|image|>",
+            "<|start_header_id|>",
+            "<|eot_id|>",
+            "<Prompt0>",
+            "<Prompt4>",
+            "<NO_Prompt>",
+        ]
     )
     assert ids == [128000, 128002, 128006, 128009, 128256, 128260, 128261]
     placeholders = [f"<|reserved_special_token_{k + 2}|>" for k in range(5)]
@@ -91,20 +99,26 @@ def _copy_with_state(src: Path, dst: Path, edit) -> Path:
 
 
 def test_missing_key_fails_loudly(tiny_model_dir, tmp_path):
-    bad = _copy_with_state(Path(tiny_model_dir), tmp_path / "m", lambda s: s.pop("mask_patch_embedding.weight"))
+    bad = _copy_with_state(
+        Path(tiny_model_dir), tmp_path / "m", lambda s: s.pop("mask_patch_embedding.weight")
+    )
     with pytest.raises(InputError, match=r"1 missing keys \(e.g. mask_patch_embedding.weight\)"):
         load_gar(bad, dtype="float32", device="cpu")
 
 
 def test_unexpected_key_fails_loudly(tiny_model_dir, tmp_path):
-    bad = _copy_with_state(Path(tiny_model_dir), tmp_path / "u", lambda s: s.__setitem__("mllm.extra.weight", torch.zeros(2)))
+    bad = _copy_with_state(
+        Path(tiny_model_dir), tmp_path / "u", lambda s: s.__setitem__("mllm.extra.weight", torch.zeros(2))
+    )
     with pytest.raises(InputError, match=r"unexpected keys \(e.g. mllm.extra.weight\)"):
         load_gar(bad, dtype="float32", device="cpu")
 
 
 def test_wrong_shape_fails_loudly(tiny_model_dir, tmp_path):
     bad = _copy_with_state(
-        Path(tiny_model_dir), tmp_path / "s", lambda s: s.__setitem__("mask_patch_embedding.weight", torch.zeros(1, 3, 14, 14))
+        Path(tiny_model_dir),
+        tmp_path / "s",
+        lambda s: s.__setitem__("mask_patch_embedding.weight", torch.zeros(1, 3, 14, 14)),
     )
     with pytest.raises(InputError, match="wrong shape"):
         load_gar(bad, dtype="float32", device="cpu")
@@ -118,7 +132,11 @@ def test_offline_hub_id_raises_model_unavailable(monkeypatch, tmp_path):
     with pytest.raises(ModelUnavailableError) as info:
         load_gar()
     msg = str(info.value)
-    assert "huggingface-cli download HaochenWang/GAR-1B" in msg and "--model DIR" in msg and "GARVIDEO_MODEL" in msg
+    assert (
+        "huggingface-cli download HaochenWang/GAR-1B" in msg
+        and "--model DIR" in msg
+        and "GARVIDEO_MODEL" in msg
+    )
 
 
 def test_env_var_names_the_default_model(monkeypatch, tiny_model_dir):
@@ -196,7 +214,9 @@ def test_embed_prompt_splices_image_and_regions(bundle):
     embeds = bundle.embed_prompt(ids, image, regions)[0]
     pos = (ids[0] == IMAGE_TOKEN_ID).nonzero().reshape(-1)
     assert torch.equal(embeds[pos], image.reshape(-1, d))
-    assert torch.all(embeds[starts[0] : starts[0] + 256] == -1) and torch.all(embeds[starts[1] : starts[1] + 256] == -2)
+    assert torch.all(embeds[starts[0] : starts[0] + 256] == -1) and torch.all(
+        embeds[starts[1] : starts[1] + 256] == -2
+    )
     other = torch.ones_like(ids[0], dtype=torch.bool)
     other[pos] = False
     for s in starts:
@@ -220,7 +240,9 @@ def test_region_runs_must_be_whole():
 def test_multi_region_prompt_uses_each_regions_own_box(bundle):
     img = _image(448, 896)
     masks = [_mask(448, 896, 0, 100, 0, 200), _mask(448, 896, 300, 448, 600, 896)]
-    embeds, inputs = bundle.prepare_image(img, masks, "What is between <Prompt0> and <Prompt1>?", roi_mode="corrected")
+    embeds, inputs = bundle.prepare_image(
+        img, masks, "What is between <Prompt0> and <Prompt1>?", roi_mode="corrected"
+    )
     assert inputs.boxes[0] != inputs.boxes[1]
     ids = bundle.tokenize(
         __import__("garvideo.model", fromlist=["build_image_prompt"]).build_image_prompt(
@@ -247,11 +269,20 @@ def test_describe_is_deterministic_and_greedy(bundle):
 
 def test_batch_of_regions_and_question(bundle):
     img = _image()
-    masks = [_mask(300, 500, 0, 50, 0, 50), _mask(300, 500, 100, 200, 100, 200), _mask(300, 500, 250, 300, 400, 500)]
+    masks = [
+        _mask(300, 500, 0, 50, 0, 50),
+        _mask(300, 500, 100, 200, 100, 200),
+        _mask(300, 500, 250, 300, 400, 500),
+    ]
     r = bundle.describe(img, masks, max_new_tokens=3)
     assert r.num_regions == 3 and r.present == [True] * 3
-    ans = bundle.ask(img, masks[:2], "Which is larger, <Prompt0> or <Prompt1>?", options=["<Prompt0>", "<Prompt1>"],
-                     max_new_tokens=2)
+    ans = bundle.ask(
+        img,
+        masks[:2],
+        "Which is larger, <Prompt0> or <Prompt1>?",
+        options=["<Prompt0>", "<Prompt1>"],
+        max_new_tokens=2,
+    )
     assert ans.options == ["<Prompt0>", "<Prompt1>"] and ans.choice in (None, "A", "B")
 
 
@@ -276,7 +307,9 @@ def test_prefix_cache_gives_the_same_logits_and_tokens(bundle):
 
     with torch.no_grad():
         a = bundle.model(embeds, logits_to_keep=1).logits[0, -1]
-        b = bundle.model(embeds[:, k:], past_key_values=copy.deepcopy(prefix.cache), use_cache=True, logits_to_keep=1).logits[0, -1]
+        b = bundle.model(
+            embeds[:, k:], past_key_values=copy.deepcopy(prefix.cache), use_cache=True, logits_to_keep=1
+        ).logits[0, -1]
     assert torch.allclose(a, b, atol=1e-5)
 
 

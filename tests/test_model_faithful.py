@@ -241,7 +241,10 @@ def test_rope_table_is_float32_in_a_bf16_model(tiny_model_dir):
     assert rope16.dtype == torch.float32
     assert torch.equal(rope16, rope32)
     assert not torch.equal(rope16, rope16.to(torch.bfloat16).float())  # bf16 would round it
-    assert m16.dtype == torch.bfloat16 and m16.mllm.model.language_model.rotary_emb.inv_freq.dtype == torch.float32
+    assert (
+        m16.dtype == torch.bfloat16
+        and m16.mllm.model.language_model.rotary_emb.inv_freq.dtype == torch.float32
+    )
     with torch.no_grad():
         out = m16.image_features(torch.zeros(1, 3, 448, 448), torch.zeros(1, 448, 448, dtype=torch.bool))
     assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()

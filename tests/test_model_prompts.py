@@ -26,13 +26,17 @@ R2 = "<|reserved_special_token_4|>" * 256
 
 def test_single_region_caption_prompt_is_official():
     assert build_single_region_prompt() == (
-        "There are some objects I am curious about: <Prompt1>;\n<Prompt1>: " + R1 + "Describe this masked region in detail."
+        "There are some objects I am curious about: <Prompt1>;\n<Prompt1>: "
+        + R1
+        + "Describe this masked region in detail."
     )
     assert prompt_indices(1) == [1] and prompt_indices(3) == [0, 1, 2]
 
 
 def test_multi_region_prompt_is_ordered_and_official():
-    text = build_multi_region_prompt("Describe <Prompt0> in detail, including the relationship with <Prompt1>.", [1, 1])
+    text = build_multi_region_prompt(
+        "Describe <Prompt0> in detail, including the relationship with <Prompt1>.", [1, 1]
+    )
     assert text == (
         "There are some objects I am curious about: <Prompt0>; <Prompt1>; \n"
         f"<Prompt0>: {R0}\n<Prompt1>: {R1}\n\n"
@@ -49,13 +53,22 @@ def test_absent_region_has_no_placeholder():
 
 def test_multiple_choice_format():
     q = format_multiple_choice("What colour is <Prompt0>?", ["(A) red", "(B) blue"])
-    assert q == "Question: What colour is <Prompt0>?\nOptions:\n(A) red\n(B) blue\nAnswer with the correct option's letter directly."
+    assert (
+        q
+        == "Question: What colour is <Prompt0>?\nOptions:\n(A) red\n(B) blue\nAnswer with the correct option's letter directly."
+    )
     # Unlabelled options get GAR-Bench's "A. ..." labels (GAR-Bench-VQA.json choices).
-    assert format_multiple_choice("Q?", ["red", "blue", "green"]).splitlines()[2:5] == ["A. red", "B. blue", "C. green"]
+    assert format_multiple_choice("Q?", ["red", "blue", "green"]).splitlines()[2:5] == [
+        "A. red",
+        "B. blue",
+        "C. green",
+    ]
     assert format_multiple_choice("Q?", ["A. red", "B. blue"]).splitlines()[2:4] == ["A. red", "B. blue"]
     with pytest.raises(InputError):
         format_multiple_choice("Q?", ["only"])
-    assert parse_choice("B", 4) == "B" and parse_choice("(c) green", 4) == "C" and parse_choice("E", 4) is None
+    assert (
+        parse_choice("B", 4) == "B" and parse_choice("(c) green", 4) == "C" and parse_choice("E", 4) is None
+    )
     assert parse_choice("The answer", 4) is None
 
 
@@ -81,7 +94,9 @@ def test_video_prompt_layout():
     p = build_video_prompt(3, [[True, True, True]])  # visible throughout: the image caption layout exactly
     assert p.count("<|image|>") == 768
     assert f"<Prompt1>: {R1}{R1}{R1}Describe this masked region in detail." in p
-    p = build_video_prompt(3, [[True, False, True]])  # absent on keyframe 2: no run there, and the prompt says so
+    p = build_video_prompt(
+        3, [[True, False, True]]
+    )  # absent on keyframe 2: no run there, and the prompt says so
     assert f"<Prompt1>: {R1}{R1}\n<Prompt1> is not visible in frame 2 of 3.\nDescribe this masked region" in p
     p2 = build_video_prompt(2, [[True, True], [False, True], [True, False]], "What happens?")
     assert (
@@ -95,7 +110,9 @@ def test_video_prompt_layout():
 
 
 def test_question_must_mention_existing_regions():
-    with pytest.raises(InputError, match=r"mentions <Prompt0> but the regions are <Prompt1> \(a single region"):
+    with pytest.raises(
+        InputError, match=r"mentions <Prompt0> but the regions are <Prompt1> \(a single region"
+    ):
         build_image_prompt(num_tiles=1, num_regions=1, question="What is <Prompt0>?")
     with pytest.raises(InputError, match="mentions <Prompt3>"):
         build_video_prompt(2, [[True, True], [True, False]], "Where does <Prompt3> go?")

@@ -15,7 +15,9 @@ from garvideo.model.processing import mask_box
 
 def linear_map(h: int, w: int) -> torch.Tensor:
     """(1, 3, h, w): channel 0 = x, channel 1 = y, channel 2 = 1."""
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+    )
     return torch.stack([xs, ys, torch.ones_like(xs)])[None]
 
 

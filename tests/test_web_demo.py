@@ -90,10 +90,29 @@ def web_server(browser_exe, tiny_model, tmp_path_factory, request):
     While the server starts, the expected texts are computed in this process (``expected``)."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("web") / "server.log"
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               PYTHONUNBUFFERED="1", GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")))
-    cmd = [sys.executable, "-m", "garvideo.demos.web", "--model", str(tiny_model), "--tracker", "flow",
-           "--num-frames", str(NUM_FRAMES), "--max-new-tokens", str(MAX_NEW_TOKENS), "--port", str(port)]
+    env = dict(
+        os.environ,
+        GRADIO_ANALYTICS_ENABLED="False",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+        GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "garvideo.demos.web",
+        "--model",
+        str(tiny_model),
+        "--tracker",
+        "flow",
+        "--num-frames",
+        str(NUM_FRAMES),
+        "--max-new-tokens",
+        str(MAX_NEW_TOKENS),
+        "--port",
+        str(port),
+    ]
     url = f"http://127.0.0.1:{port}/"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
@@ -102,7 +121,9 @@ def web_server(browser_exe, tiny_model, tmp_path_factory, request):
             deadline = time.monotonic() + SERVER_START_TIMEOUT_S
             while True:
                 if proc.poll() is not None:
-                    pytest.fail(f"the web demo exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
+                    pytest.fail(
+                        f"the web demo exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}"
+                    )
                 try:
                     with urllib.request.urlopen(url, timeout=5) as r:
                         if r.status == 200:
@@ -110,8 +131,10 @@ def web_server(browser_exe, tiny_model, tmp_path_factory, request):
                 except OSError:
                     pass
                 if time.monotonic() > deadline:
-                    pytest.fail(f"the web demo did not answer on {url} within {SERVER_START_TIMEOUT_S:.0f} s:\n"
-                                f"{log_path.read_text()[-4000:]}")
+                    pytest.fail(
+                        f"the web demo did not answer on {url} within {SERVER_START_TIMEOUT_S:.0f} s:\n"
+                        f"{log_path.read_text()[-4000:]}"
+                    )
                 time.sleep(0.5)
             yield url
         finally:
@@ -128,8 +151,13 @@ def web_demo(tiny_model, tmp_path_factory):
     """The page's logic in this process, set up as the server below is."""
     from garvideo.demos.web import WebDemo
 
-    return WebDemo(str(tiny_model), tracker="flow", num_frames=NUM_FRAMES, max_new_tokens=MAX_NEW_TOKENS,
-                   workdir=tmp_path_factory.mktemp("web_runs"))
+    return WebDemo(
+        str(tiny_model),
+        tracker="flow",
+        num_frames=NUM_FRAMES,
+        max_new_tokens=MAX_NEW_TOKENS,
+        workdir=tmp_path_factory.mktemp("web_runs"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -164,10 +192,13 @@ def test_web_demo_describe_and_ask_in_chromium(web_server, browser_exe, sample_c
             expect(info).to_contain_text(f"{sample_clip.width}×{sample_clip.height}")
             frame_img = page.locator("#frame-image img")
             expect(frame_img).to_be_visible(timeout=UI_TIMEOUT_MS)
-            page.wait_for_function("document.querySelector('#frame-image img').naturalWidth > 0",
-                                   timeout=UI_TIMEOUT_MS)
+            page.wait_for_function(
+                "document.querySelector('#frame-image img').naturalWidth > 0", timeout=UI_TIMEOUT_MS
+            )
             assert frame_img.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [
-                sample_clip.width, sample_clip.height]
+                sample_clip.width,
+                sample_clip.height,
+            ]
 
             # Moving the prompt frame (typed into the slider's number box) updates the page.
             number = page.locator("#frame input[type=number]")
@@ -179,16 +210,21 @@ def test_web_demo_describe_and_ask_in_chromium(web_server, browser_exe, sample_c
             # Upload the id map: two objects, with the pixel counts of the file.
             page.locator("#mask-input input[type=file]").set_input_files(str(sample_clip.prompt_mask))
             for i, area in enumerate(expected["areas"]):
-                expect(info).to_contain_text(f"<object{i}> (id {i + 1} in the video): mask of {area} px", timeout=UI_TIMEOUT_MS)
+                expect(info).to_contain_text(
+                    f"<object{i}> (id {i + 1} in the video): mask of {area} px", timeout=UI_TIMEOUT_MS
+                )
 
             # Describe: the overlay video appears and plays in the browser, then the text.
             page.locator("#run").click()
             video = page.locator("#overlay-video video")
             expect(video).to_have_count(1, timeout=UI_TIMEOUT_MS)
             expect(page.locator("#run-info")).to_contain_text("Described in", timeout=UI_TIMEOUT_MS)
-            page.wait_for_function("document.querySelector('#overlay-video video').readyState >= 1",
-                                   timeout=UI_TIMEOUT_MS)
-            width, height, duration, src = video.evaluate("v => [v.videoWidth, v.videoHeight, v.duration, v.currentSrc]")
+            page.wait_for_function(
+                "document.querySelector('#overlay-video video').readyState >= 1", timeout=UI_TIMEOUT_MS
+            )
+            width, height, duration, src = video.evaluate(
+                "v => [v.videoWidth, v.videoHeight, v.duration, v.currentSrc]"
+            )
             assert src.endswith("overlay.webm")  # the final overlay, with the text burned in
             assert (width, height) == (sample_clip.width, sample_clip.height)
             assert duration == pytest.approx(sample_clip.num_frames / sample_clip.fps, abs=0.25)
@@ -244,7 +280,9 @@ def test_web_demo_prompts_from_mask_files(web_demo, sample_clip, tmp_path):
     state = web_demo.upload_mask(state, str(sample_clip.object_masks[0]), 0)
     gt = sample_clip.gt(0)
     assert all(np.array_equal(m, g) for m, g in zip(state.masks(), gt))
-    assert f"<object1>` (id 2 in the video): mask of {gt[1].sum()} px (upload)" in web_demo.describe_prompts(state)
+    assert f"<object1>` (id 2 in the video): mask of {gt[1].sum()} px (upload)" in web_demo.describe_prompts(
+        state
+    )
 
     # the preview draws each object in its colour where its mask is
     drawn = web_demo.render_frame(state).astype(np.float32)
@@ -259,7 +297,9 @@ def test_web_demo_prompts_from_mask_files(web_demo, sample_clip, tmp_path):
     assert np.abs(drawn - orig)[far].max() == 0
 
     # an id map fills object0, object1, ...; past object4 it is refused
-    state = web_demo.upload_mask(web_demo.open_clip(str(sample_clip.video_path)), str(sample_clip.prompt_mask), 0)
+    state = web_demo.upload_mask(
+        web_demo.open_clip(str(sample_clip.video_path)), str(sample_clip.prompt_mask), 0
+    )
     assert len(state.masks()) == 2
     with pytest.raises(InputError, match="GAR takes at most 5 objects"):
         web_demo.upload_mask(state, str(sample_clip.prompt_mask), 4)
@@ -282,7 +322,9 @@ def test_web_demo_run_streams_then_reuses_the_prepared_clip(web_demo, sample_cli
     from garvideo.errors import InputError
     from garvideo.video import open_video
 
-    state = web_demo.upload_mask(web_demo.open_clip(str(sample_clip.video_path)), str(sample_clip.prompt_mask), 0)
+    state = web_demo.upload_mask(
+        web_demo.open_clip(str(sample_clip.video_path)), str(sample_clip.prompt_mask), 0
+    )
     updates = list(web_demo.run(state, "describe"))
     first, last = updates[0], updates[-1]
     assert first.text == "" and first.video.endswith(".webm") and not first.done
@@ -310,15 +352,24 @@ def test_web_demo_clicks_become_masks_with_sam2(web_demo, sample_clip, tmp_path)
     from garvideo.errors import InputError
     from garvideo.trackers.sam2_backend import TINY_OVERRIDES, Sam2Tracker, build_sam2_model
 
-    sam2 = Sam2Tracker(model=build_sam2_model("configs/sam2.1/sam2.1_hiera_t.yaml", image_size=128,
-                                              extra_overrides=TINY_OVERRIDES), device="cpu")
-    demo = WebDemo(web_demo.bundle, tracker=sam2, num_frames=NUM_FRAMES, max_new_tokens=MAX_NEW_TOKENS,
-                   workdir=tmp_path)
+    sam2 = Sam2Tracker(
+        model=build_sam2_model(
+            "configs/sam2.1/sam2.1_hiera_t.yaml", image_size=128, extra_overrides=TINY_OVERRIDES
+        ),
+        device="cpu",
+    )
+    demo = WebDemo(
+        web_demo.bundle, tracker=sam2, num_frames=NUM_FRAMES, max_new_tokens=MAX_NEW_TOKENS, workdir=tmp_path
+    )
     assert demo.clicks_available and "No SAM 2 checkpoint" not in demo.banner()
     assert demo._segmenter is sam2  # clicks use the tracker's own SAM 2 model
     state = demo.open_clip(str(sample_clip.video_path))
-    for mode, (x, y) in [("positive point", (40, 108)), ("negative point", (150, 30)),
-                         ("box corner", (10, 80)), ("box corner", (70, 140))]:
+    for mode, (x, y) in [
+        ("positive point", (40, 108)),
+        ("negative point", (150, 30)),
+        ("box corner", (10, 80)),
+        ("box corner", (70, 140)),
+    ]:
         try:
             state = demo.click(state, x, y, mode, 0)
         except InputError as exc:  # random weights may segment nothing: said clearly, state kept

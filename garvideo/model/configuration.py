@@ -132,7 +132,9 @@ class GarConfig:
         """Build from the dict of an official ``config.json``."""
         data = copy.deepcopy(data)
         if "mllm_config" not in data:
-            raise InputError(source, "not a GAR config (no 'mllm_config'); expected the layout of HaochenWang/GAR-1B")
+            raise InputError(
+                source, "not a GAR config (no 'mllm_config'); expected the layout of HaochenWang/GAR-1B"
+            )
         mllm = data.pop("mllm_config")
         if not isinstance(mllm, dict):
             raise InputError(source, "'mllm_config' must be an object")
@@ -212,7 +214,9 @@ def _normalise_tying(mllm_config: PerceptionLMConfig, source: PathLike) -> None:
         logger.info(
             "%s: mllm_config.tie_word_embeddings=%s but text_config.tie_word_embeddings=%s; using the text "
             "config's value, as transformers 4.56 (the official checkpoints) does",
-            source, top_tie, text_tie,
+            source,
+            top_tie,
+            text_tie,
         )
     mllm_config.tie_word_embeddings = text_tie
 
@@ -221,3 +225,79 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, tuple):
         return list(obj)
     return str(obj)
+
+
+def gar_config_dict(
+    *,
+    vision_width: int = 1024,
+    vision_depth: int = 23,
+    vision_heads: int | None = None,
+    hidden_size: int = 2048,
+    intermediate_size: int = 8192,
+    num_layers: int = 16,
+    num_heads: int = 32,
+    num_kv_heads: int = 8,
+    head_dim: int = 64,
+    vocab_size: int = 128262,
+) -> dict[str, Any]:
+    """A GAR ``config.json`` dict in the official layout; the defaults are GAR-1B's architecture.
+
+    GAR-1B = PerceptionLM-1B (PE-Core-L ViT: 23 layers of width 1024 on 448×448 tiles, patch 14, layer
+    scale 0.1, no post-norm; a Llama 3.2-1B-style LLM: 16 layers of width 2048, 32 heads, 8 KV heads, tied
+    embeddings, llama3 rope) with GAR's vocabulary of 128262 (Llama-3's 128256 + 6 added tokens). Facts:
+    PLM-1B's ``config.json`` (``text_config``), transformers' ``convert_perception_lm_weights_to_hf.py``
+    (vision) and GAR's ``convert_to_hf.py`` (``vocab_size = len(tokenizer)``). Smaller sizes give the
+    tiny model (:func:`garvideo.model.tiny.tiny_config_dict`).
+    """
+    model_args: dict[str, Any] = {
+        "embed_dim": vision_width,
+        "depth": vision_depth,
+        "img_size": [448, 448],
+        "global_pool": "",
+        "use_post_transformer_norm": False,
+        "init_values": 0.1,
+        "ref_feat_shape": [32, 32],
+    }
+    if vision_heads is not None:
+        model_args["num_heads"] = vision_heads
+    return {
+        "mllm_config": {
+            "vision_config": {
+                "model_type": "timm_wrapper",
+                "architecture": "vit_pe_core_large_patch14_336",
+                "do_pooling": False,
+                "num_labels": 0,
+                "model_args": model_args,
+            },
+            "text_config": {
+                "model_type": "llama",
+                "hidden_size": hidden_size,
+                "intermediate_size": intermediate_size,
+                "num_hidden_layers": num_layers,
+                "num_attention_heads": num_heads,
+                "num_key_value_heads": num_kv_heads,
+                "head_dim": head_dim,
+                "hidden_act": "silu",
+                "max_position_embeddings": 11520,
+                "rms_norm_eps": 1e-5,
+                "rope_theta": 500000.0,
+                "rope_scaling": {
+                    "factor": 32.0,
+                    "high_freq_factor": 4.0,
+                    "low_freq_factor": 1.0,
+                    "original_max_position_embeddings": 8192,
+                    "rope_type": "llama3",
+                },
+                "tie_word_embeddings": True,
+                "vocab_size": vocab_size,
+                "bos_token_id": 128000,
+                "eos_token_id": [128001, 128009],
+            },
+            "projector_pooling_ratio": 2,
+            "vision_use_cls_token": True,
+            "image_token_id": 128002,
+            "video_token_id": 128003,
+        },
+        "prompt_numbers": MAX_REGIONS,
+        "crop_tokens_ids": list(REGION_TOKEN_IDS),
+    }

@@ -47,8 +47,14 @@ PathLike = Union[str, "os.PathLike[str]"]
 MODEL_ENV = "GARVIDEO_MODEL"
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-           "float16": torch.float16, "fp16": torch.float16}
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 
 
 # -- resolving where the weights are ------------------------------------------------------------------------
@@ -180,7 +186,10 @@ def load_state_dict_strict(model: GarModel, state: dict[str, torch.Tensor], *, s
             # a tying text config is inconsistent, and its lm_head is dropped.
             logger.warning(
                 "%s: the text config ties the LM head to the input embedding, but the checkpoint's "
-                "%s differs from %s; using the embedding for both", source, head_key, embed_key,
+                "%s differs from %s; using the embedding for both",
+                source,
+                head_key,
+                embed_key,
             )
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -403,10 +412,14 @@ class GarBundle:
             streamer = _CallbackStreamer(self.tokenizer, on_text)
         t0 = time.perf_counter()
         with torch.inference_mode():
-            ids = self.model.generate(inputs_embeds, prefix=prefix, streamer=streamer, **self._generate_kwargs(generate_kwargs))
+            ids = self.model.generate(
+                inputs_embeds, prefix=prefix, streamer=streamer, **self._generate_kwargs(generate_kwargs)
+            )
         seconds = time.perf_counter() - t0
         token_ids = ids.reshape(-1).tolist()
-        return GenerationResult(text=clean_answer(self.processor.decode(token_ids)), token_ids=token_ids, seconds=seconds)
+        return GenerationResult(
+            text=clean_answer(self.processor.decode(token_ids)), token_ids=token_ids, seconds=seconds
+        )
 
     def prefill(self, prefix_embeds: torch.Tensor) -> PrefixCache:
         """KV cache of a shared prompt prefix (see :meth:`GarModel.prefill`)."""
@@ -422,7 +435,9 @@ class GarBundle:
         return self.generate(suffix, prefix=prefix, **generate_kwargs)
 
     # -- pieces for the video pipeline ------------------------------------------------------------------
-    def preprocess_frames(self, frames: Sequence[Any], union_masks: Sequence[Any] | None = None) -> FrameInputs:
+    def preprocess_frames(
+        self, frames: Sequence[Any], union_masks: Sequence[Any] | None = None
+    ) -> FrameInputs:
         return self.processor.preprocess_frames(frames, union_masks)
 
     def encode_frames(self, frames: Sequence[Any], union_masks: Sequence[Any] | None = None) -> FrameFeatures:
@@ -442,7 +457,9 @@ class GarBundle:
         return replay_regions(feature_maps, boxes, frame_index, roi_mode)
 
     def embed_prompt(
-        self, input_ids: torch.Tensor, image_tokens: torch.Tensor | None = None,
+        self,
+        input_ids: torch.Tensor,
+        image_tokens: torch.Tensor | None = None,
         region_tokens: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """See :meth:`GarModel.embed_prompt`."""
@@ -468,7 +485,12 @@ class GarBundle:
         return embeds, inputs
 
     def describe(
-        self, image: Any, masks: Any | Sequence[Any], *, roi_mode: RoiMode = "official", **generate_kwargs: Any
+        self,
+        image: Any,
+        masks: Any | Sequence[Any],
+        *,
+        roi_mode: RoiMode = "official",
+        **generate_kwargs: Any,
     ) -> RegionDescription:
         """Describe 1 to 5 regions of an image (one mask: the official caption prompt with ``<Prompt1>``).
 
@@ -505,8 +527,13 @@ class GarBundle:
         res = self.generate(embeds, **generate_kwargs)
         choice = parse_choice(res.text, len(options)) if options is not None else None
         return RegionAnswer(
-            res.text, question, list(options) if options is not None else None, choice, inputs.present,
-            res.token_ids, res.seconds,
+            res.text,
+            question,
+            list(options) if options is not None else None,
+            choice,
+            inputs.present,
+            res.token_ids,
+            res.seconds,
         )
 
 
@@ -541,13 +568,13 @@ class _CallbackStreamer:
         self.ids.extend(value.reshape(-1).tolist())
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
         if len(text) > len(self.sent) and not text.endswith("\ufffd"):
-            self.on_text(text[len(self.sent):])
+            self.on_text(text[len(self.sent) :])
             self.sent = text
 
     def end(self) -> None:
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
         if len(text) > len(self.sent):
-            self.on_text(text[len(self.sent):])
+            self.on_text(text[len(self.sent) :])
             self.sent = text
 
 

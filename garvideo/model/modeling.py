@@ -212,7 +212,9 @@ class GarModel(nn.Module):
         # The official input is the prompt-id map through the RGB image processor: 3 equal channels.
         return self.mask_patch_embedding(binary[:, None].expand(-1, 3, -1, -1))
 
-    def image_features(self, pixel_values: torch.Tensor, mask_values: torch.Tensor | None = None) -> torch.Tensor:
+    def image_features(
+        self, pixel_values: torch.Tensor, mask_values: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Projected vision features of tiles.
 
         Args:
@@ -320,7 +322,8 @@ class GarModel(nn.Module):
             )
         if len(starts) != n_regions:
             raise InputError(
-                "prompt", f"{len(starts)} region placeholder runs of {REGION_TOKENS} in the prompt for {n_regions} regions"
+                "prompt",
+                f"{len(starts)} region placeholder runs of {REGION_TOKENS} in the prompt for {n_regions} regions",
             )
         for start, feats in zip(starts, region_tokens if region_tokens is not None else []):
             embeds[start : start + REGION_TOKENS] = feats.to(embeds.dtype)
@@ -343,7 +346,10 @@ class GarModel(nn.Module):
         if attention_mask is None:
             past = 0 if past_key_values is None else past_key_values.get_seq_length()
             attention_mask = torch.ones(
-                inputs_embeds.shape[0], past + inputs_embeds.shape[1], dtype=torch.long, device=inputs_embeds.device
+                inputs_embeds.shape[0],
+                past + inputs_embeds.shape[1],
+                dtype=torch.long,
+                device=inputs_embeds.device,
             )
         return self.mllm(
             inputs_embeds=inputs_embeds.to(self.dtype),
@@ -447,7 +453,8 @@ def region_run_starts(input_ids: torch.Tensor) -> list[int]:
             length = j - i
             if length % REGION_TOKENS:
                 raise InputError(
-                    "prompt", f"a run of {length} region placeholders (id {ids[i]}) at {i} is not a multiple of {REGION_TOKENS}"
+                    "prompt",
+                    f"a run of {length} region placeholders (id {ids[i]}) at {i} is not a multiple of {REGION_TOKENS}",
                 )
             starts.extend(range(i, j, REGION_TOKENS))
             i = j

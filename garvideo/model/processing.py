@@ -211,7 +211,9 @@ class GarProcessor:
             return (1, 1)
         ratio = ip._fit_image_to_canvas(img_width=width, img_height=height, tile_size=self.tile_size)
         if ratio is None:
-            ratio = ip._find_closest_aspect_ratio(img_width=width, img_height=height, tile_size=self.tile_size)
+            ratio = ip._find_closest_aspect_ratio(
+                img_width=width, img_height=height, tile_size=self.tile_size
+            )
         return int(ratio[0]), int(ratio[1])
 
     def _tiles(self, array: np.ndarray, *, vision_input_type: str, nearest: bool) -> torch.Tensor:
@@ -256,7 +258,9 @@ class GarProcessor:
             image_size=(h, w),
         )
 
-    def preprocess_frames(self, frames: Sequence[Any], union_masks: Sequence[Any] | None = None) -> FrameInputs:
+    def preprocess_frames(
+        self, frames: Sequence[Any], union_masks: Sequence[Any] | None = None
+    ) -> FrameInputs:
         """One 448×448 tile per frame (stretched), with each frame's union mask.
 
         Args:

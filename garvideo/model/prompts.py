@@ -192,7 +192,9 @@ def build_single_region_prompt(
     return f"{OBJECTS_INTRO}{token};\n{token}: {_placeholders(index, runs)}{instruction}"
 
 
-def build_multi_region_prompt(question: str, runs: Sequence[int], *, indices: Sequence[int] | None = None) -> str:
+def build_multi_region_prompt(
+    question: str, runs: Sequence[int], *, indices: Sequence[int] | None = None
+) -> str:
     """The multi-region prompt text (user-turn text, without the chat template).
 
     Args:
@@ -231,10 +233,14 @@ def format_multiple_choice(question: str, options: Sequence[str]) -> str:
         opt.strip() if labelled.match(opt) else f"{string.ascii_uppercase[i]}. {opt.strip()}"
         for i, opt in enumerate(options)
     ]
-    return f"Question: {question.strip()}\nOptions:" + "".join(f"\n{line}" for line in lines) + f"\n{MC_SUFFIX}"
+    return (
+        f"Question: {question.strip()}\nOptions:" + "".join(f"\n{line}" for line in lines) + f"\n{MC_SUFFIX}"
+    )
 
 
-def apply_chat_template(user_text: str, *, num_image_tokens: int, system_message: str = DEFAULT_SYSTEM_MESSAGE) -> str:
+def apply_chat_template(
+    user_text: str, *, num_image_tokens: int, system_message: str = DEFAULT_SYSTEM_MESSAGE
+) -> str:
     """Render one user turn with an image through PerceptionLM's chat template.
 
     Args:
@@ -313,7 +319,9 @@ def build_video_prompt(
         if instruction is None:
             instruction = "Describe " + ", ".join(prompt_token(i) for i in indices) + " in detail."
         check_references(instruction, indices, source="instruction")
-        text = build_multi_region_prompt(f"{note}\n{instruction}" if note else instruction, runs, indices=indices)
+        text = build_multi_region_prompt(
+            f"{note}\n{instruction}" if note else instruction, runs, indices=indices
+        )
     return apply_chat_template(text, num_image_tokens=TOKENS_PER_TILE * num_frames)
 
 
@@ -332,7 +340,9 @@ def absence_note(objects_present: Sequence[Sequence[bool]], indices: Sequence[in
             sentences.append(f"{token} is not visible in any of the {total} frames.")
         else:
             frames = ", ".join(str(t) for t in missing)
-            sentences.append(f"{token} is not visible in frame{'s' if len(missing) > 1 else ''} {frames} of {total}.")
+            sentences.append(
+                f"{token} is not visible in frame{'s' if len(missing) > 1 else ''} {frames} of {total}."
+            )
     return " ".join(sentences)
 
 

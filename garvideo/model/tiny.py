@@ -19,7 +19,7 @@ from typing import Any, Union
 
 import torch
 
-from garvideo.model.configuration import RANDOM_INIT_KEY, GarConfig
+from garvideo.model.configuration import RANDOM_INIT_KEY, GarConfig, gar_config_dict
 from garvideo.model.prompts import VISUAL_PROMPT_TOKENS
 
 logger = logging.getLogger(__name__)
@@ -101,58 +101,22 @@ def build_tiny_tokenizer() -> Any:
     return fast
 
 
-def tiny_config_dict(*, vocab_size: int = LLAMA3_VOCAB + LLAMA3_SPECIAL + len(VISUAL_PROMPT_TOKENS)) -> dict[str, Any]:
+def tiny_config_dict(
+    *, vocab_size: int = LLAMA3_VOCAB + LLAMA3_SPECIAL + len(VISUAL_PROMPT_TOKENS)
+) -> dict[str, Any]:
     """The official ``config.json`` layout (GARConfig around a PerceptionLM config) with tiny sizes."""
-    return {
-        "mllm_config": {
-            "vision_config": {
-                "model_type": "timm_wrapper",
-                "architecture": "vit_pe_core_large_patch14_336",
-                "do_pooling": False,
-                "num_labels": 0,
-                "model_args": {
-                    "embed_dim": 64,
-                    "depth": 2,
-                    "num_heads": 2,
-                    "img_size": [448, 448],
-                    "global_pool": "",
-                    "use_post_transformer_norm": False,
-                    "init_values": 0.1,
-                    "ref_feat_shape": [32, 32],
-                },
-            },
-            "text_config": {
-                "model_type": "llama",
-                "hidden_size": 32,
-                "intermediate_size": 64,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 2,
-                "num_key_value_heads": 1,
-                "head_dim": 16,
-                "hidden_act": "silu",
-                "max_position_embeddings": 11520,
-                "rms_norm_eps": 1e-5,
-                "rope_theta": 500000.0,
-                "rope_scaling": {
-                    "factor": 32.0,
-                    "high_freq_factor": 4.0,
-                    "low_freq_factor": 1.0,
-                    "original_max_position_embeddings": 8192,
-                    "rope_type": "llama3",
-                },
-                "tie_word_embeddings": True,
-                "vocab_size": vocab_size,
-                "bos_token_id": 128000,
-                "eos_token_id": [128001, 128009],
-            },
-            "projector_pooling_ratio": 2,
-            "vision_use_cls_token": True,
-            "image_token_id": 128002,
-            "video_token_id": 128003,
-        },
-        "prompt_numbers": 5,
-        "crop_tokens_ids": [128004, 128005, 128008, 128010, 128011],
-    }
+    return gar_config_dict(
+        vision_width=64,
+        vision_depth=2,
+        vision_heads=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_layers=2,
+        num_heads=2,
+        num_kv_heads=1,
+        head_dim=16,
+        vocab_size=vocab_size,
+    )
 
 
 def make_tiny_model(out_dir: PathLike, seed: int = 0, *, max_num_tiles: int = 4) -> Path:
@@ -185,7 +149,7 @@ def make_tiny_model(out_dir: PathLike, seed: int = 0, *, max_num_tiles: int = 4)
             # tokens, which decode to an empty string. Shrinking those rows makes the tiny model emit
             # visible (meaningless) text, so smoke runs and demos show that generation happened.
             emb = model.get_input_embeddings().weight  # (vocab, D)
-            emb[: _BYTE_PIECES].mul_(0.01)
+            emb[:_BYTE_PIECES].mul_(0.01)
             emb[LLAMA3_VOCAB:].mul_(0.01)
     model = model.to(torch.bfloat16)
     model.tie_weights()
