@@ -134,9 +134,14 @@ def _draw_caption(canvas: np.ndarray, caption: str, font: int, scale: float, thi
     sample = "the quick brown fox jumps over a lazy dog"
     (sw, ch), base = cv2.getTextSize(sample, font, scale, thick)
     per_line = max(8, int((w - 16) / max(sw / len(sample), 1)))
-    lines: list[str] = []
-    for para in caption.splitlines() or [""]:
-        lines += textwrap.wrap(para, per_line) or [""]
+    while True:  # the estimate is for lower-case text: narrow it until every line fits the frame
+        lines: list[str] = []
+        for para in caption.splitlines() or [""]:
+            lines += textwrap.wrap(para, per_line) or [""]
+        widest = max(cv2.getTextSize(line, font, scale, thick)[0][0] for line in lines)
+        if widest <= w - 16 or per_line <= 8:
+            break
+        per_line = max(8, int(per_line * (w - 16) / widest))
     max_lines = max(1, (h // 2) // (ch + base + 6))
     if len(lines) > max_lines:
         lines = lines[: max_lines - 1] + [lines[max_lines - 1][: per_line - 3] + "..."]

@@ -63,3 +63,31 @@ def test_render_overlay_writes_a_readable_mp4(sample_clip, tmp_path):
     c = np.array(object_color(1), float)
     d_in = np.abs(frame[m].astype(float) - c).mean()
     assert d_in < np.abs(orig[m] - c).mean()
+
+
+def test_long_caption_is_wrapped_inside_the_frame():
+    # Long unbroken tokens (as a random model emits) must wrap, not run past the right edge.
+    frame = np.full((240, 320, 3), 128, np.uint8)
+    out = draw_masks(frame, {}, "A: " + "tok68653" * 20)
+    band = out[120:]  # the caption band at the bottom
+    assert (band > 200).any(), "caption text must be drawn"
+    assert band[:, -6:].max() <= 128, "no caption pixel within 6 px of the right edge"
+
+
+@pytest.mark.parametrize("suffix", [".webm", ".avi"])
+def test_codec_follows_the_suffix(sample_clip, tmp_path, suffix):
+    masks = {f: {1: sample_clip.gt(f)[0]} for f in range(4)}
+    with open_video(sample_clip.frames_dir) as video:
+        out = render_overlay(video, masks, tmp_path / f"o{suffix}")
+    with open_video(out, backend="opencv") as ov:
+        assert ov.num_frames == 4 and (ov.width, ov.height) == (sample_clip.width, sample_clip.height)
+
+
+def test_unsupported_overlay_suffix_is_bad_input(sample_clip, tmp_path):
+    from garvideo.errors import InputError
+
+    with (
+        open_video(sample_clip.frames_dir) as video,
+        pytest.raises(InputError, match="unsupported overlay format"),
+    ):
+        render_overlay(video, {0: {1: sample_clip.gt(0)[0]}}, tmp_path / "o.gif")
