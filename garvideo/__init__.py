@@ -6,10 +6,24 @@ feature replay (:mod:`garvideo.model`), and the user gets a description or an an
 (:class:`garvideo.pipeline.GarVideo`). :mod:`garvideo.eval` scores VideoRefer-Bench-Q.
 """
 
+from typing import TYPE_CHECKING, Any
+
 # OpenCV must be loaded before decord: decord's wheel bundles an old zlib (1.2.3) whose symbols,
 # once loaded first, break OpenCV's PNG decoder ("libpng error: bad parameters to zlib").
 import cv2 as _cv2  # noqa: F401  (import order matters, see above)
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["AnswerResult", "DescribeResult", "GarVideo", "__version__"]
+
+if TYPE_CHECKING:
+    from garvideo.pipeline import AnswerResult, DescribeResult, GarVideo
+
+
+def __getattr__(name: str) -> Any:
+    """``from garvideo import GarVideo`` without importing torch and transformers at ``import garvideo``."""
+    if name in ("GarVideo", "DescribeResult", "AnswerResult"):
+        from garvideo import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'garvideo' has no attribute {name!r}")

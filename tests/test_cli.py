@@ -69,3 +69,13 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "missing.mp4" in lines[0] and lines[0].startswith("error: ")
+
+
+def test_top_level_api_is_lazy():
+    code = (
+        "import sys, garvideo; assert 'torch' not in sys.modules and 'transformers' not in sys.modules; "
+        "from garvideo import GarVideo, DescribeResult, AnswerResult; print(GarVideo.__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "garvideo.pipeline"
