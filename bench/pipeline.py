@@ -9,8 +9,8 @@ a forward pass does not depend on the weights), the flow tracker, and a real cli
    448×448 encoding with the mask embedding + RoI replay), prefill (prompt embedding + the prompt
    prefix through the LLM), generation (the instruction suffix + greedy decoding of ``--new-tokens``
    tokens, forced with ``min_new_tokens`` since random weights stop at random places) and **other**
-   (everything else: keyframe choice, masks, boxes, prompt text, tokenisation, bookkeeping), which the
-   issue wants below 5% of the total.
+   (everything else: keyframe choice, masks, boxes, prompt text, tokenisation, bookkeeping), which should
+   stay below 5% of the total.
 2. **Ten questions versus one** on a freshly prepared clip with short answers (``--answer-tokens``,
    multiple choice): one = prepare + one ``ask``; ten = prepare + ten different ``ask`` calls, sharing
    tracking, frame features and the prompt prefix's KV cache. Target: ten ≤ 2× one. The first question

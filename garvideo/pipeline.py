@@ -1,6 +1,6 @@
 """Region-level video understanding: the image-trained GAR model applied zero-shot to a clip.
 
-:class:`GarVideo` runs the pipeline of issue 5::
+:class:`GarVideo` runs the pipeline::
 
     masks on one frame ──tracker──> masks on the keyframes ──> one 448×448 tile per keyframe, with
     that frame's union mask ──> per-frame RoI replay (frame t's map, frame t's box) ──> one prompt
@@ -16,8 +16,8 @@
   arithmetic by default and ``roi_mode="corrected"`` as the option).
 * **The prompt text** is :func:`garvideo.model.prompts.build_video_prompt` — the one place the
   layout is written down. An object absent on a keyframe contributes no region tokens for that
-  frame; one absent on every keyframe is left out of the object list, the layout GAR was trained on
-  for a prompt that is "not in the image".
+  frame and the prompt names the keyframes where it is not visible; one absent on every keyframe is
+  left out of the object list, the layout GAR was trained on for a prompt that is "not in the image".
 * **Token budget**: each keyframe costs 256 global tokens plus 256 per object. When K keyframes
   would not fit in the model's context (``max_position_embeddings`` of the loaded config; 11,520
   for GAR-1B) with the prompt text, a reserve for the question and ``max_new_tokens``, K is reduced
