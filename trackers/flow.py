@@ -22,13 +22,18 @@ resolution (long side ``work_size`` pixels):
 5. **Boundary refinement.** A guided filter (He et al., ECCV 2010) with the frame as guide snaps
    the soft mask to image edges at full resolution before thresholding.
 
-6. **Occlusion.** A constant-velocity motion model keeps the object's last unoccluded box moving
-   while the object is partly hidden; pixels of the object's colour inside that predicted box are
-   accepted even where the warped mask does not reach (the part re-emerging from behind an
-   occluder). An object whose mask shrinks below ``absent_fraction`` of its typical area is
-   reported absent (empty mask, presence score 0) and is looked for, by appearance, in its
-   predicted box for ``redetect_frames`` frames; once that box has left the frame it stays absent
-   until a later prompt re-anchors it.
+6. **Occlusion.** When the mask shrinks below ``occluded_fraction`` of the object's typical
+   (pre-occlusion) area, a constant-velocity motion model keeps the object's last unoccluded box
+   moving (the velocity is frozen: a remnant stuck to a static occluder does not move with the
+   object). Until ``recover_frames`` frames after the area has recovered, the mask is re-seeded
+   from whole connected components of object-coloured pixels (colour log-odds above
+   ``redetect_logit``, of plausible size next to the old area) that reach the search band or the
+   predicted box, so the part re-emerging from behind the occluder is taken at its full visible
+   extent, and mask components that mostly do not look like the object are dropped. An object
+   whose mask shrinks below ``absent_fraction`` of its typical area is reported absent (empty
+   mask, presence score 0) and is looked for, by appearance, in its predicted box for
+   ``redetect_frames`` frames; once that box has left the frame it stays absent until a later
+   prompt re-anchors it.
 
 Every step can be switched off (``consistency=False`` ...) for ablations (``bench/track.py``).
 """
@@ -74,6 +79,10 @@ class FlowOptions:
         redetect_logit: colour log-odds a pixel needs to be taken as the object by appearance alone.
         redetect_area: smallest re-detected component, as a fraction of the typical area.
         redetect_frames: how long a lost object is looked for in its predicted box.
+        occluded_fraction: below this fraction of its typical area the object is taken as partly
+            occluded: its velocity is frozen, components of the mask that do not look like the
+            object are dropped, and it is re-seeded and grown by appearance.
+        recover_frames: how many frames after the area recovers the re-seeding and growing go on.
     """
 
     work_size: int = 640
@@ -93,6 +102,8 @@ class FlowOptions:
     redetect_logit: float = 1.0
     redetect_area: float = 0.05
     redetect_frames: int = 60
+    occluded_fraction: float = 0.7
+    recover_frames: int = 8
     adaptive: bool = True
 
 
@@ -157,6 +168,7 @@ class _Object:
         self.box = _bbox(prob > 0.5)  # (x0, y0, x1, y1) of the last unoccluded mask
         self.vel = np.zeros(2, np.float32)  # mean motion per frame (dx, dy)
         self.lost_for = 0  # frames since the object was lost
+        self.recover = 0  # frames left of re-seeding/growing after a (partial) occlusion
 
 
 def _bbox(mask: np.ndarray) -> tuple[float, float, float, float] | None:
@@ -285,11 +297,15 @@ class _FlowSession:
         return box
 
     def _update_motion(self, ob: _Object, fgm: np.ndarray, flow_b: np.ndarray, area: float) -> None:
-        # Object motion this frame: minus the mean backward flow over the mask.
-        if fgm.any():
+        unoccluded = area >= self.o.occluded_fraction * ob.area_ref
+        # Object motion this frame: minus the mean backward flow over the mask. Frozen while the
+        # object is partly hidden (constant velocity): the visible remnant next to a static
+        # occluder moves with the occluder, not with the object.
+        if fgm.any() and unoccluded:
             v = -flow_b[fgm].mean(axis=0)
             ob.vel = 0.5 * ob.vel + 0.5 * v.astype(np.float32)
-        if area >= 0.7 * ob.area_ref:  # unoccluded: trust the mask's own box and area
+        ob.recover = max(0, ob.recover - 1) if unoccluded else self.o.recover_frames
+        if unoccluded:  # trust the mask's own box and area
             ob.box = _bbox(fgm)
             ob.area_ref = 0.8 * ob.area_ref + 0.2 * area
         elif ob.box is not None:  # partly occluded: the box keeps moving with the object
@@ -372,22 +388,41 @@ class _FlowSession:
         k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * size + 1, 2 * size + 1))
         near = cv2.dilate(core.astype(np.uint8), k) > 0
         prob = np.where(near, 1.0 / (1.0 + np.exp(-logit)), 0.0).astype(np.float32)
-        # Partly occluded: the part re-emerging from behind the occluder is not in the warped mask;
-        # accept pixels of the object's colour inside its predicted box.
-        box = None
-        if o.redetect and col is not None and core.sum() < 0.7 * ob.area_ref:
+        # Partly occluded (or just re-emerged): the part coming out from behind the occluder is not
+        # in the warped mask. Re-seed from the object-coloured connected components (colour
+        # log-odds above redetect_logit) that reach the search band or the box predicted by the
+        # constant-velocity model, of plausible size (redetect_area .. 1.5 x the area before the
+        # occlusion); each is taken whole, so the mask grows to the full visible extent.
+        occluded = (
+            o.redetect
+            and col is not None
+            and (core.sum() < o.occluded_fraction * ob.area_ref or ob.recover > 0)
+        )
+        seed = None
+        if occluded:
+            assert col is not None
+            region = near
             box = self._predicted_box(ob)
             if box is not None:
-                extra = box & ~near & (col > o.redetect_logit)
-                prob = np.where(extra, 0.6, prob).astype(np.float32)
+                region = region | box
+            cand = (col > o.redetect_logit).astype(np.uint8)
+            nc, clab, cst, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
+            area_c = cst[:, cv2.CC_STAT_AREA]
+            ok = np.bincount(clab[region], minlength=nc) > 0
+            ok &= (area_c >= o.redetect_area * ob.area_ref) & (area_c <= 1.5 * ob.area_ref)
+            ok[0] = False
+            seed = ok[clab]
+            prob = np.where(seed, np.maximum(prob, 0.6), prob).astype(np.float32)
         fgm = prob > 0.5
-        # Keep components that overlap the warped core (or, when occluded, are big enough in the box).
+        # Keep components that overlap the warped core or a re-seeded component; when occluded,
+        # only those that look like the object (a remnant stuck to a static occluder does not).
         n, labels, stats, _ = cv2.connectedComponentsWithStats(fgm.astype(np.uint8), connectivity=8)
-        if n > 2:
+        if n > 2 or (occluded and n > 1):
             hit = np.bincount(labels[core], minlength=n) > 0
-            if box is not None:
-                in_box = np.bincount(labels[box], minlength=n) > 0
-                hit |= in_box & (stats[:, cv2.CC_STAT_AREA] >= o.redetect_area * ob.area_ref)
+            if seed is not None and col is not None:
+                hit |= np.bincount(labels[seed], minlength=n) > 0
+                like = np.bincount(labels.ravel(), weights=(col > 0).ravel().astype(np.float32), minlength=n)
+                hit &= like >= 0.5 * np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
             hit[0] = False
             keep = hit[labels]
             prob = np.where(keep, prob, np.minimum(prob, 0.49)).astype(np.float32)
