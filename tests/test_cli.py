@@ -76,6 +76,8 @@ def test_top_level_api_is_lazy():
         "import sys, garvideo; assert 'torch' not in sys.modules and 'transformers' not in sys.modules; "
         "from garvideo import GarVideo, DescribeResult, AnswerResult; print(GarVideo.__module__)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "garvideo.pipeline"
