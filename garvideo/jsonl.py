@@ -383,6 +383,13 @@ def _order_for_processing(items: Sequence[T], group: Callable[[T], Hashable] | N
     return [it for bucket in buckets.values() for it in bucket]
 
 
+def _count_lines(path: Path, *, start: int) -> int:
+    """Complete (newline-terminated) lines of ``path`` after byte ``start``."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        return f.read().count(b"\n")
+
+
 def run_jsonl(
     items: Sequence[T],
     out: PathLike,
@@ -479,6 +486,10 @@ def run_jsonl(
                 summary.written += 1
                 report(record_key(record[spec.id_key]))
         except KeyboardInterrupt:
+            # Ctrl-C can land after a line reached the file but before it was counted: count the
+            # complete lines this run appended instead.
+            f.flush()
+            summary.written = _count_lines(path, start=valid_bytes)
             summary.seconds = time.perf_counter() - t0
             raise RunInterrupted(summary) from None
 
