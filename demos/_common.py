@@ -121,11 +121,6 @@ def resolve_input(args: argparse.Namespace, *, min_objects: int = 1) -> DemoInpu
     return DemoInput(video=Path(args.video), masks=masks, frame=int(args.frame))
 
 
-def object_names(n: int) -> Sequence[str]:
-    """``<object0>``, ``<object1>``, … as the pipeline's questions name the objects."""
-    return [f"<object{k}>" for k in range(n)]
-
-
 def make_pipeline(
     model: Any,
     tracker: Any,

@@ -606,12 +606,3 @@ def load_gar(
     processor = GarProcessor.from_pretrained(folder, max_num_tiles=max_num_tiles)
     logger.info("loaded %s (%s, %s) in %.1fs", name, dev, dt, time.perf_counter() - t0)
     return GarBundle(model=gar, processor=processor, name=name, folder=folder)
-
-
-def iter_state_dict_keys(folder: PathLike) -> Iterator[str]:
-    """Names of the tensors stored in a model folder (without loading them)."""
-    from safetensors import safe_open
-
-    for path in weight_files(Path(folder)):
-        with safe_open(str(path), framework="pt") as f:
-            yield from f.keys()

@@ -129,12 +129,6 @@ def region_placeholder(index: int) -> str:
     return f"<|reserved_special_token_{index + 2}|>"
 
 
-def region_token_id(index: int) -> int:
-    """The placeholder token id of region ``index`` (128004, 128005, 128008, 128010, 128011)."""
-    _check_index(index)
-    return REGION_TOKEN_IDS[index]
-
-
 def _check_index(index: int) -> None:
     if not 0 <= int(index) < MAX_REGIONS:
         raise InputError("regions", f"region index {index} is out of range [0, {MAX_REGIONS})")
