@@ -32,6 +32,9 @@ from garvideo.errors import InputError, PathLike
 MAX_ID_VALUE = 32
 """Largest pixel value read as an object id in an ``L``/``I`` image; larger values mean a soft matte."""
 
+MAX_OBJECTS_PER_FILE = 255
+"""Most objects one mask file may hold (an 8-bit id map's ids); more means the file is not a mask."""
+
 Box = tuple[int, int, int, int]
 
 
@@ -73,11 +76,13 @@ def rle_decode(
             obj = mask_utils.frPyObjects({"size": [h, w], "counts": list(map(int, counts))}, h, w)
         elif isinstance(counts, (str, bytes)):
             obj = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+            runs = rle_string_counts(obj["counts"])
+            if any(c < 0 for c in runs):
+                raise ValueError("counts hold a negative run length")
+            if sum(runs) != h * w:
+                raise ValueError(f"counts cover {sum(runs)} pixels but size {h}x{w} has {h * w}")
         else:
             raise ValueError(f"counts must be a string or a list, got {type(counts).__name__}")  # noqa: TRY004
-        area = int(mask_utils.area(obj))
-        if area > h * w:
-            raise ValueError("counts describe more pixels than the size")
         m = mask_utils.decode(obj)
     except InputError:
         raise
@@ -86,6 +91,40 @@ def rle_decode(
     if size is not None and (h, w) != (int(size[0]), int(size[1])):
         raise InputError(source, f"mask is {w}x{h} but the video frames are {int(size[1])}x{int(size[0])}")
     return m.astype(bool)
+
+
+def rle_string_counts(counts: str | bytes) -> list[int]:
+    """The run lengths of COCO's compressed (string) RLE counts.
+
+    The format, as pycocotools' ``maskApi.c`` (``rleFrString``) defines it: each run length is written
+    in 5-bit groups, least significant first, one character per group (``chr(48 + group)``); bit
+    ``0x20`` of a character says another group follows, and bit ``0x10`` of the last group is the sign.
+    From the third run on, the value stored is the difference to the run two places back.
+
+    Raises:
+        ValueError: a character outside the format, or counts that end in the middle of a run.
+    """
+    data = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
+    runs: list[int] = []
+    pos = 0
+    while pos < len(data):
+        value, shift, more = 0, 0, True
+        while more:
+            if pos >= len(data):
+                raise ValueError("counts end in the middle of a run length")
+            c = data[pos] - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"character {chr(data[pos])!r} is not valid in RLE counts")
+            value |= (c & 0x1F) << shift
+            more = bool(c & 0x20)
+            pos += 1
+            shift += 5
+            if not more and c & 0x10:
+                value |= -1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+    return runs
 
 
 def rle_encode(mask: np.ndarray) -> dict[str, Any]:
@@ -102,8 +141,14 @@ def rle_encode(mask: np.ndarray) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------
 # reading
 # ----------------------------------------------------------------------------------------------------
-def _split_ids(values: np.ndarray) -> list[np.ndarray]:
+def _split_ids(values: np.ndarray, source: Path) -> list[np.ndarray]:
     ids = [int(v) for v in np.unique(values) if v != 0]
+    if len(ids) > MAX_OBJECTS_PER_FILE:  # checked before making one full-size mask per id
+        raise InputError(
+            source,
+            f"holds {len(ids)} distinct ids or colours, more than the {MAX_OBJECTS_PER_FILE} objects an id "
+            "map can hold (a photo rather than a mask?)",
+        )
     return [values == i for i in ids]
 
 
@@ -111,6 +156,8 @@ def _split_gray(values: np.ndarray, source: Path) -> list[np.ndarray]:
     """A 2-D integer or float array: id map, binary mask or soft matte (see the module docstring)."""
     if values.dtype == bool:
         return [values]
+    if values.dtype.kind not in "iuf":
+        raise InputError(source, f"mask values must be numbers or booleans, got {values.dtype} values")
     if np.issubdtype(values.dtype, np.floating):
         if not np.isfinite(values).all():
             raise InputError(source, "mask has NaN or infinite values")
@@ -125,7 +172,7 @@ def _split_gray(values: np.ndarray, source: Path) -> list[np.ndarray]:
     if nonzero.max() > MAX_ID_VALUE:  # a soft matte (anti-aliased edges): binarise at half range
         top = 255 if nonzero.max() <= 255 else 65535
         return [values >= (top + 1) // 2]
-    return _split_ids(values)
+    return _split_ids(values, source)
 
 
 def _read_image(path: Path) -> list[np.ndarray]:
@@ -139,7 +186,7 @@ def _read_image(path: Path) -> list[np.ndarray]:
     except Exception as exc:  # noqa: BLE001 - any decoder failure is bad input
         raise InputError(path, f"unreadable mask image ({exc})") from None
     if mode == "P":
-        return _split_ids(arr.astype(np.int64))
+        return _split_ids(arr.astype(np.int64), path)
     if mode == "1":
         return [arr.astype(bool)]
     if arr.ndim == 3:  # RGB / RGBA / LA: one object per distinct non-black colour
@@ -152,7 +199,7 @@ def _read_image(path: Path) -> list[np.ndarray]:
             return _split_gray(rgb[:, :, 0], path)
         flat = rgb.reshape(-1, rgb.shape[2]).astype(np.int64)
         key = flat[:, 0] * 65536 + (flat[:, 1] * 256 + flat[:, 2] if rgb.shape[2] == 3 else 0)
-        return [m.reshape(rgb.shape[:2]) for m in _split_ids(key)]
+        return [m.reshape(rgb.shape[:2]) for m in _split_ids(key, path)]
     return _split_gray(arr, path)
 
 
@@ -161,6 +208,8 @@ def _read_npy(path: Path) -> list[np.ndarray]:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001
         raise InputError(path, f"unreadable .npy mask ({exc})") from None
+    if arr.dtype.kind not in "biuf":
+        raise InputError(path, f".npy mask must hold numbers or booleans, got {arr.dtype} values")
     if arr.ndim == 3:
         return [_split_gray(a, path)[0] if a.dtype != bool else a for a in arr]
     if arr.ndim != 2:
@@ -230,6 +279,8 @@ def load_mask(
         if allow_empty:
             return []
         raise InputError(p, "mask is empty (no nonzero pixel)")
+    if len(masks) > MAX_OBJECTS_PER_FILE:
+        raise InputError(p, f"holds {len(masks)} objects, more than {MAX_OBJECTS_PER_FILE} (one id map's worth)")
     if size is not None:
         h, w = int(size[0]), int(size[1])
         out = []

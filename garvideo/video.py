@@ -15,8 +15,13 @@ with the clip length.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import sys
+import tempfile
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -159,6 +164,83 @@ def _to_rgb(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frame, dtype=np.uint8)
 
 
+@contextlib.contextmanager
+def _native_stderr_to_log() -> Iterator[None]:
+    """Send what native code (decord's C++ log, FFmpeg) writes to file descriptor 2 meanwhile to the
+    debug log instead of the terminal, unless debug logging is on.
+
+    Used around opening a decoder: on a file that is not a video, decord prints its own error lines
+    before raising, and the caller reports the problem in one line of its own.
+    """
+    if logger.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2 (embedded interpreters)
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace").strip()
+            if text:
+                logger.debug("decoder output: %s", text)
+
+
+@contextlib.contextmanager
+def _deferred_sigint() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) during a native teardown and raise it once that is done.
+
+    A ``KeyboardInterrupt`` raised inside a ``__del__`` (decord's ``VideoReader`` frees its decoder
+    there) is printed as "Exception ignored" and lost, so the run would go on. Outside the main thread
+    (where Python delivers signals anyway) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    except (ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def _jpeg_is_truncated(path: Path) -> bool:
+    """Whether a JPEG file lacks its end: no end-of-image marker at the end and PIL cannot decode it.
+
+    The tail check is a read of a few bytes; only a file failing it is decoded (a JPEG with bytes after
+    its end marker is valid, so PIL decides).
+    """
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 64))
+        tail = f.read().rstrip(b"\x00\r\n ")
+    if tail.endswith(b"\xff\xd9"):
+        return False
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()  # PIL raises "image file is truncated" (ImageFile.LOAD_TRUNCATED_IMAGES is off)
+    except Exception:  # noqa: BLE001 - any decoder failure means the frame is unusable
+        return True
+    return False
+
+
 class FrameFolderVideo(Video):
     """A folder of image files, one per frame, sorted by file name."""
 
@@ -175,6 +257,8 @@ class FrameFolderVideo(Video):
                     sizes.setdefault(im.size, f)
             except Exception as exc:  # noqa: BLE001 - any decoder failure is bad input
                 raise InputError(f, f"unreadable frame image ({exc})") from None
+            if f.suffix.lower() in (".jpg", ".jpeg") and _jpeg_is_truncated(f):
+                raise InputError(f, "truncated or corrupt JPEG frame (the file ends before the image does)")
             if len(sizes) > 1:
                 (s0, f0), (s1, f1) = list(sizes.items())[:2]
                 raise InputError(
@@ -208,12 +292,16 @@ class DecordVideo(Video):
     def __init__(self, path: Path, num_threads: int = 0) -> None:
         import decord
 
-        self._reader = decord.VideoReader(os.fspath(path), ctx=decord.cpu(0), num_threads=num_threads)
-        n = len(self._reader)
-        if n <= 0:
-            raise InputError(path, "video has no frames")
-        h, w = self._reader[0].shape[:2]
-        self._reader.seek(0)
+        if not logger.isEnabledFor(logging.DEBUG):  # FFmpeg's own log lines (decord's libav)
+            decord.logging.set_level(decord.logging.QUIET)
+        self._reader = None
+        with _native_stderr_to_log():
+            self._reader = decord.VideoReader(os.fspath(path), ctx=decord.cpu(0), num_threads=num_threads)
+            n = len(self._reader)
+            if n <= 0:
+                raise InputError(path, "video has no frames")
+            h, w = self._reader[0].shape[:2]
+            self._reader.seek(0)
         self._next = 0  # the index next() returns
         fps = float(self._reader.get_avg_fps() or 0.0)
         super().__init__(VideoInfo(os.fspath(path), n, fps, int(h), int(w), "decord"))
@@ -223,14 +311,23 @@ class DecordVideo(Video):
         # when streaming a long clip (measured on an 854x480 mp4), next() stays flat. A jump seeks first.
         out = []
         for i in indices:
-            if i != self._next:
-                self._reader.seek_accurate(i)
-            out.append(_to_rgb(self._reader.next().asnumpy()))  # (H, W, 3) RGB uint8
+            try:
+                if i != self._next:
+                    self._reader.seek_accurate(i)
+                frame = self._reader.next().asnumpy()  # (H, W, 3) RGB uint8
+            except (KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as exc:  # decord raises DECORDError / StopIteration on a cut file
+                self._next = -1  # position unknown: seek before the next read
+                logger.debug("decord failed on frame %d of %s", i, self.source, exc_info=True)
+                raise InputError(self.source, f"cannot decode frame {i} (truncated or corrupt video)") from exc
+            out.append(_to_rgb(frame))
             self._next = i + 1
         return out
 
     def close(self) -> None:
-        self._reader = None  # type: ignore[assignment]
+        with _deferred_sigint():  # decord frees its decoder in VideoReader.__del__
+            self._reader = None  # type: ignore[assignment]
 
 
 class OpenCVVideo(Video):
@@ -239,7 +336,8 @@ class OpenCVVideo(Video):
     def __init__(self, path: Path) -> None:
         import cv2
 
-        cap = cv2.VideoCapture(os.fspath(path))
+        with _native_stderr_to_log():
+            cap = cv2.VideoCapture(os.fspath(path))
         if not cap.isOpened():
             raise InputError(path, "cannot open video (not a video file, or a codec OpenCV lacks)")
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
