@@ -179,6 +179,8 @@ class Scores:
             first-character fallback gave something else, e.g. a digit or a space).
         failed: records that failed (``error`` set); counted wrong.
         settings: how the predictions were made (model, mode, tracker, ...), when known.
+        missing: questions of the run with no prediction (a merge with ``--allow-partial``); when
+            non-zero the scores are *partial* and say so everywhere they are shown.
     """
 
     overall: Tally = field(default_factory=Tally)
@@ -189,6 +191,12 @@ class Scores:
     unparsed: int = 0
     failed: int = 0
     settings: dict[str, Any] = field(default_factory=dict)
+    missing: int = 0
+
+    @property
+    def partial(self) -> bool:
+        """Some questions of the run have no prediction: the accuracies are not the run's."""
+        return self.missing > 0
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (``garvideo eval score --json``); accuracies are fractions in [0, 1]."""
@@ -205,6 +213,9 @@ class Scores:
         }
         if self.settings:
             out["settings"] = dict(self.settings)
+        if self.partial:
+            out["partial"] = True
+            out["missing"] = self.missing
         return out
 
     @classmethod
@@ -224,6 +235,7 @@ class Scores:
             unparsed=int(data.get("unparsed", 0)),
             failed=int(data.get("failed", 0)),
             settings=dict(data.get("settings", {})),
+            missing=int(data.get("missing", 0)),
         )
 
     def rows(self) -> list[tuple[str, Tally, Tally]]:
@@ -269,15 +281,20 @@ def score_records(records: Iterable[Mapping[str, Any]], settings: Mapping[str, A
 def load_predictions(path: PathLike) -> list[dict[str, Any]]:
     """Read a predictions JSONL file, checking each line has ``Answer``, ``pred`` and ``type``.
 
+    Every line counts, the last one too when it has no trailing newline (a file written by hand or
+    by another tool).
+
     Raises:
-        InputError: missing file, a malformed line, or a line without the official keys.
+        InputError: missing or empty file, a malformed line, or a line without the official keys.
     """
     from garvideo.jsonl import read_jsonl
 
     p = Path(path)
     if not p.is_file():
         raise InputError(p, "no such predictions file")
-    contents = read_jsonl(p)
+    contents = read_jsonl(p, tolerate_truncated_tail=False)
+    if not contents.records:
+        raise InputError(p, "no predictions in the file (it is empty)")
     for i, r in enumerate(contents.records, 1):
         missing = [k for k in ("Answer", "pred", "type") if k not in r]
         if missing:
@@ -310,6 +327,8 @@ def scores_paths(predictions: PathLike) -> tuple[Path, Path]:
 def format_markdown(scores: Scores, title: str = "VideoRefer-Bench-Q") -> str:
     """The score table as Markdown (accuracies in percent, one decimal, as the published table)."""
     lines = [f"# {title}", ""]
+    if scores.partial:
+        lines += [f"**Partial**: {scores.missing} questions of the run have no prediction.", ""]
     if scores.settings:
         lines += [", ".join(f"{k}: {v}" for k, v in scores.settings.items()), ""]
     lines += [

@@ -584,14 +584,15 @@ def run_videorefer_q(
     return EvalResult(summary=summary, scores=scores, scores_files=files, merged_scores=merged_scores)
 
 
-def merge_outputs(out: PathLike) -> tuple[MergeResult, Scores | None]:
+def merge_outputs(out: PathLike, *, allow_partial: bool = False) -> tuple[MergeResult, Scores | None]:
     """Merge the parts of a sharded batch or eval run into ``out`` (see :func:`garvideo.jsonl.merge_shards`).
 
     When the parts are VideoRefer-Bench-Q predictions, the merged file is scored too and its
-    ``.scores.json`` / ``.scores.md`` written, with the settings found next to the parts.
+    ``.scores.json`` / ``.scores.md`` written, with the settings found next to the parts. With
+    ``allow_partial``, incomplete parts are merged and the scores are marked partial (``missing``).
     """
     parts = find_parts(out)
-    result = merge_shards(out, parts)
+    result = merge_shards(out, parts, allow_partial=allow_partial)
     records = read_jsonl(result.out).records
     if not records or not all(k in r for r in records for k in ("Answer", "pred", "type")):
         return result, None
@@ -605,6 +606,7 @@ def merge_outputs(out: PathLike) -> tuple[MergeResult, Scores | None]:
             except (json.JSONDecodeError, AttributeError):
                 continue
     scores = score_records(records, settings)
+    scores.missing = result.missing
     write_scores(scores, result.out)
     return result, scores
 

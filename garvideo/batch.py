@@ -191,7 +191,10 @@ def load_questions(path: PathLike, *, root: PathLike | None = None) -> list[Batc
     seen: dict[str, int] = {}
     lineno = 0
     for lineno, obj in enumerate(contents.records, 1):
-        q = parse_question(obj, base=base, line=lineno)
+        try:
+            q = parse_question(obj, base=base, line=lineno)
+        except InputError as exc:  # name the questions file, not only the line
+            raise InputError(f"{p}:{lineno}", exc.problem) from None
         k = record_key(q.id)
         if k in seen:
             raise InputError(f"{p}:{lineno}", f"id {q.id!r} already used on line {seen[k]}")
@@ -421,12 +424,14 @@ def plan_batch(
     Raises:
         InputError: ``out`` is the questions file, a bad ``shard``, or what :func:`load_questions` raises.
     """
-    from garvideo.jsonl import resolve_shard
+    from garvideo.jsonl import check_output, resolve_shard
 
     if Path(questions).resolve() == Path(out).resolve():
         raise InputError("--out", "is the questions file itself; write the answers to another file")
     resolve_shard(shard)
-    return load_questions(questions, root=root)
+    qs = load_questions(questions, root=root)
+    check_output(out, shard)
+    return qs
 
 
 def run_batch(

@@ -13,19 +13,24 @@ A *run* maps a list of input items to one JSON line each, keyed by the item's id
   items (as the official VideoRefer inference scripts' ``--num-chunks/--chunk-idx`` do, so clips that
   follow each other stay on one rank); each rank writes ``OUT.part-I-of-N.jsonl``, and
   :func:`merge_shards` concatenates the finished parts in rank order, which gives exactly the file a
-  single run writes.
+  single run writes. Each rank also writes ``OUT.part-I-of-N.ids.json``, the ids it must answer, so
+  the merge can tell a finished part from one cut short;
+* one writer per file: a run (and a merge) holds an advisory lock (``fcntl.flock`` on ``FILE.lock``)
+  on every file it writes; a second process gets :class:`OutputBusy` naming the holder's pid.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -129,6 +134,135 @@ def write_jsonl_atomic(path: PathLike, records: Iterable[Mapping[str, Any]]) -> 
 
 
 # ----------------------------------------------------------------------------------------------------
+# one writer per output
+# ----------------------------------------------------------------------------------------------------
+class OutputBusy(InputError):
+    """Another process holds the lock of an output file (it is writing or merging it)."""
+
+
+def lock_path(path: PathLike) -> Path:
+    """The lock file of an output: ``FILE.lock`` beside it (removed when the lock is released)."""
+    p = Path(path)
+    return p.with_name(p.name + ".lock")
+
+
+@contextlib.contextmanager
+def output_lock(path: PathLike) -> Iterator[Path]:
+    """Hold the advisory write lock of ``path`` (``fcntl.flock`` on :func:`lock_path`) meanwhile.
+
+    The lock file holds the holder's pid, for the message the next writer gets. It is released by the
+    kernel when the process dies, so ``kill -9`` leaves no stale lock (only, at most, the lock file).
+
+    Raises:
+        OutputBusy: another process holds the lock.
+    """
+    import fcntl  # POSIX only, as the rest of the run machinery (fsync, os.replace on one volume)
+
+    lp = lock_path(path)
+    lp.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lp, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                pid = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            raise OutputBusy(path, f"is being written by another process (pid {pid})") from None
+        try:  # the holder before us may have removed the file after we opened it: lock the new one
+            same = os.stat(lp).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        yield lp
+    finally:
+        with contextlib.suppress(OSError):
+            lp.unlink()
+        os.close(fd)
+
+
+def check_writable(path: PathLike, what: str = "--out") -> Path:
+    """Check, before any work, that a file can be written at ``path`` (its folder is made if needed).
+
+    Raises:
+        InputError: ``path`` is a folder, or its folder cannot be made or written to.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(p, f"is a folder; give {what} a file to write")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=p.name + ".", suffix=".probe", dir=p.parent)
+        os.close(fd)
+        os.unlink(probe)
+        if p.exists():
+            with open(p, "ab"):
+                pass
+    except OSError as exc:
+        raise InputError(p, f"cannot be written ({exc.strerror or type(exc).__name__})") from None
+    return p
+
+
+def check_output(out: PathLike, shard: str | Shard | None = None) -> Path:
+    """Before any work: the file this process would write (the part when sharded) can be written and
+    no other process is writing it. Returns that file.
+
+    Raises:
+        InputError: see :func:`check_writable`; :class:`OutputBusy` when another process holds it.
+    """
+    path = check_writable(resolve_shard(shard).part_path(out))
+    with output_lock(path):
+        pass
+    return path
+
+
+def manifest_path(part: PathLike) -> Path:
+    """The ids file of a shard part: ``OUT.part-I-of-N.ids.json`` for ``OUT.part-I-of-N.jsonl``."""
+    p = Path(part)
+    return p.with_name(p.stem + ".ids.json")
+
+
+def write_manifest(part: PathLike, ids: Sequence[str]) -> Path:
+    """Record the ids a shard part must hold (read by :func:`merge_shards`)."""
+    mp = manifest_path(part)
+    fd, tmp = tempfile.mkstemp(prefix=mp.name + ".", suffix=".tmp", dir=mp.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"ids": list(ids)}, f)
+    os.replace(tmp, mp)
+    return mp
+
+
+def read_manifest(part: PathLike) -> list[str] | None:
+    """The ids a shard part must hold, or ``None`` when it has no ids file (written before there were)."""
+    mp = manifest_path(part)
+    if not mp.is_file():
+        return None
+    try:
+        ids = json.loads(mp.read_text(encoding="utf-8"))["ids"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(mp, f"unreadable ids file of a shard part ({exc})") from None
+    return [record_key(i) for i in ids]
+
+
+def _locks_output(fn: Callable[..., RunSummary]) -> Callable[..., RunSummary]:
+    """Run ``run_jsonl`` under the write lock of the file it writes (the part file when sharded)."""
+
+    @functools.wraps(fn)
+    def locked(items: Any, out: PathLike, spec: Any, *args: Any, **kwargs: Any) -> RunSummary:
+        path = resolve_shard(kwargs.get("shard")).part_path(out)
+        with output_lock(path):
+            return fn(items, out, spec, *args, **kwargs)
+
+    return locked
+
+
+# ----------------------------------------------------------------------------------------------------
 # sharding
 # ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -226,11 +360,21 @@ def find_parts(out: PathLike) -> list[Path]:
 
 @dataclass
 class MergeResult:
-    """What :func:`merge_shards` did: the merged file, the parts read and the number of records."""
+    """What :func:`merge_shards` did: the merged file, the parts read and the number of records.
+
+    ``missing``: records the parts' ids files expect but the parts lack (only non-zero when merged
+    with ``allow_partial``); ``incomplete``: those counts per part.
+    """
 
     out: Path
     parts: list[Path]
     records: int
+    missing: int = 0
+    incomplete: dict[Path, int] = field(default_factory=dict)
+
+    @property
+    def partial(self) -> bool:
+        return self.missing > 0
 
 
 def merge_shards(
@@ -239,6 +383,8 @@ def merge_shards(
     *,
     id_key: str = "id",
     expected_ids: Sequence[Any] | None = None,
+    allow_partial: bool = False,
+    held: Sequence[PathLike] = (),
 ) -> MergeResult:
     """Concatenate the finished parts of a sharded run into ``out``, in rank order.
 
@@ -251,12 +397,33 @@ def merge_shards(
         id_key: the field holding each record's id.
         expected_ids: all the ids of the run in input order, when known: the merge then checks that
             none is missing and orders the records by them.
+        allow_partial: merge parts that lack records their ids files expect (the result says how many)
+            instead of refusing.
+        held: files whose lock the caller already holds (a rank merging after finishing its part).
 
     Raises:
-        InputError: a part is missing, an id appears twice, or an expected id is missing.
+        InputError: a part is missing or incomplete (its ids file lists ids it lacks, unless
+            ``allow_partial``), an id appears twice, or an expected id is missing.
+        OutputBusy: another process is writing ``out`` or a part.
     """
     out = Path(out)
     part_list = [Path(p) for p in parts] if parts is not None else find_parts(out)
+    held_set = {Path(h) for h in held}
+    with contextlib.ExitStack() as stack:
+        for p in [out, *part_list]:
+            if p not in held_set:
+                stack.enter_context(output_lock(p))
+        return _merge_locked(out, part_list, id_key, expected_ids, allow_partial)
+
+
+def _merge_locked(
+    out: Path,
+    part_list: list[Path],
+    id_key: str,
+    expected_ids: Sequence[Any] | None,
+    allow_partial: bool,
+) -> MergeResult:
+    incomplete: dict[Path, int] = {}
     by_key: dict[str, Record] = {}  # insertion order: rank order, then file order
     seen: dict[str, Path] = {}
     for p in part_list:
@@ -273,6 +440,18 @@ def merge_shards(
                 raise InputError(p, f"id {r[id_key]!r} is also in {seen[k]}")
             seen[k] = p
             by_key[k] = r  # within one part a later line (a retry) replaces the earlier one
+        wanted = read_manifest(p)
+        if wanted is not None:
+            have = {record_key(r[id_key]) for r in contents.records}
+            lacking = sum(1 for k in wanted if k not in have)
+            if lacking and not allow_partial:
+                raise InputError(
+                    p,
+                    f"incomplete part: lacks {lacking} of its {len(wanted)} records (rerun that rank to "
+                    "finish it, or merge with --allow-partial)",
+                )
+            if lacking:
+                incomplete[p] = lacking
     records = list(by_key.values())
     if expected_ids is not None:
         missing = [i for i in expected_ids if record_key(i) not in by_key]
@@ -284,7 +463,13 @@ def merge_shards(
         records = [by_key[k] for k in order] + [by_key[k] for k in extra]
     write_jsonl_atomic(out, records)
     logger.info("merged %d parts (%d records) into %s", len(part_list), len(records), out)
-    return MergeResult(out=out, parts=part_list, records=len(records))
+    return MergeResult(
+        out=out,
+        parts=part_list,
+        records=len(records),
+        missing=sum(incomplete.values()),
+        incomplete=incomplete,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -390,6 +575,7 @@ def _count_lines(path: Path, *, start: int) -> int:
         return f.read().count(b"\n")
 
 
+@_locks_output
 def run_jsonl(
     items: Sequence[T],
     out: PathLike,
@@ -433,6 +619,8 @@ def run_jsonl(
     if path.is_dir():
         raise InputError(path, "is a folder; give a .jsonl file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
+    if sh.is_sharded:
+        write_manifest(path, mine_keys)
 
     existing: dict[str, Record] = {}
     valid_bytes = 0
@@ -506,12 +694,14 @@ def run_jsonl(
             write_jsonl_atomic(path, final)
     summary.failed_total = sum(1 for k in mine_keys if existing.get(k, {}).get("error") is not None)
     if sh.is_sharded and auto_merge and summary.complete:
-        summary.merged = _merge_if_all_done(out, keys, sh.count, spec.id_key)
+        summary.merged = _merge_if_all_done(out, keys, sh.count, spec.id_key, held=path)
     summary.seconds = time.perf_counter() - t0
     return summary
 
 
-def _merge_if_all_done(out: PathLike, keys: list[str], count: int, id_key: str) -> Path | None:
+def _merge_if_all_done(
+    out: PathLike, keys: list[str], count: int, id_key: str, held: PathLike | None = None
+) -> Path | None:
     """Merge the parts into ``out`` when every rank's part holds all of its ids (else ``None``)."""
     paths = part_paths(out, count)
     for i, p in enumerate(paths):
@@ -521,5 +711,9 @@ def _merge_if_all_done(out: PathLike, keys: list[str], count: int, id_key: str) 
         have = {record_key(r[id_key]) for r in read_jsonl(p).records if id_key in r}
         if any(k not in have for k in keys[start:stop]):
             return None
-    result = merge_shards(out, paths, id_key=id_key, expected_ids=keys)
+    try:
+        result = merge_shards(out, paths, id_key=id_key, expected_ids=keys, held=() if held is None else (held,))
+    except OutputBusy as exc:  # another rank finishing at the same moment is merging
+        logger.info("not merging now: %s", exc)
+        return None
     return result.out

@@ -43,6 +43,22 @@ def resumable_run(description: str, enabled: bool = True) -> Iterator[Callable[[
         raise typer.Exit(130) from None
 
 
+def exit_for_failures(summary: Any, what: str) -> None:
+    """End a batch / eval run with its exit code: 0 when no item failed, 3 when some did (counts on
+    stderr), 2 when every item of the run failed (the input is at fault, not one item)."""
+    failed, total = summary.failed_total, summary.total
+    if not failed:
+        return
+    if failed >= total:
+        from garvideo.errors import InputError
+
+        raise InputError(
+            summary.out, f"all {total} {what} failed (each line's 'error' says why; fix them and rerun)"
+        )
+    typer.echo(f"{failed} of {total} {what} failed (see their 'error' in {summary.out})", err=True)
+    raise typer.Exit(3)
+
+
 def batch(
     questions: Annotated[
         Path,
@@ -91,6 +107,7 @@ def batch(
     with resumable_run("batch QA", enabled=not as_json) as update:
         summary = run_batch(qs, out, gv, shard=shard, retry_errors=retry_errors, progress=update)
     _print_summary(summary, as_json)
+    exit_for_failures(summary, "questions")
 
 
 def _print_summary(summary: Any, as_json: bool) -> None:
@@ -100,6 +117,7 @@ def _print_summary(summary: Any, as_json: bool) -> None:
         "skipped": summary.skipped,
         "written": summary.written,
         "failed": summary.failed_total,
+        "answered": summary.skipped + summary.written - summary.failed_total,
         "complete": summary.complete,
         "merged": str(summary.merged) if summary.merged else None,
         "seconds": round(summary.seconds, 3),
@@ -120,6 +138,13 @@ def merge(
     out: Annotated[
         Path, typer.Argument(help="The --out the shards were given; parts OUT.part-I-of-N.jsonl are read.")
     ],
+    allow_partial: Annotated[
+        bool,
+        typer.Option(
+            "--allow-partial",
+            help="Merge parts that lack records (a rank cut short); the scores are marked partial.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Join the parts of a sharded `garvideo batch` or `garvideo eval videorefer-q` run into OUT.
@@ -131,18 +156,26 @@ def merge(
     """
     from garvideo.eval.videorefer_q import merge_outputs
 
-    result, scores = merge_outputs(out)
+    result, scores = merge_outputs(out, allow_partial=allow_partial)
     if as_json:
         payload: dict[str, Any] = {
             "out": str(result.out),
             "parts": [str(p) for p in result.parts],
             "records": result.records,
+            "missing": result.missing,
         }
         if scores is not None:
             payload["scores"] = scores.to_dict()
         typer.echo(json.dumps(payload))
         return
     typer.echo(f"merged {len(result.parts)} parts ({result.records} records) into {result.out}")
+    if result.partial:
+        typer.echo(
+            f"partial: {result.missing} records missing ("
+            + ", ".join(f"{p.name} lacks {n}" for p, n in result.incomplete.items())
+            + ")",
+            err=True,
+        )
     if scores is not None:
         from garvideo.cli.evaluate import print_scores
 

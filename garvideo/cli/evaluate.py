@@ -21,7 +21,7 @@ from garvideo.cli._options import (
     ShardOpt,
     TrackerOpt,
 )
-from garvideo.cli.batch import resumable_run
+from garvideo.cli.batch import exit_for_failures, resumable_run
 
 eval_app = typer.Typer(
     name="eval",
@@ -35,6 +35,8 @@ def print_scores(scores: Any, title: str = "VideoRefer-Bench-Q") -> None:
     from rich.console import Console
     from rich.table import Table
 
+    if scores.partial:
+        title = f"{title} (PARTIAL: {scores.missing} questions have no prediction)"
     table = Table(title=title)
     for col in ("type", "correct", "total", "accuracy (%)", "strict (%)"):
         table.add_column(col, justify="left" if col == "type" else "right")
@@ -113,7 +115,10 @@ def videorefer_q(
     from garvideo.eval.videorefer_q import plan_run, run_videorefer_q
 
     kinds = _split_types(types)
+    from garvideo.jsonl import check_output
+
     plan_run(data, video_root, mode=mode, limit=limit, types=kinds, shard=shard)  # fail before any model work
+    check_output(out, shard)
     gv = make_pipeline(
         model,
         tracker,
@@ -139,11 +144,12 @@ def videorefer_q(
     scores = result.merged_scores or result.scores
     if as_json:
         typer.echo(json.dumps(scores.to_dict()))
-        return
-    print_scores(scores, title=f"VideoRefer-Bench-Q: {result.summary.merged or result.summary.out}")
-    typer.echo(f"scores written to {result.scores_files[0]} and {result.scores_files[1]}")
-    if not result.summary.complete:
-        typer.echo("the run is incomplete: rerun the same command to finish it")
+    else:
+        print_scores(scores, title=f"VideoRefer-Bench-Q: {result.summary.merged or result.summary.out}")
+        typer.echo(f"scores written to {result.scores_files[0]} and {result.scores_files[1]}")
+        if not result.summary.complete:
+            typer.echo("the run is incomplete: rerun the same command to finish it")
+    exit_for_failures(result.summary, "records")
 
 
 @eval_app.command("score")
