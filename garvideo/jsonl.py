@@ -712,7 +712,9 @@ def _merge_if_all_done(
         if any(k not in have for k in keys[start:stop]):
             return None
     try:
-        result = merge_shards(out, paths, id_key=id_key, expected_ids=keys, held=() if held is None else (held,))
+        result = merge_shards(
+            out, paths, id_key=id_key, expected_ids=keys, held=() if held is None else (held,)
+        )
     except OutputBusy as exc:  # another rank finishing at the same moment is merging
         logger.info("not merging now: %s", exc)
         return None

@@ -280,7 +280,9 @@ def load_mask(
             return []
         raise InputError(p, "mask is empty (no nonzero pixel)")
     if len(masks) > MAX_OBJECTS_PER_FILE:
-        raise InputError(p, f"holds {len(masks)} objects, more than {MAX_OBJECTS_PER_FILE} (one id map's worth)")
+        raise InputError(
+            p, f"holds {len(masks)} objects, more than {MAX_OBJECTS_PER_FILE} (one id map's worth)"
+        )
     if size is not None:
         h, w = int(size[0]), int(size[1])
         out = []

@@ -320,7 +320,9 @@ class DecordVideo(Video):
             except Exception as exc:  # decord raises DECORDError / StopIteration on a cut file
                 self._next = -1  # position unknown: seek before the next read
                 logger.debug("decord failed on frame %d of %s", i, self.source, exc_info=True)
-                raise InputError(self.source, f"cannot decode frame {i} (truncated or corrupt video)") from exc
+                raise InputError(
+                    self.source, f"cannot decode frame {i} (truncated or corrupt video)"
+                ) from exc
             out.append(_to_rgb(frame))
             self._next = i + 1
         return out

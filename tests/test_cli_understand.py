@@ -39,7 +39,7 @@ def test_describe_without_weights_still_writes_overlay(run_cli, sample_clip, tmp
     )  # fmt: skip
     assert code == 2
     assert overlay.is_file() and overlay.stat().st_size > 0
-    assert "error:" in err and "huggingface-cli download" in err
+    assert "error:" in err and "hf download" in err
     assert out == ""
 
 

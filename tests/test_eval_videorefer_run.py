@@ -75,7 +75,7 @@ def data_with_bad_records(mini_path, tmp_path):
 def _cli(args, tiny_model_dir):
     args = [*args, "--model", str(tiny_model_dir), "--tracker", "static", "-k", "1", "--max-new-tokens", "4"]
     res = runner.invoke(app, ["eval", "videorefer-q", *args], terminal_width=200)
-    assert res.exit_code == 0, (res.output, res.exception)
+    assert res.exit_code in (0, 3), (res.output, res.exception)  # 3: some records failed
     return res
 
 
@@ -85,7 +85,8 @@ def test_single_mode_command_bad_records_resume_and_score(
     preds = tmp_path / "preds.jsonl"
     args = ["--data", str(data_with_bad_records), "--video-root", str(video_root), "--out", str(preds)]
     res = _cli([*args, "--mode", "single", "--json"], tiny_model_dir)
-    printed = json.loads(res.output.strip().splitlines()[-1])
+    assert res.exit_code == 3 and "5 of 17 records failed" in res.stderr  # some records failed
+    printed = json.loads(res.stdout.strip().splitlines()[-1])
 
     recs = read_jsonl(preds).records
     assert [r["id"] for r in recs] == [*range(12), 100, 101, 102, 103, 104]

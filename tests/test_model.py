@@ -133,7 +133,7 @@ def test_offline_hub_id_raises_model_unavailable(monkeypatch, tmp_path):
         load_gar()
     msg = str(info.value)
     assert (
-        "huggingface-cli download HaochenWang/GAR-1B" in msg
+        "hf download HaochenWang/GAR-1B" in msg
         and "--model DIR" in msg
         and "GARVIDEO_MODEL" in msg
     )

@@ -3,18 +3,31 @@
 Each command group lives in its own module and registers itself on the app with ``register(app)``;
 this module only assembles them and maps exceptions to exit codes:
 
-* 0 — success
-* 2 — bad input (:class:`garvideo.errors.InputError`) or missing weights: one line on stderr
+* 0 — success, every item done
+* 2 — bad input (:class:`garvideo.errors.InputError`, a usage error, missing weights, or every item of
+  a batch / eval run failed): one line ``error: <source>: <problem>`` on stderr
+* 3 — a batch / eval run finished but some items failed (counts on stderr and in ``--json``)
 * 1 — internal failure
+* 130 — interrupted (Ctrl-C), with a line saying what was kept and how to resume
+
+Without ``-v`` the command line prints nothing but its own lines: third-party warnings
+(``warnings``), transformers' logging and FFmpeg's log are silenced. ``-v``/``-vv`` may stand anywhere
+on the command line.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
+import warnings
 from collections.abc import Sequence
 
 import typer
+import typer.main
+from typer import _click as click  # typer >= 0.25 vendors click; its exceptions are these
+from typer.exceptions import Abort
 
 from garvideo.errors import InputError, ModelUnavailableError
 
@@ -46,27 +59,116 @@ def _register_all() -> None:
 
 @app.callback()
 def _root(
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging (-v info, -vv debug)."),
+    verbose: int = typer.Option(
+        0, "--verbose", "-v", count=True, help="More logging (-v info, -vv debug); allowed anywhere."
+    ),
 ) -> None:
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    """Logging is set up by :func:`main` (which also takes -v after the subcommand)."""
 
 
 _register_all()
 
+_VERBOSE_FLAG = re.compile(r"^-(v+)$")
+
+
+def split_verbosity(argv: Sequence[str]) -> tuple[list[str], int]:
+    """Take ``-v``, ``-vv``, ... and ``--verbose`` out of ``argv`` wherever they are (before a ``--``).
+
+    Returns the remaining arguments and the verbosity (the number of ``v``).
+    """
+    rest: list[str] = []
+    level = 0
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        m = _VERBOSE_FLAG.match(arg)
+        if m:
+            level += len(m.group(1))
+        elif arg == "--verbose":
+            level += 1
+        else:
+            rest.append(arg)
+    return rest, level
+
+
+def configure_output(verbose: int) -> None:
+    """Logging to stderr at the level ``-v`` asks for; at 0, third-party chatter silenced.
+
+    ``warnings`` (transformers' FutureWarnings, torch's UserWarnings), transformers' own logging and
+    FFmpeg's log (OpenCV reads ``OPENCV_FFMPEG_LOGLEVEL``; decord is quietened in
+    :mod:`garvideo.video`) print nothing unless ``-v``; with ``-v`` warnings go through logging.
+    """
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
+    )
+    if verbose == 0:
+        warnings.filterwarnings("ignore")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+        for name in ("transformers", "huggingface_hub", "timm", "sam2", "PIL"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        if "transformers" in sys.modules:  # its level is read from the environment at import only
+            sys.modules["transformers"].logging.set_verbosity_error()
+    else:
+        logging.captureWarnings(True)
+
+
+def usage_line(exc: click.exceptions.UsageError) -> str:
+    """A click usage error as one ``error: <option>: <problem>`` line (no usage box)."""
+    ctx = exc.ctx
+    where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+    param = getattr(exc, "param", None)
+    name = None
+    if param is not None:
+        opts = [o for o in getattr(param, "opts", []) if o.startswith("--")] or list(
+            getattr(param, "opts", [])
+        )
+        if param.param_type_name == "option" and opts:
+            name = opts[0]
+        else:
+            name = (param.name or "argument").upper()
+    if isinstance(exc, click.exceptions.MissingParameter) and name is not None:
+        return f"error: {name}: missing{where}"
+    if isinstance(exc, click.exceptions.BadParameter) and name is not None:
+        problem = " ".join(exc.message.split()).rstrip(".")
+        return f"error: {name}: {problem[:1].lower() + problem[1:]}{where}"
+    if isinstance(exc, click.exceptions.NoSuchOption):
+        hint = f"; did you mean {', '.join(exc.possibilities)}?" if exc.possibilities else ""
+        return f"error: {exc.option_name}: no such option{hint}{where}"
+    if isinstance(exc, click.exceptions.BadOptionUsage):
+        problem = " ".join(exc.message.split()).rstrip(".")
+        problem = problem.replace(f"Option '{exc.option_name}' ", "")
+        return f"error: {exc.option_name}: {problem[:1].lower() + problem[1:]}{where}"
+    return f"error: {' '.join(exc.format_message().split()).rstrip('.')}{where}"
+
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point: runs the app and exits with the documented exit code.
+    """Console entry point: runs the app and exits with the documented exit code (see the module doc).
 
-    Usage errors are click's own (exit 2, with the usage line); garvideo's errors are caught here.
+    Usage errors (click's) and garvideo's errors become one line on stderr.
     """
+    args, verbose = split_verbosity(list(sys.argv[1:] if argv is None else argv))
+    configure_output(verbose)
+    command = typer.main.get_command(app)
     try:
-        app(args=list(argv) if argv is not None else None, prog_name="garvideo")
-    except (InputError, ModelUnavailableError) as exc:
-        typer.echo(f"error: {exc}", err=True)
+        rc = command.main(args=args, prog_name="garvideo", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        typer.echo(exc.format_message(), err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+    except click.exceptions.UsageError as exc:
+        typer.echo(usage_line(exc), err=True)
+        sys.exit(2)
+    except click.exceptions.ClickException as exc:  # e.g. a file argument click could not open
+        typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+        sys.exit(exc.exit_code)
+    except (InputError, ModelUnavailableError) as exc:
+        typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
+        sys.exit(2)
+    except (KeyboardInterrupt, Abort):
+        typer.echo("interrupted: stopped before finishing; nothing more was written", err=True)
         sys.exit(130)
     except Exception as exc:
         logging.getLogger("garvideo").debug("internal failure", exc_info=True)
@@ -74,3 +176,4 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"internal error: {type(exc).__name__}: {exc} (rerun with -vv for the traceback)", err=True
         )
         sys.exit(1)
+    sys.exit(rc if isinstance(rc, int) else 0)

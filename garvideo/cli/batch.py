@@ -32,7 +32,8 @@ def resumable_run(description: str, enabled: bool = True) -> Iterator[Callable[[
     from garvideo.jsonl import RunInterrupted
 
     try:
-        with progress_bar(description, enabled=enabled, transient=False, show_failed=True) as bar:
+        # transient: an error ends the run with its one line only (the summary line follows a success)
+        with progress_bar(description, enabled=enabled, transient=True, show_failed=True) as bar:
             yield None if bar is None else bar.report
     except RunInterrupted as exc:
         s = exc.summary
@@ -95,6 +96,9 @@ def batch(
     from garvideo.batch import make_pipeline, plan_batch, run_batch
 
     qs = plan_batch(questions, out, root=root, shard=shard)  # bad input fails before the model loads
+    from garvideo.cli._checks import check_model_options
+
+    check_model_options(tracker, device)
     gv = make_pipeline(
         model,
         tracker,

@@ -119,6 +119,9 @@ def videorefer_q(
 
     plan_run(data, video_root, mode=mode, limit=limit, types=kinds, shard=shard)  # fail before any model work
     check_output(out, shard)
+    from garvideo.cli._checks import check_model_options
+
+    check_model_options(tracker, device)
     gv = make_pipeline(
         model,
         tracker,

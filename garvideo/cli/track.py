@@ -51,6 +51,7 @@ def track(
 
     Example: garvideo track clip.mp4 --mask dog.png --frame 0 --out masks/ --overlay dog.mp4
     """
+    from garvideo.cli._checks import check_device, check_tracker, interrupt_hint
     from garvideo.errors import InputError
     from garvideo.masks import load_masks, save_id_map
     from garvideo.trackers import Prompt, build_tracker
@@ -60,7 +61,11 @@ def track(
         raise InputError(
             "--out", "give --out DIR (and/or --overlay OUT.mp4 or --json); nothing would be written"
         )
-    with open_video(video) as vid:
+    if out is not None and out.exists() and not out.is_dir():
+        raise InputError(out, "is a file; --out takes a folder (one id-map PNG per frame is written there)")
+    check_tracker(tracker)
+    check_device(device)
+    with interrupt_hint("tracking stopped; nothing was written") as stage, open_video(video) as vid:
         masks = load_masks(mask, (vid.height, vid.width), resize=resize_masks)
         prompts = [Prompt(obj_id=i, frame=frame, mask=m) for i, m in enumerate(masks, start=1)]
         options = {
@@ -80,6 +85,7 @@ def track(
                 vid, prompts, start=start, end=end, stride=stride, progress=None if bar is None else bar.count
             )
         if out is not None:
+            stage.text = f"writing the masks stopped: {out}/ is incomplete; rerun the command"
             out.mkdir(parents=True, exist_ok=True)
             for fi in result.frames:
                 save_id_map(
@@ -88,6 +94,7 @@ def track(
         if overlay is not None:
             from garvideo.overlay import render_overlay
 
+            stage.text = f"writing the overlay stopped: {overlay} is incomplete; rerun the command"
             render_overlay(vid, result, overlay)
     summary = result.summary()
     summary["out"] = None if out is None else str(out)

@@ -131,8 +131,10 @@ def describe(
 
     Example: garvideo describe clip.mp4 --mask dog.png --frame 0 --num-frames 8 --overlay out.mp4
     """
+    from garvideo.cli._checks import check_model_options, check_objects, interrupt_hint
     from garvideo.pipeline import load_model_or_none
 
+    check_model_options(tracker, device, dtype)
     gv = _pipeline(
         model,
         tracker,
@@ -146,7 +148,8 @@ def describe(
         max_new_tokens,
     )
     vid, masks = _load(video, mask, resize_masks)
-    with vid:
+    check_objects(len(masks))
+    with interrupt_hint("describe stopped before the description; nothing was written") as stage, vid:
         missing = load_model_or_none(gv)
         clip = _prepare(
             gv, vid, masks, frame, as_json, encode=missing is None, track_all_frames=overlay is not None
@@ -158,6 +161,7 @@ def describe(
         stream = _streamer(not as_json and sys.stdout.isatty())
         result = gv.describe(clip, stream=stream)
         if overlay is not None:
+            stage.text = f"writing the overlay stopped: {overlay} is incomplete; rerun the command"
             _write_overlay(vid, clip, overlay, result.text, as_json)
         clip.close()
     if as_json:
@@ -213,6 +217,9 @@ def ask(
 
     Example: garvideo ask clip.mp4 --mask a.png --mask b.png --question "What is <object0> doing to <object1>?" --option "chasing it" --option "ignoring it"
     """
+    from garvideo.cli._checks import check_model_options, check_objects, check_question, interrupt_hint
+
+    check_model_options(tracker, device, dtype)
     gv = _pipeline(
         model,
         tracker,
@@ -226,7 +233,9 @@ def ask(
         max_new_tokens,
     )
     vid, masks = _load(video, mask, resize_masks)
-    with vid:
+    check_objects(len(masks))
+    check_question(question, option, len(masks))
+    with interrupt_hint("ask stopped before the answer; nothing was written"), vid:
         gv.bundle  # noqa: B018 - fail on missing weights before tracking
         clip = _prepare(gv, vid, masks, frame, as_json)
         result = gv.ask(clip, question, options=option or None)

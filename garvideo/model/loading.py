@@ -61,7 +61,7 @@ _DTYPES = {
 def _how_to_get_weights(name: str) -> str:
     return (
         f"GAR weights for {name!r} are not available offline. Download them once while online with "
-        f"`huggingface-cli download {name}` (released: {GAR_1B_HUB_ID}, {GAR_8B_HUB_ID}), or download the "
+        f"`hf download {name}` (released: {GAR_1B_HUB_ID}, {GAR_8B_HUB_ID}), or download the "
         f"folder elsewhere and pass it with --model DIR (or set {MODEL_ENV}=DIR). For a quick smoke test "
         "without weights: `garvideo make-tiny-model DIR` then --model DIR"
     )
@@ -157,7 +157,11 @@ def read_state_dict(folder: Path, device: str | torch.device = "cpu") -> dict[st
 
     state: dict[str, torch.Tensor] = {}
     for path in weight_files(folder):
-        state.update(load_file(str(path), device=str(device)))
+        try:
+            state.update(load_file(str(path), device=str(device)))
+        except Exception as exc:  # noqa: BLE001 - SafetensorError (cut or not safetensors), OSError
+            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise InputError(path, f"unreadable safetensors file, truncated or corrupt ({detail})") from None
     return state
 
 

@@ -1,0 +1,101 @@
+"""Checks the commands run on their options before any heavy work (tracking, model loading), and the
+Ctrl-C handling of the one-shot commands (``track``, ``describe``, ``ask``).
+
+Each check reuses the rule of the code that would otherwise fail later (the tracker names of
+:mod:`garvideo.trackers`, :func:`garvideo.model.loading.resolve_device`,
+:func:`garvideo.pipeline.rewrite_object_refs`), so the early and the late check cannot disagree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import typer
+
+from garvideo.errors import InputError
+
+#: ``--dtype`` values the CLI accepts (the help text lists them); ``auto`` picks per device.
+CLI_DTYPES = ("float32", "bfloat16", "fp32", "bf16", "auto")
+
+
+def check_tracker(name: str) -> None:
+    """``--tracker`` is a known tracker name."""
+    from garvideo.trackers import TRACKERS
+
+    if name not in TRACKERS:
+        raise InputError("--tracker", f"unknown tracker {name!r} (choose from {', '.join(TRACKERS)})")
+
+
+def check_device(device: str | None) -> None:
+    """``--device`` parses and, for CUDA, a CUDA device is there."""
+    if device is None:
+        return
+    from garvideo.model.loading import resolve_device
+
+    try:
+        resolve_device(device)
+    except InputError as exc:
+        raise InputError("--device", exc.problem) from None
+
+
+def check_dtype(dtype: str | None) -> None:
+    """``--dtype`` is one of :data:`CLI_DTYPES`."""
+    if dtype is not None and dtype not in CLI_DTYPES:
+        raise InputError("--dtype", f"must be float32, bfloat16 or auto, got {dtype!r}")
+
+
+def check_model_options(tracker: str, device: str | None, dtype: str | None = None) -> None:
+    """The tracker, device and dtype options of a command that tracks and loads GAR."""
+    check_tracker(tracker)
+    check_device(device)
+    check_dtype(dtype)
+
+
+def check_objects(num_objects: int) -> None:
+    """The number of objects the masks gave is one GAR takes (1 to ``MAX_REGIONS``)."""
+    from garvideo.model.prompts import MAX_REGIONS
+
+    if not 1 <= num_objects <= MAX_REGIONS:
+        raise InputError("--mask", f"expected 1 to {MAX_REGIONS} objects, got {num_objects}")
+
+
+def check_question(question: str, options: Sequence[str] | None, num_objects: int) -> None:
+    """``ask``'s question and options, against the number of objects given."""
+    from garvideo.pipeline import rewrite_object_refs
+
+    if not question.strip():
+        raise InputError("--question", "the question is empty")
+    rewrite_object_refs(question, num_objects)
+    if options:
+        for i, option in enumerate(options):
+            if not option.strip():
+                raise InputError("--option", f"option {chr(ord('A') + i)} is empty")
+        if len(options) < 2:
+            raise InputError(
+                "--option", f"a multiple-choice question needs at least 2 options, got {len(options)}"
+            )
+        if len(options) > 26:
+            raise InputError("--option", f"at most 26 options (A-Z), got {len(options)}")
+
+
+@dataclass
+class Stage:
+    """What a one-shot command is doing, for the line Ctrl-C prints."""
+
+    text: str
+
+
+@contextlib.contextmanager
+def interrupt_hint(first: str) -> Iterator[Stage]:
+    """Turn Ctrl-C into one line ``interrupted: <stage>`` and exit 130.
+
+    The command updates ``stage.text`` as it goes (what was written so far, what to rerun).
+    """
+    stage = Stage(first)
+    try:
+        yield stage
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: {stage.text}", err=True)
+        raise typer.Exit(130) from None
