@@ -29,6 +29,8 @@ import argparse
 import logging
 import os
 import queue
+import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -180,6 +182,7 @@ class WebDemo:
             raise InputError("--max-new-tokens", f"must be at least 1, got {max_new_tokens}")
         self.sam2_checkpoint = find_sam2_checkpoint(sam2_checkpoint)
         self.max_new_tokens = int(max_new_tokens)
+        self._own_workdir = workdir is None  # made here: removed by close()
         self.workdir = (
             Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="garvideo-web-"))
         )
@@ -415,18 +418,11 @@ class WebDemo:
             InputError: no clip, no object, an unknown task, ``ask`` without a question, fewer than
                 two options.
         """
-        if task not in TASKS:
-            raise InputError("task", f"unknown task {task!r} (choose from {', '.join(TASKS)})")
-        question = (question or "").strip()
-        opts = [o.strip() for o in options if o and o.strip()]
-        if task == "ask" and not question:
-            raise InputError("question", "type a question (refer to the objects as <object0>, <object1>, …)")
-        if len(opts) == 1:
-            raise InputError("options", "give at least two options (one per line), or none for a free answer")
-        masks = state.masks()
+        question, opts, masks = self.check_run(state, task, question, options)
         self._run_id += 1
         out = self.workdir / f"run{self._run_id:04d}"
         out.mkdir(parents=True, exist_ok=True)
+        self._prune_runs(keep=2)
         t0 = time.perf_counter()
         with self._lock:
             clip = self._prepared(state, masks)
@@ -484,6 +480,46 @@ class WebDemo:
         lines += [f"Note: {n}" for n in result.notes]
         yield RunUpdate(video=str(final), text=result.text, status="  \n".join(lines), done=True)
 
+    def check_run(
+        self, state: SessionState, task: str, question: str = "", options: Sequence[str] = ()
+    ) -> tuple[str, list[str], list[np.ndarray]]:
+        """Check a run's inputs before anything is done (the page runs this first, so a bad input
+        leaves the previous result on the page). Returns the stripped question, options and the masks.
+
+        Raises:
+            InputError: see :meth:`run`.
+        """
+        from garvideo.pipeline import rewrite_object_refs
+
+        if task not in TASKS:
+            raise InputError("task", f"unknown task {task!r} (choose from {', '.join(TASKS)})")
+        question = (question or "").strip()
+        opts = [o.strip() for o in options if o and o.strip()]
+        if task == "ask" and not question:
+            raise InputError("question", "type a question (refer to the objects as <object0>, <object1>, …)")
+        if len(opts) == 1:
+            raise InputError("options", "give at least two options (one per line), or none for a free answer")
+        masks = state.masks()
+        if task == "ask":
+            rewrite_object_refs(question, len(masks))
+        return question, opts, masks
+
+    def _prune_runs(self, keep: int) -> None:
+        """Delete the run folders but the ``keep`` newest (the page may still show the previous run)."""
+        runs = sorted(p for p in self.workdir.glob("run[0-9]*") if p.is_dir())
+        for old in runs[:-keep] if keep > 0 else runs:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def close(self) -> None:
+        """Release the clip and delete the run folders (the whole work folder when made here)."""
+        if self._clip is not None:
+            self._clip.close()
+            self._clip, self._clip_key = None, None
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        else:
+            self._prune_runs(keep=0)
+
     def _prepared(self, state: SessionState, masks: list[np.ndarray]) -> Any:
         """The :class:`garvideo.pipeline.PreparedClip` of ``state`` (reused when nothing changed)."""
         key = (state.video, state.frame, tuple(hash(m.tobytes()) for m in masks))
@@ -526,6 +562,33 @@ def _check_object(obj: Any) -> int:
 # ----------------------------------------------------------------------------------------------------
 # the page
 # ----------------------------------------------------------------------------------------------------
+_ABS_PATH = re.compile(r"(?<![\w.])/(?:[^\s/:;,()'\"]+/)+([^\s/:;,()'\"]+)")
+_FLAG_HINT = re.compile(r"\s*\([^()]*--[a-z][^()]*\)")
+_PAGE_NAMES = {
+    "--mask": "mask",
+    "--question": "question",
+    "--option": "options",
+    "--num-frames": "keyframes",
+    "--max-new-tokens": "answer length",
+    "--frame": "prompt frame",
+}
+
+
+def toast_message(exc: GarVideoError) -> str:
+    """An error as the page shows it: file names without their (temporary) folders, page element
+    names instead of command-line options, and no hints about command-line flags."""
+    source = getattr(exc, "source", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    problem = _ABS_PATH.sub(lambda m: m.group(1), _FLAG_HINT.sub("", problem))
+    if source is None:
+        return problem
+    if source.startswith("--"):
+        source = _PAGE_NAMES.get(source, source.lstrip("-").replace("-", " "))
+    elif os.sep in source:
+        source = Path(source).name
+    return f"{source}: {problem}"
+
+
 def build_app(demo: WebDemo) -> Any:
     """The Gradio page for ``demo``: returns a ``gradio.Blocks`` (call ``.launch()`` on it).
 
@@ -538,7 +601,7 @@ def build_app(demo: WebDemo) -> Any:
     objects = [f"object{i}" for i in range(MAX_OBJECTS)]
 
     def _fail(exc: GarVideoError) -> Exception:
-        return gr.Error(str(exc), print_exception=False)
+        return gr.Error(toast_message(exc), print_exception=False)
 
     def on_video(path: str | None):
         try:
@@ -583,6 +646,13 @@ def build_app(demo: WebDemo) -> Any:
     def on_clear(state: SessionState, obj: str):
         state = demo.clear_object(state, _check_object(obj))
         return state, demo.render_frame(state), demo.describe_prompts(state)
+
+    def on_check(state: SessionState, task: str, question: str, options: str) -> None:
+        # no outputs: a bad input stops here, with the previous result still on the page
+        try:
+            demo.check_run(state, task, question, options.splitlines())
+        except GarVideoError as exc:
+            raise _fail(exc) from None
 
     def on_run(state: SessionState, task: str, question: str, options: str):
         try:
@@ -659,7 +729,7 @@ def build_app(demo: WebDemo) -> Any:
         frame_img.select(on_click, [state, obj, mode], [state, frame_img, prompt_info])
         mask_in.upload(on_mask, [state, mask_in, obj], [state, frame_img, prompt_info])
         clear.click(on_clear, [state, obj], [state, frame_img, prompt_info])
-        run.click(
+        run.click(on_check, [state, task, question, options], None).success(
             on_run, [state, task, question, options], [video_out, answer, run_info], concurrency_limit=1
         )
     return app
@@ -729,15 +799,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         + (" (RANDOM TINY WEIGHTS: text is meaningless)" if demo.random_weights else ""),
         flush=True,
     )
-    app.queue(default_concurrency_limit=1).launch(
-        server_name=args.host,
-        server_port=args.port,
-        share=False,
-        inbrowser=False,
-        ssr_mode=False,
-        show_error=True,
-        quiet=False,
-    )
+    try:
+        app.queue(default_concurrency_limit=1).launch(
+            server_name=args.host,
+            server_port=args.port,
+            share=False,
+            inbrowser=False,
+            ssr_mode=False,
+            show_error=True,
+            quiet=False,
+        )
+    finally:
+        demo.close()
     return 0
 
 

@@ -132,11 +132,7 @@ def test_offline_hub_id_raises_model_unavailable(monkeypatch, tmp_path):
     with pytest.raises(ModelUnavailableError) as info:
         load_gar()
     msg = str(info.value)
-    assert (
-        "hf download HaochenWang/GAR-1B" in msg
-        and "--model DIR" in msg
-        and "GARVIDEO_MODEL" in msg
-    )
+    assert "hf download HaochenWang/GAR-1B" in msg and "--model DIR" in msg and "GARVIDEO_MODEL" in msg
 
 
 def test_env_var_names_the_default_model(monkeypatch, tiny_model_dir):
