@@ -219,17 +219,24 @@ def _deferred_sigint() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-def _jpeg_is_truncated(path: Path) -> bool:
-    """Whether a JPEG file lacks its end: no end-of-image marker at the end and PIL cannot decode it.
+_IMAGE_ENDS = {".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9", ".png": b"IEND\xaeB`\x82"}
 
-    The tail check is a read of a few bytes; only a file failing it is decoded (a JPEG with bytes after
-    its end marker is valid, so PIL decides).
+
+def _frame_is_truncated(path: Path) -> bool:
+    """Whether a JPEG or PNG frame lacks its end: no end marker (JPEG ``FFD9``, PNG ``IEND``) at the
+    end of the file, and PIL cannot decode it.
+
+    The tail check reads a few bytes; only a file failing it is decoded (bytes after the end marker
+    are allowed, so PIL decides).
     """
+    end = _IMAGE_ENDS.get(path.suffix.lower())
+    if end is None:
+        return False
     with open(path, "rb") as f:
         f.seek(0, os.SEEK_END)
         f.seek(max(0, f.tell() - 64))
         tail = f.read().rstrip(b"\x00\r\n ")
-    if tail.endswith(b"\xff\xd9"):
+    if tail.endswith(end):
         return False
     from PIL import Image
 
@@ -257,8 +264,8 @@ class FrameFolderVideo(Video):
                     sizes.setdefault(im.size, f)
             except Exception as exc:  # noqa: BLE001 - any decoder failure is bad input
                 raise InputError(f, f"unreadable frame image ({exc})") from None
-            if f.suffix.lower() in (".jpg", ".jpeg") and _jpeg_is_truncated(f):
-                raise InputError(f, "truncated or corrupt JPEG frame (the file ends before the image does)")
+            if _frame_is_truncated(f):
+                raise InputError(f, "truncated or corrupt frame image (the file ends before the image does)")
             if len(sizes) > 1:
                 (s0, f0), (s1, f1) = list(sizes.items())[:2]
                 raise InputError(

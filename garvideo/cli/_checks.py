@@ -53,6 +53,14 @@ def check_model_options(tracker: str, device: str | None, dtype: str | None = No
     check_dtype(dtype)
 
 
+def check_frame(frame: int, num_frames: int) -> None:
+    """``--frame`` is a frame of the clip."""
+    if not 0 <= frame < num_frames:
+        raise InputError(
+            "--frame", f"frame {frame} is beyond the clip (it has {num_frames} frames: 0..{num_frames - 1})"
+        )
+
+
 def check_objects(num_objects: int) -> None:
     """The number of objects the masks gave is one GAR takes (1 to ``MAX_REGIONS``)."""
     from garvideo.model.prompts import MAX_REGIONS

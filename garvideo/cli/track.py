@@ -51,7 +51,7 @@ def track(
 
     Example: garvideo track clip.mp4 --mask dog.png --frame 0 --out masks/ --overlay dog.mp4
     """
-    from garvideo.cli._checks import check_device, check_tracker, interrupt_hint
+    from garvideo.cli._checks import check_device, check_frame, check_tracker, interrupt_hint
     from garvideo.errors import InputError
     from garvideo.masks import load_masks, save_id_map
     from garvideo.trackers import Prompt, build_tracker
@@ -66,6 +66,7 @@ def track(
     check_tracker(tracker)
     check_device(device)
     with interrupt_hint("tracking stopped; nothing was written") as stage, open_video(video) as vid:
+        check_frame(frame, vid.num_frames)
         masks = load_masks(mask, (vid.height, vid.width), resize=resize_masks)
         prompts = [Prompt(obj_id=i, frame=frame, mask=m) for i, m in enumerate(masks, start=1)]
         options = {

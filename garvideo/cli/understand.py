@@ -131,7 +131,7 @@ def describe(
 
     Example: garvideo describe clip.mp4 --mask dog.png --frame 0 --num-frames 8 --overlay out.mp4
     """
-    from garvideo.cli._checks import check_model_options, check_objects, interrupt_hint
+    from garvideo.cli._checks import check_frame, check_model_options, check_objects, interrupt_hint
     from garvideo.pipeline import load_model_or_none
 
     check_model_options(tracker, device, dtype)
@@ -148,6 +148,7 @@ def describe(
         max_new_tokens,
     )
     vid, masks = _load(video, mask, resize_masks)
+    check_frame(frame, vid.num_frames)
     check_objects(len(masks))
     with interrupt_hint("describe stopped before the description; nothing was written") as stage, vid:
         missing = load_model_or_none(gv)
@@ -217,7 +218,13 @@ def ask(
 
     Example: garvideo ask clip.mp4 --mask a.png --mask b.png --question "What is <object0> doing to <object1>?" --option "chasing it" --option "ignoring it"
     """
-    from garvideo.cli._checks import check_model_options, check_objects, check_question, interrupt_hint
+    from garvideo.cli._checks import (
+        check_frame,
+        check_model_options,
+        check_objects,
+        check_question,
+        interrupt_hint,
+    )
 
     check_model_options(tracker, device, dtype)
     gv = _pipeline(
@@ -233,6 +240,7 @@ def ask(
         max_new_tokens,
     )
     vid, masks = _load(video, mask, resize_masks)
+    check_frame(frame, vid.num_frames)
     check_objects(len(masks))
     check_question(question, option, len(masks))
     with interrupt_hint("ask stopped before the answer; nothing was written"), vid:
