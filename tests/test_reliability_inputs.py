@@ -70,9 +70,7 @@ def files(tmp_path_factory, sample_clip):
     badpng.mkdir()
     Image.new("RGB", (w, h)).save(badpng / "00000.png")
     (badpng / "00001.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
-    f.update(
-        {k: d / k for k in ("empty.mp4", "text.mp4", "random.mp4", "cut.mp4", "no_frames", "mixed")}
-    )
+    f.update({k: d / k for k in ("empty.mp4", "text.mp4", "random.mp4", "cut.mp4", "no_frames", "mixed")})
     f["truncated_jpeg"], f["corrupt_png"] = trunc, badpng
 
     # masks
@@ -229,7 +227,9 @@ def _cases() -> list[tuple[str, str, str, object]]:
     for cmd in COMMANDS:
         cases += [(f"{cmd}:video:{n}", cmd, V, (n, names)) for n, names in VIDEO_DEFECTS]
         cases += [(f"{cmd}:mask:{n}", cmd, M, (n, names)) for n, names in MASK_DEFECTS]
-        cases += [(f"{cmd}:option:{n}", cmd, O, (a, names)) for n, cmds, a, names in OPTION_DEFECTS if cmd in cmds]
+        cases += [
+            (f"{cmd}:option:{n}", cmd, O, (a, names)) for n, cmds, a, names in OPTION_DEFECTS if cmd in cmds
+        ]
     cases += [(f"ask:question:{n}", "ask", Q, (a, names)) for n, a, names in QUESTION_DEFECTS]
     for cmd in UND:
         cases += [(f"{cmd}:model:{n}", cmd, MD, (n, names)) for n, names in MODEL_DEFECTS]

@@ -253,7 +253,9 @@ def test_batch_where_every_question_fails_exits_2(tmp_path, run_cli, tiny_model_
     qs = _questions(tmp_path, [{"id": i, "video": str(tmp_path / "nope.mp4"),
                                 "mask": str(sample_clip.prompt_mask), "question": "Q?"} for i in range(2)])  # fmt: skip
     out = tmp_path / "a.jsonl"
-    code, stdout, err = run_cli("batch", qs, "--out", out, "--model", tiny_model_dir, "--tracker", "static", "--json")
+    code, stdout, err = run_cli(
+        "batch", qs, "--out", out, "--model", tiny_model_dir, "--tracker", "static", "--json"
+    )
     assert code == 2
     assert json.loads(stdout)["failed"] == 2
     assert err.strip().splitlines()[-1].startswith(f"error: {out}: all 2 questions failed")
