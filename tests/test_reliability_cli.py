@@ -73,7 +73,7 @@ def test_failing_options_are_checked_before_the_model(capfd, sample_clip, tmp_pa
 
 
 def test_successful_describe_prints_no_warnings(capfd, sample_clip, tiny_model_dir):
-    code, out, err = _run(
+    code, _out, err = _run(
         ["describe", sample_clip.video_path, "-m", sample_clip.prompt_mask, "--model", tiny_model_dir,
          "--tracker", "static", "-k", "2", "--max-new-tokens", "3", "--json"],
         capfd,
@@ -91,7 +91,7 @@ def test_ctrl_c_during_track_says_what_stopped(capfd, sample_clip, tmp_path):
     signal.setitimer(signal.ITIMER_REAL, 1.5)
     previous = signal.signal(signal.SIGALRM, lambda *a: signal.raise_signal(signal.SIGINT))
     try:
-        code, out, err = _run(
+        code, _out, err = _run(
             ["track", long_clip, "-m", sample_clip.prompt_mask, "--tracker", "flow", "--out", tmp_path / "m"],
             capfd,
         )

@@ -99,12 +99,14 @@ def _sharded_with_cut_part(tmp_path: Path) -> Path:
 
 def test_merge_refuses_an_incomplete_part(tmp_path, run_cli):
     out = _sharded_with_cut_part(tmp_path)
-    code, stdout, err = run_cli("merge", out)
+    code, _stdout, err = run_cli("merge", out)
     part = tmp_path / "preds.part-1-of-2.jsonl"
     assert code == 2 and not out.exists()
     assert err.strip().splitlines() == [
-        f"error: {part}: incomplete part: lacks 2 of its 4 records (rerun that rank to finish it, "
-        "or merge with --allow-partial)"
+        (
+            f"error: {part}: incomplete part: lacks 2 of its 4 records (rerun that rank to finish it, "
+            "or merge with --allow-partial)"
+        )
     ]
 
 
@@ -171,7 +173,7 @@ def test_batch_second_writer_exits_2_before_the_model(tmp_path, holder, run_cli,
     )  # fmt: skip
     out = tmp_path / "answers.jsonl"
     p = holder(out)
-    code, stdout, err = run_cli("batch", qs, "--out", out, "--model", tmp_path / "no-model")
+    code, _stdout, err = run_cli("batch", qs, "--out", out, "--model", tmp_path / "no-model")
     assert code == 2
     assert err.strip().splitlines() == [f"error: {out}: is being written by another process (pid {p.pid})"]
 
@@ -206,7 +208,9 @@ def test_two_writers_never_splice_lines(tmp_path):
     deadline = time.time() + 60
     while not lock_path(out).exists() and time.time() < deadline:
         time.sleep(0.02)
-    b = subprocess.run([sys.executable, "-c", _WRITER, str(out)], capture_output=True, text=True, timeout=120)
+    b = subprocess.run(
+        [sys.executable, "-c", _WRITER, str(out)], capture_output=True, text=True, timeout=120, check=False
+    )
     a.communicate(timeout=120)
     assert a.returncode == 0 and b.returncode == 2, (b.stdout, b.stderr)
     assert f"(pid {a.pid})" in b.stdout
