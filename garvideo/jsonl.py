@@ -602,6 +602,7 @@ def run_jsonl(
 
     Raises:
         InputError: duplicate ids in ``items``; an unreadable existing output.
+        OutputBusy: another process holds the output's write lock (see :func:`output_lock`).
         RunInterrupted: Ctrl-C (a ``KeyboardInterrupt``); all lines written so far are kept.
     """
     t0 = time.perf_counter()
