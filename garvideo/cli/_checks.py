@@ -57,7 +57,8 @@ def check_frame(frame: int, num_frames: int) -> None:
     """``--frame`` is a frame of the clip."""
     if not 0 <= frame < num_frames:
         raise InputError(
-            "--frame", f"frame {frame} is out of range (the clip has {num_frames} frames: 0..{num_frames - 1})"
+            "--frame",
+            f"frame {frame} is out of range (the clip has {num_frames} frames: 0..{num_frames - 1})",
         )
 
 
