@@ -13,22 +13,24 @@ def test_track_writes_id_maps_json_and_overlay(sample_clip, tmp_path, run_cli, m
     monkeypatch.setattr("garvideo.trackers.sam2_backend.cached_hub_checkpoint", lambda: None)
     out = tmp_path / "masks"
     masks = ["--mask", sample_clip.object_masks[0], "--mask", sample_clip.object_masks[1]]
-    code, stdout, _ = run_cli(
+    code, stdout, err = run_cli(
         "track", sample_clip.video_path, *masks, "--out", out, "--overlay", tmp_path / "o.mp4",
         "--end", "20", "--json",
     )  # fmt: skip
     assert code == 0, stdout
     summary = json.loads(stdout)
-    assert summary["tracker"] == "flow"  # auto without a checkpoint
-    assert summary["info"]["selection"].startswith("auto: flow")
+    assert summary["tracker"] == "flow"  # auto, offline (tests run with HF_HUB_OFFLINE=1), no checkpoint
+    assert summary["tracker_reason"].startswith("auto: flow")
+    assert "offline" in summary["tracker_reason"] and "--sam2-checkpoint" in summary["tracker_reason"]
     assert summary["frames"] == 20
-    assert set(summary["objects"]) == {"1", "2"}
-    assert summary["objects"]["1"]["visible_frames"] == 20
+    assert set(summary["objects"]) == {"object0", "object1"}
+    assert summary["objects"]["object0"] == {"id": 1, "visible_frames": 20}
     assert "total" in summary["timings"]
     files = sorted(p.name for p in out.iterdir())
     assert files == [f"{i:05d}.png" for i in range(20)]
     im = Image.open(out / "00007.png")
-    assert im.mode == "L" and im.size == (sample_clip.width, sample_clip.height)
+    assert im.mode == "P" and im.size == (sample_clip.width, sample_clip.height)
+    assert im.getpalette()[:9] == [0, 0, 0, 128, 0, 0, 0, 128, 0]  # DAVIS: background, object0, object1
     ids = np.asarray(im)
     assert set(np.unique(ids)) <= {0, 1, 2} and (ids == 1).any() and (ids == 2).any()
     first = np.asarray(Image.open(out / "00000.png"))
@@ -43,7 +45,8 @@ def test_track_from_a_middle_frame_with_static_and_text_output(sample_clip, tmp_
         "--tracker", "static", "--start", "10", "--stride", "10", "--out", out,
     )  # fmt: skip
     assert code == 0, err
-    assert "static" in stdout and "object 2" in stdout
+    assert "static" in stdout and "object1: visible" in stdout
+    assert "tracker: static: --tracker static" in err  # which tracker ran and why, on stderr
     assert sorted(p.name for p in out.iterdir()) == ["00010.png", "00020.png", "00030.png", "00040.png"]
 
 

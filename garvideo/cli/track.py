@@ -1,4 +1,5 @@
-"""``garvideo track``: propagate masks through a clip and write one id-map PNG per frame."""
+"""``garvideo track``: propagate masks (or SAM 2 point/box prompts) through a clip; write DAVIS palette
+PNGs, per-frame COCO RLE, an overlay video."""
 
 from __future__ import annotations
 
@@ -8,13 +9,25 @@ from typing import Annotated
 
 import typer
 
-from garvideo.cli._options import DeviceOpt, FrameOpt, MaskOpt, ResizeOpt, Sam2Opt, TrackerOpt, VideoArg
+from garvideo.cli._options import (
+    BoxOpt,
+    DeviceOpt,
+    FrameOpt,
+    MaskOpt,
+    PointsOpt,
+    ResizeOpt,
+    Sam2Opt,
+    TrackerOpt,
+    VideoArg,
+)
 from garvideo.cli._progress import progress_bar
 
 
 def track(
     video: VideoArg,
-    mask: MaskOpt,
+    mask: MaskOpt = None,  # type: ignore[assignment]
+    points: PointsOpt = None,
+    box: BoxOpt = None,
     frame: FrameOpt = 0,
     tracker: TrackerOpt = "auto",
     sam2_checkpoint: Sam2Opt = None,
@@ -37,32 +50,53 @@ def track(
     ] = None,
     stride: Annotated[int, typer.Option("--stride", help="Keep every STRIDE-th frame from --start.")] = 1,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Folder for the {frame:05d}.png id maps.")
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Folder for DAVIS-style palette PNGs {frame:05d}.png (object k = value k+1)."
+        ),
+    ] = None,
+    rle: Annotated[
+        Path | None,
+        typer.Option("--rle", help="Write per-frame COCO RLE per object to this .json (VideoRefer layout)."),
     ] = None,
     overlay: Annotated[
-        Path | None, typer.Option("--overlay", help="Also write the clip with masks drawn (.mp4).")
+        Path | None,
+        typer.Option("--overlay", help="Also write the clip with masks drawn (.mp4 H.264, or .webm)."),
     ] = None,
     resize_masks: ResizeOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of text.")] = False,
+    with_masks: Annotated[
+        bool, typer.Option("--with-masks", help="With --json: include the masks as COCO RLE ('masks').")
+    ] = False,
 ) -> None:
-    """Propagate object masks from one frame to the whole clip (both ways from --frame).
+    """Propagate objects from one frame to the whole clip (both ways from --frame).
 
-    Writes OUT/{frame:05d}.png per frame: mode L, pixel = object id (0 = background).
+    Objects come from --mask files, --points clicks and --box boxes (points and boxes need SAM 2);
+    they are object0, object1, … in that order. OUT/{frame:05d}.png is a DAVIS-style palette PNG
+    (mode P, 0 = background, objectK = K+1); --rle writes {"size", "objects", "annotation": [per
+    object {frame: {"segmentation": COCO RLE} | null}]}. Which tracker ran, and why, goes to stderr
+    (JSON: "tracker", "tracker_reason").
 
-    Example: garvideo track clip.mp4 --mask dog.png --frame 0 --out masks/ --overlay dog.mp4
+    Example: garvideo track clip.mp4 --mask dog.png --box 10,20,120,200 --frame 0 --out masks/ --rle masks.json --overlay dog.mp4
     """
     from garvideo.errors import InputError
-    from garvideo.masks import load_masks, save_id_map
-    from garvideo.trackers import Prompt, build_tracker
+    from garvideo.masks import load_masks, save_palette_png, track_to_rle, write_track_rle
+    from garvideo.trackers import build_prompts, build_tracker
+    from garvideo.trackers.prompts import require_sam2
     from garvideo.video import open_video
 
-    if out is None and overlay is None and not as_json:
+    if out is None and overlay is None and rle is None and not as_json:
         raise InputError(
-            "--out", "give --out DIR (and/or --overlay OUT.mp4 or --json); nothing would be written"
+            "--out",
+            "give --out DIR (and/or --rle OUT.json, --overlay OUT.mp4 or --json); nothing would be written",
+        )
+    if not (mask or points or box):
+        raise InputError(
+            "--mask", "give at least one object: --mask FILE, --points 'x,y' or --box 'x0,y0,x1,y1'"
         )
     with open_video(video) as vid:
-        masks = load_masks(mask, (vid.height, vid.width), resize=resize_masks)
-        prompts = [Prompt(obj_id=i, frame=frame, mask=m) for i, m in enumerate(masks, start=1)]
+        masks = load_masks(mask or [], (vid.height, vid.width), resize=resize_masks)
+        prompts = build_prompts(masks, points or [], box or [], frame)
         options = {
             k: v
             for k, v in {
@@ -75,36 +109,49 @@ def track(
             if v is not None
         }
         trk = build_tracker(tracker, **options)
+        require_sam2(trk, prompts)
         with progress_bar(f"tracking ({trk.name})", enabled=not as_json) as bar:
             result = trk.track(
                 vid, prompts, start=start, end=end, stride=stride, progress=None if bar is None else bar.count
             )
+        ids = result.object_ids
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             for fi in result.frames:
-                save_id_map(
-                    out / f"{fi:05d}.png", [result.mask(fi, o) for o in result.object_ids], result.object_ids
-                )
+                save_palette_png(out / f"{fi:05d}.png", [result.mask(fi, o) for o in ids], ids)
+        by_frame = None
+        if rle is not None or with_masks:
+            by_frame = {fi: [result.mask(fi, o) for o in ids] for fi in result.frames}
+        if rle is not None:
+            write_track_rle(
+                rle, by_frame or {}, len(ids), (vid.height, vid.width), tracker=result.tracker,
+                tracker_reason=result.reason,
+            )  # fmt: skip
         if overlay is not None:
             from garvideo.overlay import render_overlay
 
             render_overlay(vid, result, overlay)
     summary = result.summary()
     summary["out"] = None if out is None else str(out)
+    summary["rle"] = None if rle is None else str(rle)
     summary["overlay"] = None if overlay is None else str(overlay)
+    if with_masks and by_frame is not None:
+        summary["masks"] = track_to_rle(by_frame, len(ids))
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
+    typer.echo(f"tracker: {result.reason}", err=True)
     t = result.timings
-    picked = f" ({result.info['selection']})" if result.info.get("selection") else ""
     typer.echo(
-        f"{len(result.frames)} frames tracked with {result.tracker}{picked} in {t['total']:.1f} s "
+        f"{len(result.frames)} frames tracked with {result.tracker} in {t['total']:.1f} s "
         f"({t['frames_per_second']:.1f} frames/s)"
     )
-    for o in result.object_ids:
-        typer.echo(f"  object {o}: visible on {len(result.visible_frames(o))} of {len(result.frames)} frames")
+    for k, o in enumerate(ids):
+        typer.echo(f"  object{k}: visible on {len(result.visible_frames(o))} of {len(result.frames)} frames")
     if out is not None:
         typer.echo(f"masks: {out}/")
+    if rle is not None:
+        typer.echo(f"rle: {rle}")
     if overlay is not None:
         typer.echo(f"overlay: {overlay}")
 
