@@ -198,6 +198,7 @@ def hub(monkeypatch, tmp_path, hiera_t_checkpoint):
     """Online, an empty hub cache, and ``huggingface_hub.hf_hub_download`` (the function the real path
     calls) answering from a local file; ``hub.calls`` lists the downloads asked for."""
     import huggingface_hub
+    import huggingface_hub.constants
 
     monkeypatch.delenv("GARVIDEO_SAM2_CHECKPOINT", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
