@@ -78,3 +78,45 @@ def test_track_bad_input_is_one_line_exit_2(sample_clip, tmp_path, run_cli):
     )  # fmt: skip
     assert code == 0, err
     assert json.loads(stdout)["frames"] == 3
+
+
+def test_palette_pngs_and_rle_round_trip(sample_clip, tmp_path, run_cli):
+    from garvideo.masks import load_mask, read_track_rle, rle_decode
+
+    out, rle = tmp_path / "pal", tmp_path / "track.json"
+    code, stdout, err = run_cli(
+        "track", sample_clip.frames_dir, "--mask", sample_clip.object_masks[0], "--mask",
+        sample_clip.object_masks[1], "--tracker", "static", "--end", "6", "--out", out, "--rle", rle,
+        "--json", "--with-masks",
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads(stdout)
+    gt = sample_clip.gt(0)  # static: the prompt masks on every frame
+    back = read_track_rle(rle)  # per object {frame: mask}
+    doc = json.loads(rle.read_text())
+    assert doc["objects"] == ["object0", "object1"] and doc["size"] == [sample_clip.height, sample_clip.width]
+    assert doc["tracker"] == "static" and doc["tracker_reason"] == "static: --tracker static"
+    assert [sorted(o) for o in back] == [list(range(6))] * 2
+    for f in range(6):
+        # garvideo's own reader reads the palette PNG back into the same objects, in order
+        objs = load_mask(out / f"{f:05d}.png", (sample_clip.height, sample_clip.width))
+        assert len(objs) == 2 and all(np.array_equal(a, b) for a, b in zip(objs, gt))
+        assert all(np.array_equal(back[k][f], gt[k]) for k in range(2))
+        # --json --with-masks: the same RLE per object and frame (VideoRefer's annotation layout)
+        assert all(
+            np.array_equal(rle_decode(summary["masks"][k][str(f)]["segmentation"]), gt[k]) for k in range(2)
+        )
+    im = Image.open(out / "00003.png")
+    assert im.mode == "P" and set(np.unique(np.asarray(im))) == {0, 1, 2}
+
+
+def test_absent_objects_are_null_in_the_rle(tmp_path):
+    from garvideo.masks import read_track_rle, write_track_rle
+
+    m = np.zeros((6, 8), bool)
+    m[1:3, 2:5] = True
+    path = write_track_rle(tmp_path / "t.json", {0: [m, m], 4: [None, np.zeros_like(m)]}, 2, (6, 8))
+    doc = json.loads(path.read_text())
+    assert doc["annotation"][1]["4"] is None and doc["annotation"][0]["0"]["segmentation"]["size"] == [6, 8]
+    back = read_track_rle(path)
+    assert np.array_equal(back[0][0], m) and back[0][4] is None and back[1][4] is None
