@@ -427,6 +427,13 @@ class GarVideo:
             return str(self._tracker.name)
         return str(self._tracker_spec)
 
+    @property
+    def tracker_reason(self) -> str | None:
+        """Which tracker was built and why (``Tracker.selection``); ``None`` until something was tracked."""
+        if self._tracker is None:
+            return None
+        return str(getattr(self._tracker, "selection", None) or self._tracker.name)
+
     def context_length(self) -> int:
         """The model's context in positions (``max_position_embeddings``); GAR-1B's 11,520 before loading."""
         if self._bundle is None:

@@ -17,7 +17,7 @@ def test_track_writes_id_maps_json_and_overlay(sample_clip, tmp_path, run_cli, m
         "track", sample_clip.video_path, *masks, "--out", out, "--overlay", tmp_path / "o.mp4",
         "--end", "20", "--json",
     )  # fmt: skip
-    assert code == 0, stdout
+    assert code == 0, err
     summary = json.loads(stdout)
     assert summary["tracker"] == "flow"  # auto, offline (tests run with HF_HUB_OFFLINE=1), no checkpoint
     assert summary["tracker_reason"].startswith("auto: flow")
@@ -120,3 +120,28 @@ def test_absent_objects_are_null_in_the_rle(tmp_path):
     assert doc["annotation"][1]["4"] is None and doc["annotation"][0]["0"]["segmentation"]["size"] == [6, 8]
     back = read_track_rle(path)
     assert np.array_equal(back[0][0], m) and back[0][4] is None and back[1][4] is None
+
+
+def test_describe_and_ask_say_which_tracker_ran(sample_clip, tmp_path, run_cli, tiny_model_dir, monkeypatch):
+    monkeypatch.delenv("GARVIDEO_SAM2_CHECKPOINT", raising=False)
+    monkeypatch.setattr("garvideo.trackers.sam2_backend.cached_hub_checkpoint", lambda: None)
+    tiny = ["--model", tiny_model_dir, "--max-new-tokens", "2", "--num-frames", "1"]
+    code, out, err = run_cli("describe", sample_clip.video_path, "--mask", sample_clip.object_masks[0], *tiny)
+    assert code == 0, err
+    # auto, offline (the tests' HF_HUB_OFFLINE=1), no checkpoint: flow, and the reason on stderr
+    lines = [ln for ln in err.splitlines() if ln.startswith("note: tracker: ")]
+    assert len(lines) == 1 and "auto: flow" in lines[0] and "offline" in lines[0], err
+    code, out, err = run_cli(
+        "ask", sample_clip.video_path, "--mask", sample_clip.object_masks[0], "--question",
+        "What is <object0>?", "--tracker", "static", "--json", *tiny,
+    )  # fmt: skip
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["tracker"] == "static" and data["tracker_reason"] == "static: --tracker static"
+    assert data["notes"][0] == "tracker: static: --tracker static"
+    code, _, err = run_cli(
+        "ask", sample_clip.video_path, "--box", "10,10,60,60", "--question", "What is <object0>?", *tiny
+    )
+    assert code == 2 and "point and box prompts need SAM 2" in err and "--sam2-checkpoint" in err, err
+    code, _, err = run_cli("describe", sample_clip.video_path, *tiny)
+    assert code == 2 and "give at least one object" in err, err

@@ -385,3 +385,29 @@ def test_track_cli_with_points_and_box_on_sam2(sample_clip, tmp_path, run_cli, h
         png = np.asarray(Image.open(out / f"{f:05d}.png"))
         assert np.array_equal(png, masks_to_id_map([none if o[f] is None else o[f] for o in back]))
     assert len(load_mask(out / "00000.png")) >= 1
+
+
+def test_batch_questions_take_points_and_boxes(tiny_sam2, tiny_model_dir, tmp_path):
+    from PIL import Image
+
+    from garvideo.batch import BatchAnswerer, parse_question
+    from garvideo.pipeline import GarVideo
+
+    v = ToyVideo(n=4)
+    frames = tmp_path / "clip"
+    frames.mkdir()
+    for i, im in v.frames(range(4)):
+        Image.fromarray(im).save(frames / f"{i:05d}.png")
+    line = {"id": "q", "video": "clip", "frame": 1, "question": "What is <object0> near <object1>?",
+            "points": [[[12, 30], [2, 2, 0]]], "box": [5, 20, 29, 44]}  # fmt: skip
+    q = parse_question(line, base=tmp_path)
+    assert q.problem is None and q.points == ("12,30,1;2,2,0",) and q.boxes == ((5.0, 20.0, 29.0, 44.0),)
+    assert q.mask_files == ()
+    bad = parse_question({**line, "box": [5, 20, 1, 44]}, base=tmp_path)
+    assert "'box'[0]" in bad.problem and "empty" in bad.problem
+    mixed = parse_question({**line, "masks": [{"0": "m.png"}]}, base=tmp_path)
+    assert "cannot be mixed" in mixed.problem
+    gv = GarVideo(model=str(tiny_model_dir), tracker=tiny_sam2, num_frames=1, max_new_tokens=1)
+    record = BatchAnswerer(gv)(q)
+    assert record["error"] is None and record["frames"]
+    assert record["notes"][0].startswith("tracker: sam2")
