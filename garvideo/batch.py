@@ -128,9 +128,11 @@ def parse_question(obj: Mapping[str, Any], *, base: Path, line: int = 0) -> Batc
             options = tuple(options)
         points, boxes = _parse_point_box(obj)
         if "masks" in obj and ("mask" in obj or points or boxes):
-            raise ValueError("'masks' (per frame) cannot be mixed with 'mask', 'points' or 'box'")
+            raise ValueError(
+                "give either 'mask' / 'points' / 'box' (with 'frame') or 'masks' (per frame), not both"
+            )
         if not ("mask" in obj or "masks" in obj or points or boxes):
-            raise ValueError("give 'mask' and/or 'points' / 'box' (with 'frame'), or 'masks'")
+            raise ValueError("give either 'mask' / 'points' / 'box' (with 'frame') or 'masks' (per frame)")
         frame = obj.get("frame", 0)
         if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
             raise ValueError(f"'frame' must be a non-negative integer, got {frame!r}")

@@ -406,7 +406,7 @@ def test_batch_questions_take_points_and_boxes(tiny_sam2, tiny_model_dir, tmp_pa
     bad = parse_question({**line, "box": [5, 20, 1, 44]}, base=tmp_path)
     assert "'box'[0]" in bad.problem and "empty" in bad.problem
     mixed = parse_question({**line, "masks": [{"0": "m.png"}]}, base=tmp_path)
-    assert "cannot be mixed" in mixed.problem
+    assert "not both" in mixed.problem
     gv = GarVideo(model=str(tiny_model_dir), tracker=tiny_sam2, num_frames=1, max_new_tokens=1)
     record = BatchAnswerer(gv)(q)
     assert record["error"] is None and record["frames"]
