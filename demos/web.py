@@ -210,6 +210,8 @@ class WebDemo:
     def banner(self) -> str:
         """Markdown shown at the top of the page: the model, and a warning for random weights."""
         lines = [f"**Model:** `{self.model_name}` &nbsp; **Tracker:** `{self.pipeline.tracker_name}`"]
+        if self.pipeline.tracker_reason:  # which tracker runs and why (e.g. flow because offline)
+            lines.append(f"\n*Tracker chosen: {self.pipeline.tracker_reason}*")
         if self.random_weights:
             lines.append(
                 "\n> ⚠️ **Random tiny model.** These weights are randomly initialised (a tiny GAR made by "
@@ -219,8 +221,9 @@ class WebDemo:
             )
         if not self.clicks_available:
             lines.append(
-                "\n*No SAM 2 checkpoint: give objects by uploading a mask. (Start with "
-                "`--sam2-checkpoint PATH` to click points or draw a box instead.)*"
+                "\n*No SAM 2 checkpoint: give objects by uploading a mask (works with every tracker). "
+                "Clicking points and drawing boxes need SAM 2: start with `--sam2-checkpoint PATH`, or "
+                "online with the default `--tracker auto`, which downloads SAM 2.1.*"
             )
         return "\n".join(lines)
 

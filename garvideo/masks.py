@@ -21,7 +21,7 @@ Every problem raises :class:`garvideo.errors.InputError` naming the file.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -366,19 +366,28 @@ def save_palette_png(path: PathLike, masks: Sequence[np.ndarray], ids: Sequence[
 
 
 def track_to_rle(
-    masks_by_frame: Mapping[int, Sequence[np.ndarray | None]], num_objects: int
+    masks_by_frame: Mapping[int, Sequence[np.ndarray | None]]
+    | Iterable[tuple[int, Sequence[np.ndarray | None]]],
+    num_objects: int,
 ) -> list[dict[str, dict[str, Any] | None]]:
     """Per object, ``{str(frame): {"segmentation": COCO RLE} | None}``: the ``annotation`` layout of
     VideoRefer-Bench (one dict per object, keyed by frame index; ``None`` where the object is absent).
 
     Args:
         masks_by_frame: ``{frame: [mask of object 0, mask of object 1, …]}`` (``None`` or an empty mask:
-            absent).
+            absent), or ``(frame, masks)`` pairs in frame order (e.g. a generator: each frame's masks
+            are encoded and dropped, so a long track never sits decoded in memory).
         num_objects: number of objects.
     """
     out: list[dict[str, dict[str, Any] | None]] = [{} for _ in range(num_objects)]
-    for f in sorted(masks_by_frame):
-        per_obj = list(masks_by_frame[f])
+    if isinstance(masks_by_frame, Mapping):
+        pairs: Iterable[tuple[int, Sequence[np.ndarray | None]]] = (
+            (f, masks_by_frame[f]) for f in sorted(masks_by_frame)
+        )
+    else:
+        pairs = masks_by_frame
+    for f, masks in pairs:
+        per_obj = list(masks)
         if len(per_obj) != num_objects:
             raise ValueError(f"frame {f} has {len(per_obj)} masks, expected {num_objects}")
         for k, m in enumerate(per_obj):
@@ -390,20 +399,19 @@ def track_to_rle(
 
 def write_track_rle(
     path: PathLike,
-    masks_by_frame: Mapping[int, Sequence[np.ndarray | None]],
-    num_objects: int,
+    annotation: Sequence[Mapping[str, dict[str, Any] | None]],
     size: tuple[int, int],
     **extra: Any,
 ) -> Path:
     """Write per-frame COCO RLE per object as JSON: ``{"size": [h, w], "objects": ["object0", …],
-    "annotation": track_to_rle(...)}`` plus ``extra`` keys (e.g. the tracker). Read back with
-    :func:`read_track_rle`."""
+    "annotation": annotation}`` plus ``extra`` keys (e.g. the tracker); ``annotation`` is what
+    :func:`track_to_rle` returns. Read back with :func:`read_track_rle`."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "size": [int(size[0]), int(size[1])],
-        "objects": [f"object{k}" for k in range(num_objects)],
-        "annotation": track_to_rle(masks_by_frame, num_objects),
+        "objects": [f"object{k}" for k in range(len(annotation))],
+        "annotation": list(annotation),
         **extra,
     }
     p.write_text(json.dumps(doc))

@@ -115,7 +115,11 @@ def test_absent_objects_are_null_in_the_rle(tmp_path):
 
     m = np.zeros((6, 8), bool)
     m[1:3, 2:5] = True
-    path = write_track_rle(tmp_path / "t.json", {0: [m, m], 4: [None, np.zeros_like(m)]}, 2, (6, 8))
+    from garvideo.masks import track_to_rle
+
+    ann = track_to_rle({0: [m, m], 4: [None, np.zeros_like(m)]}, 2)
+    assert track_to_rle(iter([(0, [m, m]), (4, [None, None])]), 2) == ann  # pairs: the same
+    path = write_track_rle(tmp_path / "t.json", ann, (6, 8))
     doc = json.loads(path.read_text())
     assert doc["annotation"][1]["4"] is None and doc["annotation"][0]["0"]["segmentation"]["size"] == [6, 8]
     back = read_track_rle(path)

@@ -411,3 +411,23 @@ def test_batch_questions_take_points_and_boxes(tiny_sam2, tiny_model_dir, tmp_pa
     record = BatchAnswerer(gv)(q)
     assert record["error"] is None and record["frames"]
     assert record["notes"][0].startswith("tracker: sam2")
+
+
+def test_cli_describe_online_with_a_mask_tracks_with_sam2(
+    hub, tiny_model_dir, sample_clip, tmp_path, run_cli
+):
+    # `garvideo describe clip --mask m.png` as a new user runs it, online with no checkpoint on disk
+    # (the download answered from a local file). K = 1 and the prompt on the middle keyframe keep
+    # SAM 2 (full-size hiera-t at 1024 on CPU) to one frame.
+    from garvideo.masks import save_mask
+
+    mask = save_mask(tmp_path / "m.png", sample_clip.gt(24)[0])
+    code, out, err = run_cli(
+        "describe", sample_clip.video_path, "--mask", mask, "--frame", "24", "--num-frames", "1",
+        "--model", tiny_model_dir, "--max-new-tokens", "1", "--device", "cpu", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    data = json.loads(out)
+    assert hub.calls == [("facebook/sam2.1-hiera-tiny", "sam2.1_hiera_tiny.pt")]
+    assert data["tracker"] == "sam2" and data["frames"] == [24]
+    assert data["tracker_reason"] == "auto: sam2, downloaded facebook/sam2.1-hiera-tiny (the default on cpu)"

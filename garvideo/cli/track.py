@@ -119,12 +119,14 @@ def track(
             out.mkdir(parents=True, exist_ok=True)
             for fi in result.frames:
                 save_palette_png(out / f"{fi:05d}.png", [result.mask(fi, o) for o in ids], ids)
-        by_frame = None
-        if rle is not None or with_masks:
-            by_frame = {fi: [result.mask(fi, o) for o in ids] for fi in result.frames}
+        annotation = None
+        if rle is not None or with_masks:  # encoded frame by frame (a long track is never all decoded)
+            annotation = track_to_rle(
+                ((fi, [result.mask(fi, o) for o in ids]) for fi in result.frames), len(ids)
+            )
         if rle is not None:
             write_track_rle(
-                rle, by_frame or {}, len(ids), (vid.height, vid.width), tracker=result.tracker,
+                rle, annotation or [], (vid.height, vid.width), tracker=result.tracker,
                 tracker_reason=result.reason,
             )  # fmt: skip
         if overlay is not None:
@@ -135,8 +137,8 @@ def track(
     summary["out"] = None if out is None else str(out)
     summary["rle"] = None if rle is None else str(rle)
     summary["overlay"] = None if overlay is None else str(overlay)
-    if with_masks and by_frame is not None:
-        summary["masks"] = track_to_rle(by_frame, len(ids))
+    if with_masks and annotation is not None:
+        summary["masks"] = annotation
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
