@@ -131,3 +131,34 @@ def test_objects_are_labelled_with_their_question_names():
     changed = np.argwhere((labelled != plain).any(axis=2))
     # the label sits just above the mask and is wider than a one-digit id
     assert changed[:, 0].max() < 62 and changed[:, 1].max() - changed[:, 1].min() > 40
+
+
+def test_h264_overlay_plays_in_chromium(sample_clip, tmp_path):
+    """The .mp4 plays in a browser (Debian's chromium, headless, as in the web demo's test)."""
+    import shutil
+
+    pytest.importorskip("playwright", reason="playwright is not installed (pip install playwright)")
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("Debian chromium is not installed (as root: apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with open_video(sample_clip.frames_dir) as video:
+        masks = {f: {1: sample_clip.gt(f)[0]} for f in range(10)}
+        render_overlay(video, masks, tmp_path / "o.mp4", caption="a disc", keyframes=[5])
+    (tmp_path / "page.html").write_text('<video id="v" src="o.mp4" muted preload="auto"></video>')
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto((tmp_path / "page.html").as_uri())
+            page.wait_for_function("document.getElementById('v').readyState >= 2", timeout=15000)
+            state = page.evaluate(
+                "() => { const v = document.getElementById('v'); "
+                "return [v.videoWidth, v.videoHeight, v.duration, v.error === null]; }"
+            )
+        finally:
+            browser.close()
+    width, height, duration, no_error = state
+    assert no_error and width == sample_clip.width and height > sample_clip.height  # caption band below
+    assert duration == pytest.approx(10 / 25, abs=0.05)  # a frame folder: 25 fps

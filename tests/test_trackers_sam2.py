@@ -266,31 +266,6 @@ def test_auto_prefers_option_env_and_cache_to_a_download(hub, monkeypatch, hiera
     assert default_hub_checkpoint("cpu") == "facebook/sam2.1-hiera-tiny"
 
 
-def test_describe_online_gets_sam2_and_says_so(hub, tiny_model_dir, sample_clip):
-    # The new user's `describe clip --mask m.png`, through the Python API (image size 256 for speed).
-    from garvideo.masks import load_mask
-    from garvideo.pipeline import GarVideo
-
-    gv = GarVideo(model=str(tiny_model_dir), tracker="auto", num_frames=2, max_new_tokens=2,
-                  tracker_options={"image_size": 256, "device": "cpu"})  # fmt: skip
-    short = sample_clip.frames_dir
-    from garvideo.video import open_video
-
-    with open_video(short) as video:
-
-        class FirstFrames:  # the first 4 frames of the sample clip (SAM 2 on CPU costs ~0.5 s a frame)
-            num_frames, height, width, fps, source = 4, video.height, video.width, 0.0, str(short)
-
-            def frames(self, idx):
-                return video.frames(idx)
-
-        r = gv.describe(FirstFrames(), masks=load_mask(sample_clip.object_masks[0]), frame=0)
-    assert hub.calls == [("facebook/sam2.1-hiera-tiny", "sam2.1_hiera_tiny.pt")]
-    assert r.tracker == "sam2" and "downloaded facebook/sam2.1-hiera-tiny" in r.tracker_reason
-    assert r.notes[0] == f"tracker: {r.tracker_reason}"
-    assert r.to_json()["tracker_reason"] == r.tracker_reason
-
-
 # -- points and boxes through the real sam2 model -------------------------------------------------------
 def test_points_forward_and_box_backward_from_a_middle_frame(tiny_sam2):
     v = ToyVideo(n=10)
@@ -431,3 +406,4 @@ def test_cli_describe_online_with_a_mask_tracks_with_sam2(
     assert hub.calls == [("facebook/sam2.1-hiera-tiny", "sam2.1_hiera_tiny.pt")]
     assert data["tracker"] == "sam2" and data["frames"] == [24]
     assert data["tracker_reason"] == "auto: sam2, downloaded facebook/sam2.1-hiera-tiny (the default on cpu)"
+    assert data["notes"][0] == f"tracker: {data['tracker_reason']}"  # DescribeResult's note
