@@ -124,10 +124,10 @@ def require_sam2(tracker: Tracker, prompts: Sequence[Prompt], source: str = "--p
         from garvideo.trackers import HOW_TO_GET_SAM2
 
         why = f" ({tracker.selection})" if tracker.selection else ""
+        how = "" if HOW_TO_GET_SAM2 in why else f"; {HOW_TO_GET_SAM2}"
         raise InputError(
             source,
-            f"point and box prompts need SAM 2 but the tracker is {tracker.name}{why}; {HOW_TO_GET_SAM2}, "
-            "or give a --mask instead",
+            f"point and box prompts need SAM 2 but the tracker is {tracker.name}{why}{how}; or give a --mask instead",
         )
 
 
