@@ -149,3 +149,20 @@ def test_describe_and_ask_say_which_tracker_ran(sample_clip, tmp_path, run_cli, 
     assert code == 2 and "point and box prompts need SAM 2" in err and "--sam2-checkpoint" in err, err
     code, _, err = run_cli("describe", sample_clip.video_path, *tiny)
     assert code == 2 and "give at least one object" in err, err
+
+
+def test_batch_says_which_tracker_ran(sample_clip, tmp_path, run_cli, tiny_model_dir):
+    questions = tmp_path / "q.jsonl"
+    line = {"id": "a", "video": str(sample_clip.video_path), "mask": [str(sample_clip.object_masks[0])],
+            "frame": 0, "question": "What is <object0>?"}  # fmt: skip
+    questions.write_text(json.dumps(line) + "\n")
+    tiny = ["--model", tiny_model_dir, "--max-new-tokens", "1", "--num-frames", "1", "--tracker", "static"]
+    code, out, err = run_cli("batch", questions, "--out", tmp_path / "a.jsonl", *tiny)
+    assert code == 0, err
+    assert "tracker: static: --tracker static" in err
+    record = json.loads((tmp_path / "a.jsonl").read_text().splitlines()[0])
+    assert record["notes"][0] == "tracker: static: --tracker static"  # on every answer line too
+    code, out, err = run_cli("batch", questions, "--out", tmp_path / "b.jsonl", *tiny, "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["tracker"] == "static" and info["tracker_reason"] == "static: --tracker static"
