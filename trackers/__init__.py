@@ -74,16 +74,7 @@ def find_sam2_checkpoint(checkpoint: str | None = None) -> str | None:
     A path given explicitly (option or environment) is returned as is, even if it does not exist,
     so that the sam2 backend reports the problem instead of silently falling back.
     """
-    if checkpoint:
-        return str(checkpoint)
-    env = os.environ.get(CHECKPOINT_ENV)
-    if env:
-        return env
-    try:
-        from garvideo.trackers.sam2_backend import cached_hub_checkpoint
-    except ImportError:  # sam2 not installed
-        return None
-    return cached_hub_checkpoint()
+    return resolve_sam2(checkpoint, download=False).checkpoint
 
 
 @dataclass(frozen=True)
@@ -94,27 +85,34 @@ class Sam2Resolution:
     reason: str
 
 
-def resolve_sam2(checkpoint: str | None = None, device: str | None = None) -> Sam2Resolution:
+def resolve_sam2(
+    checkpoint: str | None = None, device: str | None = None, *, download: bool = True
+) -> Sam2Resolution:
     """Find the SAM 2 checkpoint ``auto`` uses, downloading the default one when online.
 
     Order: ``checkpoint`` (``--sam2-checkpoint``), ``$GARVIDEO_SAM2_CHECKPOINT``, a SAM 2.1
     checkpoint in the Hugging Face cache, a download of :func:`~garvideo.trackers.sam2_backend.default_hub_checkpoint`
-    for ``device`` (``huggingface_hub.hf_hub_download``); ``checkpoint=None`` with the reason when the
-    hub is offline (``HF_HUB_OFFLINE``), the download fails or the ``sam2`` package is missing.
+    for ``device`` (``huggingface_hub.hf_hub_download``; skipped with ``download=False``);
+    ``checkpoint=None`` with the reason when the hub is offline (``HF_HUB_OFFLINE``), the download
+    fails or the ``sam2`` package is missing.
     """
     if checkpoint:
         return Sam2Resolution(str(checkpoint), f"--sam2-checkpoint {checkpoint}")
     env = os.environ.get(CHECKPOINT_ENV)
     if env:
         return Sam2Resolution(env, f"${CHECKPOINT_ENV}={env}")
-    try:
-        from garvideo.trackers import sam2_backend as sb
-    except ImportError:
-        return Sam2Resolution(None, "the sam2 package is not installed (pip install sam2)")
+    import importlib.util
+
+    if importlib.util.find_spec("sam2") is None:
+        return Sam2Resolution(None, "the sam2 package is not installed (see the README: Install)")
+    from garvideo.trackers import sam2_backend as sb
+
     hit = sb.cached_hub_checkpoint()
     if hit is not None:
         return Sam2Resolution(hit, f"SAM 2.1 checkpoint in the Hugging Face cache ({hit})")
     repo = sb.default_hub_checkpoint(device)
+    if not download:
+        return Sam2Resolution(None, f"no SAM 2.1 checkpoint on disk ({repo} not downloaded)")
     if sb.hub_offline():
         return Sam2Resolution(
             None,
