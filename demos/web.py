@@ -213,6 +213,8 @@ class WebDemo:
     def banner(self) -> str:
         """Markdown shown at the top of the page: the model, and a warning for random weights."""
         lines = [f"**Model:** `{self.model_name}` &nbsp; **Tracker:** `{self.pipeline.tracker_name}`"]
+        if self.pipeline.tracker_reason:  # which tracker runs and why (e.g. flow because offline)
+            lines.append(f"\n*Tracker chosen: {self.pipeline.tracker_reason}*")
         if self.random_weights:
             lines.append(
                 "\n> ⚠️ **Random tiny model.** These weights are randomly initialised (a tiny GAR made by "
@@ -222,8 +224,9 @@ class WebDemo:
             )
         if not self.clicks_available:
             lines.append(
-                "\n*No SAM 2 checkpoint: give objects by uploading a mask. (Start with "
-                "`--sam2-checkpoint PATH` to click points or draw a box instead.)*"
+                "\n*No SAM 2 checkpoint: give objects by uploading a mask (works with every tracker). "
+                "Clicking points and drawing boxes need SAM 2: start with `--sam2-checkpoint PATH`, or "
+                "online with the default `--tracker auto`, which downloads SAM 2.1.*"
             )
         return "\n".join(lines)
 
@@ -379,7 +382,7 @@ class WebDemo:
 
     def _segment(self, state: SessionState, prompt: ObjectPrompt) -> np.ndarray:
         """SAM 2's mask on the prompt frame for the points (or the box) of one object."""
-        from garvideo.trackers import Prompt, build_tracker
+        from garvideo.trackers import Prompt, build_tracker, masks_from_prompts
         from garvideo.video import open_video
 
         if self._segmenter is None:
@@ -391,12 +394,10 @@ class WebDemo:
             pts = np.array([(x, y) for x, y, _ in prompt.points], dtype=np.float32)  # (N, 2)
             kwargs.update(points=pts, labels=np.array([lab for _, _, lab in prompt.points], dtype=np.int64))
         with self._lock, open_video(state.video) as video:  # type: ignore[arg-type]
-            result = self._segmenter.track(
-                video, [Prompt(obj_id=1, frame=state.frame, **kwargs)], frames=[state.frame]
+            # SAM 2 on the prompt frame alone, as --points / --box of describe and ask
+            (mask,) = masks_from_prompts(
+                self._segmenter, video, [Prompt(obj_id=1, frame=state.frame, **kwargs)]
             )
-        mask = result.mask(state.frame, 1)
-        if not mask.any():
-            raise InputError("click", "SAM 2 found no object there; click elsewhere or add points")
         return mask
 
     # -- running --------------------------------------------------------------------------------

@@ -475,6 +475,7 @@ def run_settings(gv: Any, *, mode: str, data: PathLike | None = None) -> dict[st
         "model": getattr(gv, "model_name", None),
         "mode": mode,
         "tracker": getattr(gv, "tracker_name", None),
+        "tracker_reason": getattr(gv, "tracker_reason", None),
         "num_frames": getattr(gv, "num_frames", None),
         "keyframes": getattr(gv, "keyframes", None),
         "roi_mode": getattr(gv, "roi_mode", None),

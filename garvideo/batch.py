@@ -62,6 +62,9 @@ class BatchQuestion:
         mask_files: the mask files of the ``mask`` form (objects tracked from ``frame``).
         frame: the frame the ``mask`` files belong to.
         frame_masks: the ``masks`` form: per object, ``{frame index: mask file | COCO RLE | None}``.
+        points: more objects by clicks on ``frame``, one ``"x,y[,label];…"`` per object (SAM 2).
+        boxes: more objects by boxes on ``frame``, one ``(x0, y0, x1, y1)`` per object (SAM 2); objects
+            are the ``mask`` files' first, then ``points``, then ``boxes``.
         problem: why the line cannot be answered (recorded as the item's error), else ``None``.
     """
 
@@ -73,14 +76,17 @@ class BatchQuestion:
     mask_files: tuple[Path, ...] | None = None
     frame: int = 0
     frame_masks: tuple[dict[int, MaskSpec], ...] | None = None
+    points: tuple[str, ...] = ()
+    boxes: tuple[tuple[float, float, float, float], ...] = ()
     problem: str | None = None
 
     def clip_key(self) -> Hashable:
         """Questions with equal keys share one prepared clip (same video and same masks)."""
         if self.problem is not None:
             return ("problem", record_key(self.id))
-        if self.mask_files is not None:
-            return (str(self.video), "mask", tuple(map(str, self.mask_files)), self.frame)
+        if self.mask_files is not None or self.points or self.boxes:
+            files = tuple(map(str, self.mask_files or ()))
+            return (str(self.video), "mask", files, self.frame, self.points, self.boxes)
         masks = [
             {k: (str(v) if isinstance(v, Path) else v) for k, v in fm.items()}
             for fm in self.frame_masks or ()
@@ -120,16 +126,21 @@ def parse_question(obj: Mapping[str, Any], *, base: Path, line: int = 0) -> Batc
             if not 2 <= len(options) <= 26:
                 raise ValueError(f"'options' must have 2 to 26 entries, got {len(options)}")
             options = tuple(options)
-        if ("mask" in obj) == ("masks" in obj):
-            raise ValueError("give either 'mask' (with 'frame') or 'masks', not both or neither")
+        points, boxes = _parse_point_box(obj)
+        if "masks" in obj and ("mask" in obj or points or boxes):
+            raise ValueError(
+                "give either 'mask' / 'points' / 'box' (with 'frame') or 'masks' (per frame), not both"
+            )
+        if not ("mask" in obj or "masks" in obj or points or boxes):
+            raise ValueError("give either 'mask' / 'points' / 'box' (with 'frame') or 'masks' (per frame)")
         frame = obj.get("frame", 0)
         if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
             raise ValueError(f"'frame' must be a non-negative integer, got {frame!r}")
         mask_files = frame_masks = None
-        if "mask" in obj:
-            raw = obj["mask"]
+        if "mask" in obj or points or boxes:
+            raw = obj.get("mask", [])
             raw_list = raw if isinstance(raw, list) else [raw]
-            if not raw_list:
+            if not raw_list and "mask" in obj:
                 raise ValueError("'mask' is an empty list")
             mask_files = tuple(_resolve(base, m, "mask") for m in raw_list)
         else:
@@ -167,7 +178,38 @@ def parse_question(obj: Mapping[str, Any], *, base: Path, line: int = 0) -> Batc
         mask_files=mask_files,
         frame=frame,
         frame_masks=frame_masks,
+        points=points,
+        boxes=boxes,
     )
+
+
+def _parse_point_box(
+    obj: Mapping[str, Any],
+) -> tuple[tuple[str, ...], tuple[tuple[float, float, float, float], ...]]:
+    """The ``points`` and ``box`` fields: one entry per object (a lone string or 4-number box is one
+    object). Points are kept as ``"x,y,label;…"`` text, checked with the CLI's parser."""
+    from garvideo.trackers import parse_box, parse_points
+
+    raw_pts = obj.get("points", [])
+    if isinstance(raw_pts, str):
+        raw_pts = [raw_pts]
+    if not isinstance(raw_pts, list):
+        raise ValueError(  # noqa: TRY004 - parse_question records ValueErrors as the item's problem
+            "'points' must be a list with one entry per object ('x,y[,label];…' or [[x, y, label], …])"
+        )
+    points = []
+    for k, entry in enumerate(raw_pts):
+        pts, labels = parse_points(entry, f"'points'[{k}]")
+        points.append(";".join(f"{x:g},{y:g},{lab}" for (x, y), lab in zip(pts.tolist(), labels.tolist())))
+    raw_box = obj.get("box", [])
+    if isinstance(raw_box, str) or (
+        isinstance(raw_box, list) and len(raw_box) == 4 and all(isinstance(v, (int, float)) for v in raw_box)
+    ):
+        raw_box = [raw_box]
+    if not isinstance(raw_box, list):
+        raise ValueError("'box' must be a list with one [x0, y0, x1, y1] (or 'x0,y0,x1,y1') per object")  # noqa: TRY004
+    boxes = tuple(parse_box(b, f"'box'[{k}]") for k, b in enumerate(raw_box))
+    return tuple(points), boxes
 
 
 def load_questions(path: PathLike, *, root: PathLike | None = None) -> list[BatchQuestion]:
@@ -332,6 +374,11 @@ def prepare_question_clip(gv: Any, q: BatchQuestion) -> Any:
         size = (video.height, video.width)
         if q.mask_files is not None:
             masks = load_masks(q.mask_files, size)
+            if q.points or q.boxes:  # SAM 2 segments the clicks and boxes on the prompt frame
+                from garvideo.trackers import build_prompts, masks_from_prompts
+
+                prompts = build_prompts(masks, q.points, q.boxes, q.frame)
+                masks = masks_from_prompts(gv.tracker, video, prompts)
             return gv.prepare(video, masks=masks, frame=q.frame)
         frame_masks = [
             {t: _load_spec(spec, size, f"id {q.id}: masks[{k}][{t}]") for t, spec in fm.items()}

@@ -21,7 +21,7 @@ Every problem raises :class:`garvideo.errors.InputError` naming the file.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -379,4 +379,121 @@ def union_mask(masks: Sequence[np.ndarray]) -> np.ndarray:
     out = np.zeros(np.asarray(masks[0]).shape, dtype=bool)
     for m in masks:
         out |= np.asarray(m, dtype=bool)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# tracks out: DAVIS palette PNGs and per-frame COCO RLE (the formats VOS and VideoRefer tools read)
+# ----------------------------------------------------------------------------------------------------
+def davis_palette() -> list[int]:
+    """The 256-colour palette of DAVIS-2017 annotations, flat ``[r0, g0, b0, r1, …]`` (768 values).
+
+    It is the PASCAL VOC colour map (id 1 → (128, 0, 0), 2 → (0, 128, 0), 3 → (128, 128, 0), …): the
+    bits of the index are spread over the high bits of red, green and blue, three bits at a time.
+    """
+    out: list[int] = []
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        out += [r, g, b]
+    return out
+
+
+def save_palette_png(path: PathLike, masks: Sequence[np.ndarray], ids: Sequence[int] | None = None) -> Path:
+    """Write masks as a DAVIS-style palette PNG: mode ``P``, pixel 0 = background, object k (0-based) =
+    ``ids[k]`` (default k + 1), coloured with :func:`davis_palette`. :func:`load_mask` reads it back
+    into the same objects, in id order."""
+    from PIL import Image
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    im = Image.fromarray(masks_to_id_map(masks, ids), mode="P")
+    im.putpalette(davis_palette())
+    im.save(p)
+    return p
+
+
+def track_to_rle(
+    masks_by_frame: Mapping[int, Sequence[np.ndarray | None]]
+    | Iterable[tuple[int, Sequence[np.ndarray | None]]],
+    num_objects: int,
+) -> list[dict[str, dict[str, Any] | None]]:
+    """Per object, ``{str(frame): {"segmentation": COCO RLE} | None}``: the ``annotation`` layout of
+    VideoRefer-Bench (one dict per object, keyed by frame index; ``None`` where the object is absent).
+
+    Args:
+        masks_by_frame: ``{frame: [mask of object 0, mask of object 1, …]}`` (``None`` or an empty mask:
+            absent), or ``(frame, masks)`` pairs in frame order (e.g. a generator: each frame's masks
+            are encoded and dropped, so a long track never sits decoded in memory).
+        num_objects: number of objects.
+    """
+    out: list[dict[str, dict[str, Any] | None]] = [{} for _ in range(num_objects)]
+    if isinstance(masks_by_frame, Mapping):
+        pairs: Iterable[tuple[int, Sequence[np.ndarray | None]]] = (
+            (f, masks_by_frame[f]) for f in sorted(masks_by_frame)
+        )
+    else:
+        pairs = masks_by_frame
+    for f, masks in pairs:
+        per_obj = list(masks)
+        if len(per_obj) != num_objects:
+            raise ValueError(f"frame {f} has {len(per_obj)} masks, expected {num_objects}")
+        for k, m in enumerate(per_obj):
+            out[k][str(int(f))] = (
+                None if m is None or not np.asarray(m).any() else {"segmentation": rle_encode(m)}
+            )
+    return out
+
+
+def write_track_rle(
+    path: PathLike,
+    annotation: Sequence[Mapping[str, dict[str, Any] | None]],
+    size: tuple[int, int],
+    **extra: Any,
+) -> Path:
+    """Write per-frame COCO RLE per object as JSON: ``{"size": [h, w], "objects": ["object0", …],
+    "annotation": annotation}`` plus ``extra`` keys (e.g. the tracker); ``annotation`` is what
+    :func:`track_to_rle` returns. Read back with :func:`read_track_rle`."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "size": [int(size[0]), int(size[1])],
+        "objects": [f"object{k}" for k in range(len(annotation))],
+        "annotation": list(annotation),
+        **extra,
+    }
+    p.write_text(json.dumps(doc))
+    return p
+
+
+def read_track_rle(path: PathLike) -> list[dict[int, np.ndarray | None]]:
+    """Read a file of :func:`write_track_rle` (or any ``{"annotation": [...]}`` in the VideoRefer
+    layout): per object, ``{frame: (H, W) bool mask or None}``.
+
+    Raises:
+        InputError: not JSON, no ``annotation`` list, a malformed RLE.
+    """
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(p, f"not a valid JSON file ({exc})") from None
+    ann = doc.get("annotation") if isinstance(doc, Mapping) else None
+    if not isinstance(ann, list):
+        raise InputError(p, "expected a JSON object with an 'annotation' list (one dict per object)")
+    out: list[dict[int, np.ndarray | None]] = []
+    for k, per_obj in enumerate(ann):
+        if not isinstance(per_obj, Mapping):
+            raise InputError(p, f"annotation[{k}] must be a dict of frame -> mask")
+        frames: dict[int, np.ndarray | None] = {}
+        for key, value in per_obj.items():
+            if isinstance(value, Mapping) and "segmentation" in value:
+                value = value["segmentation"]
+            frames[int(key)] = None if value is None else rle_decode(value, source=p)
+        out.append(dict(sorted(frames.items())))
     return out

@@ -160,6 +160,7 @@ class PreparedClip:
         tracker: the tracker that made the masks (``"given"`` for per-frame masks used as given).
         track: the full :class:`garvideo.trackers.TrackResult` (``None`` for given masks); it holds
             every frame when prepared with ``track_all_frames=True`` (e.g. for an overlay).
+        tracker_reason: which tracker ran and why (``TrackResult.reason``); also the first note.
         notes: what the pipeline changed or noticed (reduced K, absent objects …).
         timings: seconds spent preparing, by stage (``decode``, ``tracking``, ``vision``).
     """
@@ -174,6 +175,7 @@ class PreparedClip:
     masks: np.ndarray
     tracker: str
     track: Any = None
+    tracker_reason: str = ""
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     video: Any = field(default=None, repr=False)
@@ -256,9 +258,10 @@ class DescribeResult:
         model: the model name.
         timings: seconds by stage (``decode``, ``tracking``, ``vision`` when the clip was prepared in
             this call; ``prefill``, ``generation``, ``total``).
-        notes: what the pipeline changed or noticed.
+        notes: what the pipeline changed or noticed (the first one says which tracker ran and why).
         prompt_tokens: prompt length in tokens.
         new_tokens: tokens generated.
+        tracker_reason: why that tracker (e.g. ``"auto: flow (...): offline (HF_HUB_OFFLINE) ..."``).
     """
 
     text: str
@@ -270,6 +273,7 @@ class DescribeResult:
     notes: list[str]
     prompt_tokens: int = 0
     new_tokens: int = 0
+    tracker_reason: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -277,6 +281,7 @@ class DescribeResult:
             "frames": [int(f) for f in self.frames],
             "objects": self.objects,
             "tracker": self.tracker,
+            "tracker_reason": self.tracker_reason,
             "model": self.model,
             "timings": {k: round(float(v), 4) for k, v in self.timings.items()},
             "notes": list(self.notes),
@@ -422,6 +427,13 @@ class GarVideo:
             return str(self._tracker.name)
         return str(self._tracker_spec)
 
+    @property
+    def tracker_reason(self) -> str | None:
+        """Which tracker was built and why (``Tracker.selection``); ``None`` until something was tracked."""
+        if self._tracker is None:
+            return None
+        return str(getattr(self._tracker, "selection", None) or self._tracker.name)
+
     def context_length(self) -> int:
         """The model's context in positions (``max_position_embeddings``); GAR-1B's 11,520 before loading."""
         if self._bundle is None:
@@ -549,6 +561,8 @@ class GarVideo:
                     vid, checked, int(frame), k, strategy, include, fps, track_all_frames, progress, timings
                 )
                 prompt_frames: list[int | None] = [int(frame)] * num_obj
+                # Say which tracker ran and why (e.g. flow because offline), first among the notes.
+                notes.insert(0, f"tracker: {track.reason or tracker_name}")
             else:
                 given = [_check_frame_masks(fm, n, (h, w), i) for i, fm in enumerate(fm_list)]
                 frames = _keyframes_from_given(given, n, k, strategy, fps, self.per_second)
@@ -591,6 +605,7 @@ class GarVideo:
                 masks=kf_masks,
                 tracker=tracker_name,
                 track=track,
+                tracker_reason="masks given per frame (no tracking)" if track is None else track.reason,
                 notes=notes,
                 timings=timings,
                 video=vid,
@@ -822,6 +837,7 @@ class GarVideo:
             "frames": list(clip.frames),
             "objects": clip.objects_json(),
             "tracker": clip.tracker,
+            "tracker_reason": clip.tracker_reason,
             "model": self.model_name,
             "timings": timings,
             "notes": list(clip.notes),

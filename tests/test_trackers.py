@@ -82,7 +82,7 @@ def test_result_helpers(sample_clip, flow_mid):
     assert r.area(10, 1) == r.mask(10, 1).sum()
     s = r.summary()
     assert s["tracker"] == "flow" and s["frames"] == sample_clip.num_frames
-    assert s["objects"]["2"]["visible_frames"] == len(r.visible_frames(2))
+    assert s["objects"]["object1"] == {"id": 2, "visible_frames": len(r.visible_frames(2))}
     assert set(r.timings) >= {"total", "decode", "track", "frames_per_second"}
     with pytest.raises(KeyError):
         r.mask(10, 7)

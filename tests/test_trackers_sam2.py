@@ -8,6 +8,9 @@ weights. The tests check the streaming loop's behaviour, not segmentation qualit
 
 from __future__ import annotations
 
+import json
+from typing import ClassVar
+
 import numpy as np
 import pytest
 
@@ -175,3 +178,232 @@ def test_keyframes_only_mode_runs_the_model_on_kept_frames(tiny_sam2):
     assert v.decoded == 6  # forward 15 (prompt), 20, 29; backward 15, 10, 0
     assert r.frames_visited == 6
     assert all(r.tracked(f, 1) for f in r.frames)
+
+
+# -- auto: SAM 2 resolved as GAR is (option, env, cache, download when online, flow otherwise) ----------
+@pytest.fixture(scope="module")
+def hiera_t_checkpoint(tmp_path_factory):
+    """A full-size sam2.1_hiera_t with random weights, saved in the official layout (what the hub's
+    sam2.1_hiera_tiny.pt holds, minus the training)."""
+    torch.manual_seed(0)
+    model = build_sam2_model("configs/sam2.1/sam2.1_hiera_t.yaml", image_size=256)
+    path = tmp_path_factory.mktemp("hub") / "sam2.1_hiera_tiny.pt"
+    torch.save({"model": model.state_dict()}, path)
+    del model
+    return path
+
+
+@pytest.fixture()
+def hub(monkeypatch, tmp_path, hiera_t_checkpoint):
+    """Online, an empty hub cache, and ``huggingface_hub.hf_hub_download`` (the function the real path
+    calls) answering from a local file; ``hub.calls`` lists the downloads asked for."""
+    import huggingface_hub
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("GARVIDEO_SAM2_CHECKPOINT", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+
+    class Hub:
+        calls: ClassVar[list] = []
+        fail: ClassVar[Exception | None] = None
+
+    def fake_download(repo_id, filename, **kwargs):
+        Hub.calls.append((repo_id, filename))
+        if Hub.fail is not None:
+            raise Hub.fail
+        return str(hiera_t_checkpoint)
+
+    Hub.calls = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    return Hub
+
+
+def test_auto_online_without_cache_downloads_the_default_sam2(hub):
+    from garvideo.trackers.sam2_backend import cached_hub_checkpoint
+
+    assert cached_hub_checkpoint() is None  # the (empty) cache is really looked up
+    trk = build_tracker("auto", device="cpu", image_size=256)
+    assert hub.calls == [("facebook/sam2.1-hiera-tiny", "sam2.1_hiera_tiny.pt")]  # the CPU default
+    assert trk.name == "sam2" and trk.config == "configs/sam2.1/sam2.1_hiera_t.yaml"
+    assert trk.selection == "auto: sam2, downloaded facebook/sam2.1-hiera-tiny (the default on cpu)"
+    v = ToyVideo(n=3)
+    r = trk.track(v, [Prompt(1, 0, mask=v.mask(0))])
+    assert r.tracker == "sam2" and r.reason == trk.selection
+    assert r.summary()["tracker_reason"] == trk.selection
+
+
+def test_auto_offline_or_failed_download_falls_back_to_flow_and_says_why(hub, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    trk = build_tracker("auto")
+    assert trk.name == "flow" and hub.calls == []
+    assert trk.selection.startswith("auto: flow") and "offline (HF_HUB_OFFLINE)" in trk.selection
+    assert "--sam2-checkpoint" in trk.selection  # how to get SAM 2
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    hub.fail = ConnectionError("no route to host")
+    trk = build_tracker("auto")
+    assert trk.name == "flow" and hub.calls == [("facebook/sam2.1-hiera-tiny", "sam2.1_hiera_tiny.pt")]
+    assert (
+        "download of facebook/sam2.1-hiera-tiny failed (ConnectionError: no route to host)" in trk.selection
+    )
+
+
+def test_auto_prefers_option_env_and_cache_to_a_download(hub, monkeypatch, hiera_t_checkpoint):
+    from garvideo.trackers import resolve_sam2
+    from garvideo.trackers.sam2_backend import default_hub_checkpoint
+
+    assert resolve_sam2("x.pt").checkpoint == "x.pt"
+    monkeypatch.setenv("GARVIDEO_SAM2_CHECKPOINT", "env.pt")
+    assert resolve_sam2().reason == "$GARVIDEO_SAM2_CHECKPOINT=env.pt"
+    monkeypatch.delenv("GARVIDEO_SAM2_CHECKPOINT")
+    monkeypatch.setattr(
+        "garvideo.trackers.sam2_backend.cached_hub_checkpoint", lambda: str(hiera_t_checkpoint)
+    )
+    found = resolve_sam2()
+    assert found.checkpoint == str(hiera_t_checkpoint) and "Hugging Face cache" in found.reason
+    assert hub.calls == []  # nothing downloaded while something is on disk
+    assert default_hub_checkpoint("cuda:0") == "facebook/sam2.1-hiera-large"
+    assert default_hub_checkpoint("cpu") == "facebook/sam2.1-hiera-tiny"
+
+
+# -- points and boxes through the real sam2 model -------------------------------------------------------
+def test_points_forward_and_box_backward_from_a_middle_frame(tiny_sam2):
+    v = ToyVideo(n=10)
+    x0, y0, x1, y1 = v.box(5)
+    pts = np.array([[x0 + 6.0, y0 + 6.0], [2.0, 2.0]])
+    r = tiny_sam2.track(
+        v,
+        [
+            Prompt(1, 0, points=np.array([[10.0, 30.0]]), labels=np.array([1])),  # forward from frame 0
+            Prompt(2, 5, points=pts, labels=np.array([1, 0])),  # both ways from frame 5
+            Prompt(3, 5, box=(float(x0), float(y0), float(x1), float(y1))),
+        ],
+    )
+    assert r.object_ids == [1, 2, 3] and r.frames == list(range(10))
+    assert all(r.tracked(f, o) for f in r.frames for o in (1, 2, 3))
+    assert r.frames_visited == 10 + 6  # forward 0..9, backward 5..0
+    # The prompts reach the model: other clicks / a box give other masks on the prompt frame.
+    other = tiny_sam2.track(
+        v, [Prompt(2, 5, points=np.array([[80.0, 60.0]]), labels=np.array([1]))], frames=[5]
+    )
+    assert not np.array_equal(other.mask(5, 2), r.mask(5, 2)) or not np.array_equal(
+        r.mask(5, 3), r.mask(5, 2)
+    )
+
+
+def test_points_and_box_mixed_with_a_mask_in_object_order(tiny_sam2):
+    from garvideo.trackers import build_prompts, masks_from_prompts
+
+    v = ToyVideo(n=8)
+    other = np.zeros((v.height, v.width), bool)
+    other[50:66, 60:90] = True
+    prompts = build_prompts([other], points=["12,30;2,2,0"], boxes=["5,20,29,44"], frame=2)
+    assert [(p.obj_id, p.kind) for p in prompts] == [(1, "mask"), (2, "points"), (3, "box")]
+    assert prompts[1].labels.tolist() == [1, 0] and prompts[2].box == (5.0, 20.0, 29.0, 44.0)
+    r = tiny_sam2.track(v, prompts)
+    assert r.object_ids == [1, 2, 3] and all(r.tracked(f, o) for f in r.frames for o in (1, 2, 3))
+    assert np.array_equal(r.mask(2, 1), other)  # the mask prompt is its own output
+    # describe/ask: points and boxes become SAM 2's masks on the prompt frame only (one frame decoded).
+    v.decoded = 0
+    try:
+        masks = masks_from_prompts(tiny_sam2, v, prompts)
+    except InputError as exc:  # a random model may find nothing at a click: then it says so
+        assert "found no object" in str(exc)
+    else:
+        assert len(masks) == 3 and np.array_equal(masks[0], other)
+        assert np.array_equal(masks[1], r.mask(2, 2)) and np.array_equal(masks[2], r.mask(2, 3))
+    assert v.decoded == 1
+
+
+def test_points_and_boxes_without_sam2_say_how_to_get_it(sample_clip, tmp_path, run_cli, monkeypatch):
+    monkeypatch.delenv("GARVIDEO_SAM2_CHECKPOINT", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("garvideo.trackers.sam2_backend.cached_hub_checkpoint", lambda: None)
+    for extra in (
+        ["--points", "50,60"],
+        ["--box", "10,10,50,50"],
+        ["--points", "50,60", "--tracker", "flow"],
+    ):
+        code, _, err = run_cli("track", sample_clip.video_path, *extra, "--out", tmp_path / "x")
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1, err
+        assert lines[0].startswith("error: --points/--box: point and box prompts need SAM 2"), err
+        assert "--sam2-checkpoint" in lines[0]
+    for bad, needle in ((["--points", "5"], "2 or 3 values"), (["--points", "5,5,2"], "label must be 1"),
+                        (["--box", "5,5,1,9"], "empty"), (["--points", "5,5,0"], "positive point")):  # fmt: skip
+        code, _, err = run_cli("track", sample_clip.video_path, *bad, "--tracker", "static", "--json")
+        assert code == 2 and needle in err, (bad, err)
+
+
+def test_track_cli_with_points_and_box_on_sam2(sample_clip, tmp_path, run_cli, hiera_t_checkpoint):
+    from garvideo.masks import load_mask, read_track_rle
+
+    out, rle = tmp_path / "m", tmp_path / "m.json"
+    code, stdout, err = run_cli(
+        "track", sample_clip.video_path, "--mask", sample_clip.object_masks[0], "--points", "160,120;5,5,0",
+        "--box", "20,20,120,100", "--tracker", "sam2", "--sam2-checkpoint", hiera_t_checkpoint,
+        "--image-size", "256", "--threads", "1", "--end", "3", "--out", out, "--rle", rle, "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["tracker"] == "sam2" and summary["tracker_reason"].startswith("sam2: --tracker sam2")
+    assert list(summary["objects"]) == ["object0", "object1", "object2"]
+    back = read_track_rle(rle)
+    assert len(back) == 3 and sorted(back[0]) == [0, 1, 2]
+    assert np.array_equal(back[0][0], sample_clip.gt(0)[0])  # the mask object, as given on its frame
+    from PIL import Image
+
+    from garvideo.masks import masks_to_id_map
+
+    none = np.zeros((sample_clip.height, sample_clip.width), bool)
+    for f in range(3):  # the palette PNG is the id map of the same masks (later objects drawn over)
+        png = np.asarray(Image.open(out / f"{f:05d}.png"))
+        assert np.array_equal(png, masks_to_id_map([none if o[f] is None else o[f] for o in back]))
+    assert len(load_mask(out / "00000.png")) >= 1
+
+
+def test_batch_questions_take_points_and_boxes(tiny_sam2, tiny_model_dir, tmp_path):
+    from PIL import Image
+
+    from garvideo.batch import BatchAnswerer, parse_question
+    from garvideo.pipeline import GarVideo
+
+    v = ToyVideo(n=4)
+    frames = tmp_path / "clip"
+    frames.mkdir()
+    for i, im in v.frames(range(4)):
+        Image.fromarray(im).save(frames / f"{i:05d}.png")
+    line = {"id": "q", "video": "clip", "frame": 1, "question": "What is <object0> near <object1>?",
+            "points": [[[12, 30], [2, 2, 0]]], "box": [5, 20, 29, 44]}  # fmt: skip
+    q = parse_question(line, base=tmp_path)
+    assert q.problem is None and q.points == ("12,30,1;2,2,0",) and q.boxes == ((5.0, 20.0, 29.0, 44.0),)
+    assert q.mask_files == ()
+    bad = parse_question({**line, "box": [5, 20, 1, 44]}, base=tmp_path)
+    assert "'box'[0]" in bad.problem and "empty" in bad.problem
+    mixed = parse_question({**line, "masks": [{"0": "m.png"}]}, base=tmp_path)
+    assert "not both" in mixed.problem
+    gv = GarVideo(model=str(tiny_model_dir), tracker=tiny_sam2, num_frames=1, max_new_tokens=1)
+    record = BatchAnswerer(gv)(q)
+    assert record["error"] is None and record["frames"]
+    assert record["notes"][0].startswith("tracker: sam2")
+
+
+def test_cli_describe_online_with_a_mask_tracks_with_sam2(
+    hub, tiny_model_dir, sample_clip, tmp_path, run_cli
+):
+    # `garvideo describe clip --mask m.png` as a new user runs it, online with no checkpoint on disk
+    # (the download answered from a local file). K = 1 and the prompt on the middle keyframe keep
+    # SAM 2 (full-size hiera-t at 1024 on CPU) to one frame.
+    from garvideo.masks import save_mask
+
+    mask = save_mask(tmp_path / "m.png", sample_clip.gt(24)[0])
+    code, out, err = run_cli(
+        "describe", sample_clip.video_path, "--mask", mask, "--frame", "24", "--num-frames", "1",
+        "--model", tiny_model_dir, "--max-new-tokens", "1", "--device", "cpu", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    data = json.loads(out)
+    assert hub.calls == [("facebook/sam2.1-hiera-tiny", "sam2.1_hiera_tiny.pt")]
+    assert data["tracker"] == "sam2" and data["frames"] == [24]
+    assert data["tracker_reason"] == "auto: sam2, downloaded facebook/sam2.1-hiera-tiny (the default on cpu)"
+    assert data["notes"][0] == f"tracker: {data['tracker_reason']}"  # DescribeResult's note

@@ -1,8 +1,14 @@
 """Mask propagation: from the user's mask(s) on one frame to a mask per object on every frame.
 
 Backends (see each module): ``sam2`` (SAM 2.1 video model driven by garvideo's own streaming loop),
-``flow`` (weight-free: optical flow + appearance models; the default without a SAM2 checkpoint) and
-``static`` (the prompt copied to every frame: the baseline).
+``flow`` (weight-free: optical flow + appearance models; what ``auto`` falls back to when no SAM 2
+checkpoint can be found or downloaded) and ``static`` (the prompt copied to every frame: the baseline).
+
+``auto`` resolves SAM 2 as GAR is resolved (:func:`resolve_sam2`): ``--sam2-checkpoint`` /
+``$GARVIDEO_SAM2_CHECKPOINT`` (a ``.pt`` file or a hub id), then a SAM 2.1 checkpoint in the Hugging
+Face cache, then a download of the device's default (:data:`DEFAULT_HUB_CHECKPOINT`: hiera-large on
+CUDA, hiera-tiny on CPU) when online; ``flow`` only when offline or the download fails. Every built
+tracker says which backend it is and why (``Tracker.selection``, copied to ``TrackResult.reason``).
 
 Example::
 
@@ -21,10 +27,12 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 
 from garvideo.errors import InputError
 from garvideo.trackers.base import Prompt, Session, Tracker, TrackResult, VideoLike
 from garvideo.trackers.flow import FlowOptions, FlowTracker
+from garvideo.trackers.prompts import build_prompts, masks_from_prompts, parse_box, parse_points
 from garvideo.trackers.static import StaticTracker
 
 logger = logging.getLogger(__name__)
@@ -38,14 +46,25 @@ __all__ = [
     "FlowOptions",
     "FlowTracker",
     "Prompt",
+    "Sam2Resolution",
     "Session",
     "StaticTracker",
     "TrackResult",
     "Tracker",
     "VideoLike",
+    "build_prompts",
     "build_tracker",
     "find_sam2_checkpoint",
+    "masks_from_prompts",
+    "parse_box",
+    "parse_points",
+    "resolve_sam2",
 ]
+
+HOW_TO_GET_SAM2 = (
+    f"pass --sam2-checkpoint PATH (a SAM 2.1 .pt file) or a hub id such as facebook/sam2.1-hiera-tiny "
+    f"when online, or set {CHECKPOINT_ENV}"
+)
 
 
 def find_sam2_checkpoint(checkpoint: str | None = None) -> str | None:
@@ -55,16 +74,57 @@ def find_sam2_checkpoint(checkpoint: str | None = None) -> str | None:
     A path given explicitly (option or environment) is returned as is, even if it does not exist,
     so that the sam2 backend reports the problem instead of silently falling back.
     """
+    return resolve_sam2(checkpoint, download=False).checkpoint
+
+
+@dataclass(frozen=True)
+class Sam2Resolution:
+    """What :func:`resolve_sam2` found: a checkpoint (``.pt`` path or hub id) or ``None``, and why."""
+
+    checkpoint: str | None
+    reason: str
+
+
+def resolve_sam2(
+    checkpoint: str | None = None, device: str | None = None, *, download: bool = True
+) -> Sam2Resolution:
+    """Find the SAM 2 checkpoint ``auto`` uses, downloading the default one when online.
+
+    Order: ``checkpoint`` (``--sam2-checkpoint``), ``$GARVIDEO_SAM2_CHECKPOINT``, a SAM 2.1
+    checkpoint in the Hugging Face cache, a download of :func:`~garvideo.trackers.sam2_backend.default_hub_checkpoint`
+    for ``device`` (``huggingface_hub.hf_hub_download``; skipped with ``download=False``);
+    ``checkpoint=None`` with the reason when the hub is offline (``HF_HUB_OFFLINE``), the download
+    fails or the ``sam2`` package is missing.
+    """
     if checkpoint:
-        return str(checkpoint)
+        return Sam2Resolution(str(checkpoint), f"--sam2-checkpoint {checkpoint}")
     env = os.environ.get(CHECKPOINT_ENV)
     if env:
-        return env
+        return Sam2Resolution(env, f"${CHECKPOINT_ENV}={env}")
+    import importlib.util
+
+    if importlib.util.find_spec("sam2") is None:
+        return Sam2Resolution(None, "the sam2 package is not installed (see the README: Install)")
+    from garvideo.trackers import sam2_backend as sb
+
+    hit = sb.cached_hub_checkpoint()
+    if hit is not None:
+        return Sam2Resolution(hit, f"SAM 2.1 checkpoint in the Hugging Face cache ({hit})")
+    repo = sb.default_hub_checkpoint(device)
+    if not download:
+        return Sam2Resolution(None, f"no SAM 2.1 checkpoint on disk ({repo} not downloaded)")
+    if sb.hub_offline():
+        return Sam2Resolution(
+            None,
+            f"offline (HF_HUB_OFFLINE) and no SAM 2.1 checkpoint on disk, so {repo} cannot be downloaded",
+        )
+    logger.info("tracker auto: downloading %s (no SAM 2 checkpoint on disk)", repo)
     try:
-        from garvideo.trackers.sam2_backend import cached_hub_checkpoint
-    except ImportError:  # sam2 not installed
-        return None
-    return cached_hub_checkpoint()
+        path = sb.download_hub_checkpoint(repo)
+    except Exception as exc:  # noqa: BLE001 - network, gated repo, disk: fall back, and say so
+        return Sam2Resolution(None, f"the download of {repo} failed ({type(exc).__name__}: {str(exc)[:120]})")
+    kind = next(k for k, r in sb.DEFAULT_HUB_CHECKPOINT.items() if r == repo)
+    return Sam2Resolution(path, f"downloaded {repo} (the default on {kind})")
 
 
 def build_tracker(name: str = "auto", **options: object) -> Tracker:
@@ -98,19 +158,21 @@ def build_tracker(name: str = "auto", **options: object) -> Tracker:
         "model",
     }
     flow_keys = set(FlowOptions.__dataclass_fields__) | {"threads"}
-    selection = None
     if name == "auto":
-        ckpt = find_sam2_checkpoint(options.get("sam2_checkpoint"))  # type: ignore[arg-type]
-        if ckpt is not None:
+        found = resolve_sam2(options.get("sam2_checkpoint"), options.get("device"))  # type: ignore[arg-type]
+        if found.checkpoint is not None:
             name = "sam2"
-            options = {**options, "sam2_checkpoint": ckpt}
-            selection = f"auto: sam2, checkpoint {ckpt}"
+            options = {**options, "sam2_checkpoint": found.checkpoint}
+            selection = f"auto: sam2, {found.reason}"
         else:
             name = "flow"
-            selection = (
-                f"auto: flow, no SAM2 checkpoint; pass --sam2-checkpoint or set {CHECKPOINT_ENV} for sam2"
-            )
-        logger.info("tracker %s", selection)
+            selection = f"auto: flow (weight-free, less accurate than SAM 2): {found.reason}; for SAM 2 {HOW_TO_GET_SAM2}"
+    elif name == "sam2":
+        ckpt = options.get("sam2_checkpoint") or os.environ.get(CHECKPOINT_ENV)
+        selection = f"sam2: --tracker sam2, {'checkpoint ' + str(ckpt) if ckpt else 'model given'}"
+    else:
+        selection = f"{name}: --tracker {name}"
+    logger.info("tracker %s", selection)
     unknown = set(options) - sam2_keys - flow_keys
     if unknown:
         raise InputError("tracker options", f"unknown option(s): {', '.join(sorted(unknown))}")

@@ -120,6 +120,8 @@ class TrackResult:
             ``"frames_per_second"`` over the frames visited.
         frames_visited: how many frames were decoded and propagated through.
         info: backend details (e.g. sam2 config and image size).
+        reason: which backend ran and why (``Tracker.selection``: e.g. ``"auto: flow (...): offline
+            (HF_HUB_OFFLINE) ..."``); shown by every command that tracks.
     """
 
     tracker: str
@@ -129,6 +131,7 @@ class TrackResult:
     timings: dict[str, float] = field(default_factory=dict)
     frames_visited: int = 0
     info: dict[str, object] = field(default_factory=dict)
+    reason: str = ""
     _store: dict[int, dict[int, tuple[_Runs, float]]] = field(default_factory=dict, repr=False)
 
     # -- building ----------------------------------------------------------------------------
@@ -195,11 +198,16 @@ class TrackResult:
         """A JSON-ready summary: tracker, frames, per-object visible frames, timings."""
         return {
             "tracker": self.tracker,
+            "tracker_reason": self.reason,
             "frames": len(self.frames),
             "first_frame": self.frames[0] if self.frames else None,
             "last_frame": self.frames[-1] if self.frames else None,
             "frames_visited": self.frames_visited,
-            "objects": {str(o): {"visible_frames": len(self.visible_frames(o))} for o in self.object_ids},
+            # objectK is the K-th prompt (id K+1), as <objectK> in questions and value K+1 in id maps.
+            "objects": {
+                f"object{k}": {"id": o, "visible_frames": len(self.visible_frames(o))}
+                for k, o in enumerate(self.object_ids)
+            },
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "info": self.info,
         }
@@ -349,6 +357,7 @@ class Tracker:
         result.info.update(self.describe())
         if self.selection:
             result.info["selection"] = self.selection
+        result.reason = self.selection or self.name
         return result
 
     # -- to override ---------------------------------------------------------------------------

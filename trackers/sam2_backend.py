@@ -118,13 +118,73 @@ def _config_for_checkpoint(path: str) -> str:
     return config_name("t")
 
 
+# The SAM 2.1 checkpoint ``auto`` downloads when none is on disk, per device kind. Published figures
+# (facebookresearch/sam2 README, "SAM 2.1 checkpoints" table; speed on one A100, torch 2.5.1, CUDA 12.4):
+#   hiera-tiny       38.9 M params, 91.2 FPS, SA-V test J&F 76.5, MOSE val 71.8, LVOS v2 77.3
+#   hiera-small      46.0 M,        84.8 FPS,                76.6,          73.5,         78.3
+#   hiera-base-plus  80.8 M,        64.1 FPS,                78.2,          73.7,         78.2
+#   hiera-large     224.4 M,        39.5 FPS,                79.5,          74.6,         80.6
+# On CUDA the large model still runs in real time and is the most accurate; on CPU, where SAM 2 costs
+# seconds per frame (bench/track.py: hiera-t 1.7 s/frame at image size 512, 9.7 s at 1024, 1 thread),
+# the tiny one is the fastest and within 0.1 J&F of the small one on SA-V.
+DEFAULT_HUB_CHECKPOINT = {
+    "cuda": "facebook/sam2.1-hiera-large",
+    "cpu": "facebook/sam2.1-hiera-tiny",
+}
+
+
+def default_hub_checkpoint(device: str | None = None) -> str:
+    """The hub id ``auto`` downloads for ``device`` (``None``: CUDA when available, else CPU)."""
+    if device is None:
+        import torch
+
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    else:
+        kind = "cuda" if str(device).startswith("cuda") else "cpu"
+    return DEFAULT_HUB_CHECKPOINT[kind]
+
+
+def hub_offline() -> bool:
+    """Whether the Hugging Face hub is switched off (``HF_HUB_OFFLINE``), read now, not at import."""
+    value = os.environ.get("HF_HUB_OFFLINE")
+    if value is not None:
+        return value.strip().lower() not in ("", "0", "false", "no", "off")
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return True
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def download_hub_checkpoint(repo_id: str) -> str:
+    """Download (or find in the cache) the ``.pt`` file of a SAM 2.1 hub id; its local path.
+
+    Goes through ``huggingface_hub.hf_hub_download`` (looked up at call time), the one download path.
+
+    Raises:
+        InputError: an unknown hub id.
+        Exception: whatever the download raises (offline, network error, ...).
+    """
+    if repo_id not in HUB_CHECKPOINTS:
+        raise InputError(
+            "--sam2-checkpoint",
+            f"unknown SAM 2.1 hub id {repo_id!r} (choose from {', '.join(HUB_CHECKPOINTS)})",
+        )
+    import huggingface_hub
+
+    return str(huggingface_hub.hf_hub_download(repo_id, HUB_CHECKPOINTS[repo_id][1]))
+
+
 def cached_hub_checkpoint() -> str | None:
-    """A SAM 2.1 checkpoint already in the Hugging Face cache (smallest first), or ``None``."""
+    """A SAM 2.1 checkpoint already in the Hugging Face cache, or ``None``: the default for this
+    machine's device first (:func:`default_hub_checkpoint`), then the others smallest first."""
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return None
-    for repo, (_, fname) in HUB_CHECKPOINTS.items():
+    first = default_hub_checkpoint()
+    for repo in [first, *(r for r in HUB_CHECKPOINTS if r != first)]:
+        fname = HUB_CHECKPOINTS[repo][1]
         try:
             hit = try_to_load_from_cache(repo, fname)
         except Exception as exc:  # noqa: BLE001 - a broken cache is the same as no cache
@@ -145,9 +205,7 @@ def resolve_checkpoint(checkpoint: str) -> tuple[str, str | None]:
     if checkpoint in HUB_CHECKPOINTS and not os.path.exists(checkpoint):
         cfg, fname = HUB_CHECKPOINTS[checkpoint]
         try:
-            from huggingface_hub import hf_hub_download
-
-            return hf_hub_download(checkpoint, fname), config_name(cfg)
+            return download_hub_checkpoint(checkpoint), config_name(cfg)
         except Exception as exc:  # noqa: BLE001 - offline, gated, ...
             raise ModelUnavailableError(
                 f"cannot download {checkpoint} ({type(exc).__name__}); download {fname} elsewhere and "

@@ -19,6 +19,24 @@ MaskOpt = Annotated[
         show_default=False,
     ),
 ]
+PointsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--points",
+        help="One object by clicks on --frame: 'x,y[,label];x,y[,label]' in pixels, label 1 positive "
+        "(default) or 0 negative; repeat for more objects. Needs SAM 2. Objects are numbered --mask "
+        "objects first, then --points, then --box, each in the order given.",
+        show_default=False,
+    ),
+]
+BoxOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--box",
+        help="One object by its box on --frame: 'x0,y0,x1,y1' in pixels; repeat for more objects. Needs SAM 2.",
+        show_default=False,
+    ),
+]
 FrameOpt = Annotated[int, typer.Option("--frame", "-f", min=0, help="Frame the masks belong to (0-based).")]
 ResizeOpt = Annotated[
     bool, typer.Option("--resize-masks", help="Resize masks to the video size instead of failing.")
@@ -28,7 +46,8 @@ TrackerOpt = Annotated[
     typer.Option(
         "--tracker",
         "-t",
-        help="Mask propagation: auto (sam2 when a checkpoint is found, else flow), sam2, flow or static.",
+        help="Mask propagation: auto (SAM 2: --sam2-checkpoint, $GARVIDEO_SAM2_CHECKPOINT, the hub cache, "
+        "else a download of SAM 2.1 when online; flow when offline), sam2, flow or static.",
     ),
 ]
 Sam2Opt = Annotated[

@@ -110,11 +110,12 @@ def batch(
     )
     with resumable_run("batch QA", enabled=not as_json) as update:
         summary = run_batch(qs, out, gv, shard=shard, retry_errors=retry_errors, progress=update)
-    _print_summary(summary, as_json)
+    _print_summary(summary, as_json, gv)
     exit_for_failures(summary, "questions")
 
 
-def _print_summary(summary: Any, as_json: bool) -> None:
+def _print_summary(summary: Any, as_json: bool, gv: Any = None) -> None:
+    reason = getattr(gv, "tracker_reason", None)
     info = {
         "out": str(summary.out),
         "total": summary.total,
@@ -125,10 +126,14 @@ def _print_summary(summary: Any, as_json: bool) -> None:
         "complete": summary.complete,
         "merged": str(summary.merged) if summary.merged else None,
         "seconds": round(summary.seconds, 3),
+        "tracker": None if reason is None else gv.tracker_name,
+        "tracker_reason": reason,
     }
     if as_json:
         typer.echo(json.dumps(info))
         return
+    if reason is not None:
+        typer.echo(f"tracker: {reason}", err=True)
     typer.echo(
         f"{summary.out}: {summary.skipped + summary.written}/{summary.total} answered "
         f"({summary.skipped} already there, {summary.written} new, {summary.failed_total} with errors) "

@@ -145,6 +145,8 @@ def videorefer_q(
             progress=update,
         )
     scores = result.merged_scores or result.scores
+    if not as_json and gv.tracker_reason is not None:
+        typer.echo(f"tracker: {gv.tracker_reason}", err=True)
     if as_json:
         typer.echo(json.dumps(scores.to_dict()))
     else:

@@ -1,4 +1,5 @@
-"""``garvideo track``: propagate masks through a clip and write one id-map PNG per frame."""
+"""``garvideo track``: propagate masks (or SAM 2 point/box prompts) through a clip; write DAVIS palette
+PNGs, per-frame COCO RLE, an overlay video."""
 
 from __future__ import annotations
 
@@ -8,13 +9,25 @@ from typing import Annotated
 
 import typer
 
-from garvideo.cli._options import DeviceOpt, FrameOpt, MaskOpt, ResizeOpt, Sam2Opt, TrackerOpt, VideoArg
+from garvideo.cli._options import (
+    BoxOpt,
+    DeviceOpt,
+    FrameOpt,
+    MaskOpt,
+    PointsOpt,
+    ResizeOpt,
+    Sam2Opt,
+    TrackerOpt,
+    VideoArg,
+)
 from garvideo.cli._progress import progress_bar
 
 
 def track(
     video: VideoArg,
-    mask: MaskOpt,
+    mask: MaskOpt = None,  # type: ignore[assignment]
+    points: PointsOpt = None,
+    box: BoxOpt = None,
     frame: FrameOpt = 0,
     tracker: TrackerOpt = "auto",
     sam2_checkpoint: Sam2Opt = None,
@@ -37,38 +50,59 @@ def track(
     ] = None,
     stride: Annotated[int, typer.Option("--stride", help="Keep every STRIDE-th frame from --start.")] = 1,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Folder for the {frame:05d}.png id maps.")
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Folder for DAVIS-style palette PNGs {frame:05d}.png (object k = value k+1)."
+        ),
+    ] = None,
+    rle: Annotated[
+        Path | None,
+        typer.Option("--rle", help="Write per-frame COCO RLE per object to this .json (VideoRefer layout)."),
     ] = None,
     overlay: Annotated[
-        Path | None, typer.Option("--overlay", help="Also write the clip with masks drawn (.mp4).")
+        Path | None,
+        typer.Option("--overlay", help="Also write the clip with masks drawn (.mp4 H.264, or .webm)."),
     ] = None,
     resize_masks: ResizeOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of text.")] = False,
+    with_masks: Annotated[
+        bool, typer.Option("--with-masks", help="With --json: include the masks as COCO RLE ('masks').")
+    ] = False,
 ) -> None:
-    """Propagate object masks from one frame to the whole clip (both ways from --frame).
+    """Propagate objects from one frame to the whole clip (both ways from --frame).
 
-    Writes OUT/{frame:05d}.png per frame: mode L, pixel = object id (0 = background).
+    Objects come from --mask files, --points clicks and --box boxes (points and boxes need SAM 2);
+    they are object0, object1, … in that order. OUT/{frame:05d}.png is a DAVIS-style palette PNG
+    (mode P, 0 = background, objectK = K+1); --rle writes {"size", "objects", "annotation": [per
+    object {frame: {"segmentation": COCO RLE} | null}]}. Which tracker ran, and why, goes to stderr
+    (JSON: "tracker", "tracker_reason").
 
-    Example: garvideo track clip.mp4 --mask dog.png --frame 0 --out masks/ --overlay dog.mp4
+    Example: garvideo track clip.mp4 --mask dog.png --box 10,20,120,200 --frame 0 --out masks/ --rle masks.json --overlay dog.mp4
     """
     from garvideo.cli._checks import check_device, check_frame, check_tracker, interrupt_hint
     from garvideo.errors import InputError
-    from garvideo.masks import load_masks, save_id_map
-    from garvideo.trackers import Prompt, build_tracker
+    from garvideo.masks import load_masks, save_palette_png, track_to_rle, write_track_rle
+    from garvideo.trackers import build_prompts, build_tracker
+    from garvideo.trackers.prompts import require_sam2
     from garvideo.video import open_video
 
-    if out is None and overlay is None and not as_json:
+    if out is None and overlay is None and rle is None and not as_json:
         raise InputError(
-            "--out", "give --out DIR (and/or --overlay OUT.mp4 or --json); nothing would be written"
+            "--out",
+            "give --out DIR (and/or --rle OUT.json, --overlay OUT.mp4 or --json); nothing would be written",
+        )
+    if not (mask or points or box):
+        raise InputError(
+            "--mask", "give at least one object: --mask FILE, --points 'x,y' or --box 'x0,y0,x1,y1'"
         )
     if out is not None and out.exists() and not out.is_dir():
-        raise InputError(out, "is a file; --out takes a folder (one id-map PNG per frame is written there)")
+        raise InputError(out, "is a file; --out takes a folder (one palette PNG per frame is written there)")
     check_tracker(tracker)
     check_device(device)
     with interrupt_hint("tracking stopped; nothing was written") as stage, open_video(video) as vid:
         check_frame(frame, vid.num_frames)
-        masks = load_masks(mask, (vid.height, vid.width), resize=resize_masks)
-        prompts = [Prompt(obj_id=i, frame=frame, mask=m) for i, m in enumerate(masks, start=1)]
+        masks = load_masks(mask or [], (vid.height, vid.width), resize=resize_masks)
+        prompts = build_prompts(masks, points or [], box or [], frame)
         options = {
             k: v
             for k, v in {
@@ -81,17 +115,27 @@ def track(
             if v is not None
         }
         trk = build_tracker(tracker, **options)
+        require_sam2(trk, prompts)
         with progress_bar(f"tracking ({trk.name})", enabled=not as_json) as bar:
             result = trk.track(
                 vid, prompts, start=start, end=end, stride=stride, progress=None if bar is None else bar.count
             )
+        ids = result.object_ids
         if out is not None:
             stage.text = f"writing the masks stopped: {out}/ is incomplete; rerun the command"
             out.mkdir(parents=True, exist_ok=True)
             for fi in result.frames:
-                save_id_map(
-                    out / f"{fi:05d}.png", [result.mask(fi, o) for o in result.object_ids], result.object_ids
-                )
+                save_palette_png(out / f"{fi:05d}.png", [result.mask(fi, o) for o in ids], ids)
+        annotation = None
+        if rle is not None or with_masks:  # encoded frame by frame (a long track is never all decoded)
+            annotation = track_to_rle(
+                ((fi, [result.mask(fi, o) for o in ids]) for fi in result.frames), len(ids)
+            )
+        if rle is not None:
+            write_track_rle(
+                rle, annotation or [], (vid.height, vid.width), tracker=result.tracker,
+                tracker_reason=result.reason,
+            )  # fmt: skip
         if overlay is not None:
             from garvideo.overlay import render_overlay
 
@@ -99,20 +143,25 @@ def track(
             render_overlay(vid, result, overlay)
     summary = result.summary()
     summary["out"] = None if out is None else str(out)
+    summary["rle"] = None if rle is None else str(rle)
     summary["overlay"] = None if overlay is None else str(overlay)
+    if with_masks and annotation is not None:
+        summary["masks"] = annotation
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
+    typer.echo(f"tracker: {result.reason}", err=True)
     t = result.timings
-    picked = f" ({result.info['selection']})" if result.info.get("selection") else ""
     typer.echo(
-        f"{len(result.frames)} frames tracked with {result.tracker}{picked} in {t['total']:.1f} s "
+        f"{len(result.frames)} frames tracked with {result.tracker} in {t['total']:.1f} s "
         f"({t['frames_per_second']:.1f} frames/s)"
     )
-    for o in result.object_ids:
-        typer.echo(f"  object {o}: visible on {len(result.visible_frames(o))} of {len(result.frames)} frames")
+    for k, o in enumerate(ids):
+        typer.echo(f"  object{k}: visible on {len(result.visible_frames(o))} of {len(result.frames)} frames")
     if out is not None:
         typer.echo(f"masks: {out}/")
+    if rle is not None:
+        typer.echo(f"rle: {rle}")
     if overlay is not None:
         typer.echo(f"overlay: {overlay}")
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from garvideo.cli._options import (
+    BoxOpt,
     DeviceOpt,
     DtypeOpt,
     FrameOpt,
@@ -22,6 +23,7 @@ from garvideo.cli._options import (
     MaskOpt,
     ModelOpt,
     NewTokOpt,
+    PointsOpt,
     ResizeOpt,
     RoiOpt,
     Sam2Opt,
@@ -69,15 +71,38 @@ def _prepare(gv: Any, vid: Any, masks: list[Any], frame: int, quiet: bool, **kwa
         return gv.prepare(vid, masks=masks, frame=frame, progress=progress, **kwargs)
 
 
-def _load(video_path: Path, masks: list[Path], resize_masks: bool) -> tuple[Any, list[Any]]:
+def _load(
+    video_path: Path,
+    masks: list[Path] | None,
+    resize_masks: bool,
+    points: list[str] | None = None,
+    boxes: list[str] | None = None,
+    frame: int = 0,
+    gv: Any = None,
+) -> tuple[Any, list[Any]]:
+    """Open the clip and read the objects on ``frame``: mask files, then ``--points``, then ``--box``
+    (these two segmented by SAM 2 on ``frame``: :func:`garvideo.trackers.masks_from_prompts`)."""
+    from garvideo.cli._checks import check_frame
     from garvideo.errors import InputError
     from garvideo.masks import load_masks
+    from garvideo.trackers import build_prompts, masks_from_prompts
     from garvideo.video import open_video
 
-    if not masks:
-        raise InputError("--mask", "give at least one mask")
+    if not (masks or points or boxes):
+        raise InputError(
+            "--mask", "give at least one object: --mask FILE, --points 'x,y' or --box 'x0,y0,x1,y1'"
+        )
     video = open_video(video_path)
-    return video, load_masks(masks, (video.height, video.width), resize=resize_masks)
+    try:
+        check_frame(frame, video.num_frames)
+        loaded = load_masks(masks or [], (video.height, video.width), resize=resize_masks)
+        if points or boxes:
+            prompts = build_prompts(loaded, points or [], boxes or [], frame)
+            loaded = masks_from_prompts(gv.tracker, video, prompts)
+    except BaseException:
+        video.close()
+        raise
+    return video, loaded
 
 
 def _print_notes(notes: list[str]) -> None:
@@ -103,7 +128,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object (no
 
 def describe(
     video: VideoArg,
-    mask: MaskOpt,
+    mask: MaskOpt = None,  # type: ignore[assignment]
+    points: PointsOpt = None,
+    box: BoxOpt = None,
     frame: FrameOpt = 0,
     num_frames: KOpt = 8,
     keyframes: KeyframesOpt = "uniform",
@@ -124,6 +151,8 @@ def describe(
 ) -> None:
     """Describe the masked object(s) of a clip: track them, pick K keyframes, ask GAR.
 
+    Objects: --mask files, then --points clicks, then --box boxes (points and boxes need SAM 2), as
+    <object0>, <object1>, … in that order. Which tracker ran, and why, is the first note (stderr).
     The description streams to the terminal as it is generated (not with --json, which prints
     {"text", "frames", "objects", "tracker", "model", "timings", "notes"}). Without model weights
     (offline, none on disk) the objects are still tracked and --overlay is written, then the
@@ -131,7 +160,7 @@ def describe(
 
     Example: garvideo describe clip.mp4 --mask dog.png --frame 0 --num-frames 8 --overlay out.mp4
     """
-    from garvideo.cli._checks import check_frame, check_model_options, check_objects, interrupt_hint
+    from garvideo.cli._checks import check_model_options, check_objects, interrupt_hint
     from garvideo.pipeline import load_model_or_none
 
     check_model_options(tracker, device, dtype)
@@ -147,8 +176,7 @@ def describe(
         dtype,
         max_new_tokens,
     )
-    vid, masks = _load(video, mask, resize_masks)
-    check_frame(frame, vid.num_frames)
+    vid, masks = _load(video, mask, resize_masks, points, box, frame, gv)
     check_objects(len(masks))
     with interrupt_hint("describe stopped before the description; nothing was written") as stage, vid:
         missing = load_model_or_none(gv)
@@ -178,20 +206,24 @@ def describe(
 def _write_overlay(vid: Any, clip: Any, out: Path, caption: str | None, quiet: bool) -> None:
     from garvideo.overlay import render_overlay
 
-    path = render_overlay(vid, clip.masks_by_frame(), out, caption=caption or None)
+    path = render_overlay(vid, clip.masks_by_frame(), out, caption=caption or None, keyframes=clip.frames)
     if not quiet:
         typer.echo(f"overlay written to {path}", err=True)
 
 
 def ask(
     video: VideoArg,
-    mask: MaskOpt,
+    mask: MaskOpt = None,  # type: ignore[assignment]
     question: Annotated[
         str,
         typer.Option(
-            "--question", "-q", help="The question; objects are <object0>, <object1>, … in --mask order."
+            "--question",
+            "-q",
+            help="The question; objects are <object0>, <object1>, … (--mask, then --points, then --box).",
         ),
-    ],
+    ] =...,  # required
+    points: PointsOpt = None,
+    box: BoxOpt = None,
     option: Annotated[
         list[str] | None,
         typer.Option("--option", help="An answer option (repeat; lettered A, B, … in order)."),
@@ -218,13 +250,7 @@ def ask(
 
     Example: garvideo ask clip.mp4 --mask a.png --mask b.png --question "What is <object0> doing to <object1>?" --option "chasing it" --option "ignoring it"
     """
-    from garvideo.cli._checks import (
-        check_frame,
-        check_model_options,
-        check_objects,
-        check_question,
-        interrupt_hint,
-    )
+    from garvideo.cli._checks import check_model_options, check_objects, check_question, interrupt_hint
 
     check_model_options(tracker, device, dtype)
     gv = _pipeline(
@@ -239,8 +265,7 @@ def ask(
         dtype,
         max_new_tokens,
     )
-    vid, masks = _load(video, mask, resize_masks)
-    check_frame(frame, vid.num_frames)
+    vid, masks = _load(video, mask, resize_masks, points, box, frame, gv)
     check_objects(len(masks))
     check_question(question, option, len(masks))
     with interrupt_hint("ask stopped before the answer; nothing was written"), vid:
