@@ -46,7 +46,7 @@ from starlette.responses import StreamingResponse
 
 from garvideo.errors import InputError
 from garvideo.serve.cache import ClipCache
-from garvideo.serve.media import MediaStore, ObjectSpec, VideoSource, too_large, clip_key, decode_masks
+from garvideo.serve.media import MediaStore, ObjectSpec, VideoSource, clip_key, decode_masks, too_large
 from garvideo.serve.prompts import prepare_kwargs
 from garvideo.serve.schema import ApiError, ChatRequest, chunk_body, completion_body, error_body, new_id
 
@@ -123,6 +123,7 @@ class Engine:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="garvideo-model")
         self._lock = threading.Lock()
         self._in_flight = 0
+        self._running = False  # the model thread is working on a request
         self._seconds = 1.0  # running mean of a request's time in the model thread (for Retry-After)
         self.counts = {"served": 0, "failed": 0, "cancelled": 0, "rejected": 0}
 
@@ -155,6 +156,7 @@ class Engine:
         with self._lock:
             return {
                 "in_flight": self._in_flight,
+                "running": self._running,
                 "max_queue": self.config.max_queue,
                 "requests": dict(self.counts),
                 "cache": self.cache.stats(),
@@ -168,6 +170,7 @@ class Engine:
         if cancel.is_set():
             raise ClientGone
         t0 = time.perf_counter()
+        self._running = True
         try:
             clip = self.cache.get(job.key)
             cached = clip is not None
@@ -189,6 +192,7 @@ class Engine:
                 result = self.gv.ask(clip, job.question, job.options, **kw)
             return result, cached
         finally:
+            self._running = False
             with self._lock:
                 self._seconds = 0.8 * self._seconds + 0.2 * (time.perf_counter() - t0)
 
@@ -510,11 +514,14 @@ def create_app(gv: Any, config: ServeConfig | None = None) -> Any:
 
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
-            state = {"finished": False, "released": False}
+            state = {"finished": False, "released": False, "counted": False}
 
             def close_stream() -> None:
                 if not state["finished"]:
                     cancel.set()  # the client went away: the model thread stops at its next token
+                    if not state["counted"]:
+                        state["counted"] = True
+                        engine.count("cancelled")
                 if not state["released"]:
                     state["released"] = True
                     engine.release()
@@ -527,12 +534,12 @@ def create_app(gv: Any, config: ServeConfig | None = None) -> Any:
                         yield _sse(chunk_body(rid, req.model, {"content": event[1]}))
                         event = await next_event()
                     if event is None:
-                        engine.count("cancelled")
-                        return
+                        return  # counted as cancelled by close_stream
                     try:
                         result, cached = event[1].result()
                     except BaseException as exc:  # noqa: BLE001 - told to the client in the stream
                         engine.count("cancelled" if isinstance(exc, ClientGone) else "failed")
+                        state["counted"] = True
                         err = _as_api_error(exc)
                         yield _sse(error_body(err.status, err.message, err.param, err.code))
                         yield "data: [DONE]\n\n"

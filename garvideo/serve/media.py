@@ -209,9 +209,10 @@ class MediaStore:
             if key in self._digests:
                 self._digests.move_to_end(key)
                 return self._digests[key]
-        h = hashlib.sha256()
+        h = hashlib.sha256()  # a file: its bytes (as for an upload); a folder: names and bytes
         for p in files:
-            h.update(p.name.encode() + b"\0")
+            if path.is_dir():
+                h.update(p.name.encode() + b"\0")
             with open(p, "rb") as f:
                 while chunk := f.read(_CHUNK):
                     h.update(chunk)
