@@ -139,6 +139,8 @@ def test_models_health_describe_ask_and_cache(served, client):
     assert ga["task"] == "ask" and a.usage.completion_tokens == 3
     assert ga["clip"] == "cached" and ga["timings"]["vision"] == 0.0  # same clip and mask: prepared once
     assert ga["frames"] == g["frames"]
+    sampled = _ask(client, root, "What is <object0> doing?", max_tokens=3, temperature=0.8, top_p=0.9)
+    assert sampled.usage.completion_tokens <= 3 and sampled.model_extra["garvideo"]["clip"] == "cached"
 
 
 def test_multiple_choice_two_objects_png_and_rle(served, client):
@@ -381,3 +383,8 @@ def test_file_urls_are_refused_without_an_allowed_root(tmp_path, sample_clip):
     assert exc.value.status == 403 and "--allowed-root" in exc.value.message
     src = store.resolve("data:video/mp4;base64," + _b64(sample_clip.video_path))
     assert (src.num_frames, src.height, src.width) == (48, 240, 320) and src.path.parent == tmp_path
+
+
+def test_serve_help_has_an_example(run_cli):
+    code, out, _ = run_cli("serve", "--help")
+    assert code == 0 and "Example: garvideo serve" in out and "--allowed-root" in out
