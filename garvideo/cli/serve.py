@@ -6,6 +6,7 @@ Parsing, start-up and printing only; the app is :func:`garvideo.serve.create_app
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import sys
 from pathlib import Path
@@ -164,8 +165,14 @@ def register(app: typer.Typer) -> None:
             err=True,
         )
         sys.stderr.flush()
-        level = "info" if any(a in ("-v", "-vv", "--verbose") for a in sys.argv) else "warning"
+        level = "info" if logging.getLogger().getEffectiveLevel() <= logging.INFO else "warning"  # -v
         server = uvicorn.Server(
-            uvicorn.Config(create_app(gv, config), log_level=level, access_log=level == "info", lifespan="on")
+            uvicorn.Config(
+                create_app(gv, config),
+                log_level=level,
+                access_log=level == "info",
+                lifespan="on",
+                timeout_graceful_shutdown=5,
+            )
         )
         server.run(sockets=[sock])

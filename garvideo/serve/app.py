@@ -47,7 +47,7 @@ from starlette.responses import StreamingResponse
 from garvideo.errors import InputError
 from garvideo.serve.cache import ClipCache
 from garvideo.serve.media import MediaStore, ObjectSpec, VideoSource, clip_key, decode_masks, too_large
-from garvideo.serve.prompts import prepare_kwargs
+from garvideo.serve.prompts import check_prompts, prepare_kwargs
 from garvideo.serve.schema import ApiError, ChatRequest, chunk_body, completion_body, error_body, new_id
 
 __all__ = ["ServeConfig", "create_app"]
@@ -124,6 +124,7 @@ class Engine:
         self._lock = threading.Lock()
         self._in_flight = 0
         self._running = False  # the model thread is working on a request
+        self._stopping = threading.Event()  # set on shutdown: running and waiting requests stop
         self._seconds = 1.0  # running mean of a request's time in the model thread (for Retry-After)
         self.counts = {"served": 0, "failed": 0, "cancelled": 0, "rejected": 0}
 
@@ -167,7 +168,7 @@ class Engine:
         return self._executor.submit(self._run, job, on_text, cancel)
 
     def _run(self, job: Job, on_text: Callable[[str], None] | None, cancel: threading.Event) -> Any:
-        if cancel.is_set():
+        if cancel.is_set() or self._stopping.is_set():
             raise ClientGone
         t0 = time.perf_counter()
         self._running = True
@@ -175,12 +176,12 @@ class Engine:
             clip = self.cache.get(job.key)
             cached = clip is not None
             if clip is None:
-                kwargs = prepare_kwargs(self.gv, job.objects, job.frame)
+                kwargs = prepare_kwargs(self.gv, job.objects, job.frame, job.video.path)
                 clip = self.gv.prepare(job.video.path, num_frames=job.num_frames, **kwargs)
                 self.cache.put(job.key, clip)
 
             def stream(piece: str) -> None:
-                if cancel.is_set():
+                if cancel.is_set() or self._stopping.is_set():
                     raise ClientGone
                 if on_text is not None:
                     on_text(piece)
@@ -197,7 +198,8 @@ class Engine:
                 self._seconds = 0.8 * self._seconds + 0.2 * (time.perf_counter() - t0)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._stopping.set()
+        self._executor.shutdown(wait=True, cancel_futures=True)
         self.cache.clear()
 
 
@@ -271,6 +273,7 @@ def build_job(req: ChatRequest, gv: Any, media: MediaStore) -> Job:
         raise ApiError(400, "options need a question in the user message's text", "options")
     video = media.resolve(url)
     frame, objects = decode_masks(req.masks or [], video, MAX_REGIONS)
+    check_prompts(gv, objects)
     if question:
         try:
             rewrite_object_refs(question, len(objects))  # unknown <objectN>: refused before queueing
