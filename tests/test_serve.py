@@ -388,3 +388,51 @@ def test_file_urls_are_refused_without_an_allowed_root(tmp_path, sample_clip):
 def test_serve_help_has_an_example(run_cli):
     code, out, _ = run_cli("serve", "--help")
     assert code == 0 and "Example: garvideo serve" in out and "--allowed-root" in out
+
+
+def test_points_and_box_go_to_sam2(sample_clip, tiny_model_dir):
+    """Points and boxes are segmented by SAM 2 (a tiny random one here) when the server tracks with it
+    and this garvideo has ``garvideo.trackers.masks_from_prompts``; otherwise they are a clear 400.
+    In process (the app without uvicorn), on the sample clip."""
+    pytest.importorskip("sam2")
+    import torch
+    from starlette.testclient import TestClient
+
+    import garvideo.trackers
+    from garvideo.masks import load_mask, rle_encode
+    from garvideo.pipeline import GarVideo
+    from garvideo.serve import ServeConfig, create_app
+    from garvideo.trackers.sam2_backend import TINY_OVERRIDES, Sam2Tracker, build_sam2_model
+
+    threads = torch.get_num_threads()
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    try:
+        sam2 = build_sam2_model(
+            "configs/sam2.1/sam2.1_hiera_t.yaml", image_size=128, extra_overrides=TINY_OVERRIDES
+        )
+        gv = GarVideo(model=str(tiny_model_dir), tracker=Sam2Tracker(model=sam2, device="cpu"), num_frames=2)
+        rle = rle_encode(load_mask(sample_clip.object_masks[0])[0])
+        body = {
+            "model": "garvideo",
+            "max_tokens": 1,
+            "messages": [{"role": "user", "content": [_video(sample_clip.video_path.as_uri())]}],
+            "masks": [{"rle": rle}, {"points": [[200, 150, 1], [5, 5, 0]]}, {"box": [150, 100, 250, 200]}],
+        }
+        body["messages"][0]["content"].append({"type": "text", "text": "What is <object1> doing?"})
+        with TestClient(create_app(gv, ServeConfig(allowed_roots=[sample_clip.root]))) as http:
+            r = http.post("/v1/chat/completions", json=body)
+    finally:
+        torch.set_num_threads(threads)
+    if hasattr(garvideo.trackers, "masks_from_prompts"):
+        if r.status_code == 400:  # random SAM 2 weights may segment nothing: then SAM 2 says so
+            assert r.json()["error"]["code"] == "bad_prompt" and "SAM 2 found no object" in r.text
+            return
+        assert r.status_code == 200, r.text
+        g = r.json()["garvideo"]
+        assert g["tracker"] == "sam2" and [o["id"] for o in g["objects"]] == ["object0", "object1", "object2"]
+    else:  # this garvideo cannot segment points/boxes yet: refused before any work, with why
+        assert (
+            r.status_code == 400
+            and "points/box prompts need a SAM 2 checkpoint" in r.json()["error"]["message"]
+        )
