@@ -540,8 +540,10 @@ def create_app(gv: Any, config: ServeConfig | None = None) -> Any:
                         return  # counted as cancelled by close_stream
                     try:
                         result, cached = event[1].result()
-                    except BaseException as exc:  # noqa: BLE001 - told to the client in the stream
-                        engine.count("cancelled" if isinstance(exc, ClientGone) else "failed")
+                    except ClientGone:
+                        return  # counted as cancelled by close_stream
+                    except Exception as exc:  # noqa: BLE001 - told to the client in the stream
+                        engine.count("failed")
                         state["counted"] = True
                         err = _as_api_error(exc)
                         yield _sse(error_body(err.status, err.message, err.param, err.code))
