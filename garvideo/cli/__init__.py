@@ -41,7 +41,7 @@ app = typer.Typer(
 )
 
 # Command modules, in the order their commands are listed in --help.
-_COMMAND_MODULES = ("track", "understand", "batch", "evaluate", "info", "tiny")
+_COMMAND_MODULES = ("track", "understand", "batch", "evaluate", "serve", "info", "tiny")
 
 
 def _register_all() -> None:

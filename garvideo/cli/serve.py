@@ -1,0 +1,178 @@
+"""``garvideo serve``: the OpenAI-compatible API (:mod:`garvideo.serve`) on uvicorn.
+
+Parsing, start-up and printing only; the app is :func:`garvideo.serve.create_app`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from garvideo.cli._options import (
+    DeviceOpt,
+    DtypeOpt,
+    KeyframesOpt,
+    KOpt,
+    ModelOpt,
+    NewTokOpt,
+    RoiOpt,
+    Sam2Opt,
+    TrackerOpt,
+)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: a free port chosen by the system)."""
+    from garvideo.errors import InputError
+
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(2048)
+    except OSError as exc:
+        raise InputError("--port", f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``serve`` command to ``app``."""
+
+    @app.command("serve")
+    def serve(
+        model: ModelOpt = None,
+        host: Annotated[
+            str, typer.Option("--host", help="Address to listen on (loopback by default; others need care).")
+        ] = "127.0.0.1",
+        port: Annotated[
+            int, typer.Option("--port", min=0, max=65535, help="Port (0: any free port).")
+        ] = 8000,
+        allowed_root: Annotated[
+            list[Path] | None,
+            typer.Option(
+                "--allowed-root",
+                help="Folder file:// video URLs may point into (repeat). None: only data: URLs are accepted.",
+                show_default=False,
+            ),
+        ] = None,
+        api_key: Annotated[
+            str | None,
+            typer.Option(
+                "--api-key",
+                envvar="GARVIDEO_API_KEY",
+                help="Require 'Authorization: Bearer KEY' on /v1 requests (default: $GARVIDEO_API_KEY).",
+                show_default=False,
+            ),
+        ] = None,
+        tracker: TrackerOpt = "auto",
+        sam2_checkpoint: Sam2Opt = None,
+        num_frames: KOpt = 8,
+        keyframes: KeyframesOpt = "uniform",
+        roi_mode: RoiOpt = "official",
+        device: DeviceOpt = None,
+        dtype: DtypeOpt = None,
+        max_new_tokens: NewTokOpt = None,
+        max_queue: Annotated[
+            int,
+            typer.Option(
+                "--max-queue", min=0, help="Requests waiting besides the running one; more get 503."
+            ),
+        ] = 32,
+        max_upload_mb: Annotated[
+            float,
+            typer.Option("--max-upload-mb", min=0.001, help="Largest request body (data: URL videos), MB."),
+        ] = 100.0,
+        cache_size: Annotated[
+            int,
+            typer.Option(
+                "--cache-size", min=1, help="Prepared clips kept (tracking, features, prompt prefix)."
+            ),
+        ] = 8,
+    ) -> None:
+        """Serve GAR over an OpenAI-compatible API: POST /v1/chat/completions, GET /v1/models, GET /health.
+
+        A request gives a video (video_url: file:// under --allowed-root, or data:video/mp4;base64,...),
+        the objects in extra_body.masks (COCO RLE or base64 PNG) and a question about <object0>, ...
+        (no text: a description). Answers stream with stream=true. One model: requests are queued.
+        Prints 'listening on http://HOST:PORT' on stderr once the model is loaded.
+
+        Example: garvideo serve --model /tmp/tiny-gar --allowed-root ~/videos --port 8000
+        """
+        from garvideo.errors import InputError
+
+        try:
+            import uvicorn
+
+            from garvideo.serve import ServeConfig, create_app
+        except ModuleNotFoundError as exc:
+            raise InputError(
+                "serve", f"needs the serve extra ({exc.name} is missing): pip install 'garvideo[serve]'"
+            ) from None
+        from garvideo.cli.understand import _pipeline
+
+        roots = []
+        for root in allowed_root or []:
+            if not root.is_dir():
+                raise InputError(root, "--allowed-root must be an existing folder")
+            roots.append(root.resolve())
+        gv = _pipeline(
+            model,
+            tracker,
+            sam2_checkpoint,
+            num_frames,
+            keyframes,
+            False,
+            roi_mode,
+            device,
+            dtype,
+            max_new_tokens,
+        )
+        gv.bundle  # noqa: B018 - load the model (and fail) before listening
+        gv.tracker  # noqa: B018 - build the tracker ("auto" resolves here)
+        config = ServeConfig(
+            allowed_roots=roots,
+            api_key=api_key or None,
+            max_queue=max_queue,
+            max_upload_mb=max_upload_mb,
+            cache_size=cache_size,
+        )
+        sock = _bind(host, port)
+        bound_host, bound_port = sock.getsockname()[:2]
+        if not _is_loopback(host) and not api_key:
+            typer.echo(
+                f"warning: listening on {host} without --api-key: anyone who can reach it can use it",
+                err=True,
+            )
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        typer.echo(
+            f"garvideo serve: listening on http://{shown}:{bound_port} (model {gv.model_name}, tracker "
+            f"{gv.tracker_name}, allowed roots: {', '.join(map(str, roots)) or 'none (data: URLs only)'})",
+            err=True,
+        )
+        sys.stderr.flush()
+        level = "info" if logging.getLogger().getEffectiveLevel() <= logging.INFO else "warning"  # -v
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(gv, config),
+                log_level=level,
+                access_log=level == "info",
+                lifespan="on",
+                timeout_graceful_shutdown=5,
+            )
+        )
+        server.run(sockets=[sock])

@@ -1,0 +1,75 @@
+"""How a request's objects reach :meth:`garvideo.pipeline.GarVideo.prepare`: masks as they are;
+points and boxes (SAM 2 prompts) first turned into masks on the prompt frame by the tracker, with
+``garvideo.trackers.masks_from_prompts`` when this garvideo has it.
+
+This is the one place of the server that knows how point/box prompts are handled: wiring them
+differently changes only this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from garvideo.errors import InputError
+from garvideo.serve.media import ObjectSpec
+from garvideo.serve.schema import ApiError
+
+__all__ = ["NEEDS_SAM2", "check_prompts", "prepare_kwargs"]
+
+NEEDS_SAM2 = "points/box prompts need a SAM 2 checkpoint"
+
+
+def _masks_from_prompts() -> Any:
+    import garvideo.trackers
+
+    return getattr(garvideo.trackers, "masks_from_prompts", None)
+
+
+def check_prompts(gv: Any, objects: Sequence[ObjectSpec]) -> None:
+    """Refuse points/box objects the server cannot segment (before the request is queued).
+
+    Raises:
+        ApiError: 400 when some object is points or a box and the server's tracker is not SAM 2, or this
+            garvideo cannot turn points/boxes into masks.
+    """
+    if all(o.mask is not None for o in objects):
+        return
+    if gv.tracker_name != "sam2":
+        raise ApiError(
+            400,
+            f"{NEEDS_SAM2} (start the server with --tracker sam2 --sam2-checkpoint PATH); this server tracks "
+            f"with {gv.tracker_name}: send the objects as rle or png masks",
+            "masks",
+            "sam2_required",
+        )
+    if _masks_from_prompts() is None:
+        raise ApiError(
+            400,
+            f"{NEEDS_SAM2} and a garvideo that segments them (garvideo.trackers.masks_from_prompts); send "
+            "the objects as rle or png masks",
+            "masks",
+            "sam2_required",
+        )
+
+
+def prepare_kwargs(gv: Any, objects: Sequence[ObjectSpec], frame: int, video: Path) -> dict[str, Any]:
+    """``prepare`` keyword arguments for the objects on ``frame`` of ``video`` (run in the model thread:
+    points and boxes are segmented by SAM 2 on the prompt frame here)."""
+    if all(o.mask is not None for o in objects):
+        return {"masks": [o.mask for o in objects], "frame": frame}
+    check_prompts(gv, objects)
+    from garvideo.trackers import Prompt
+    from garvideo.video import open_video
+
+    prompts = [
+        Prompt(obj_id=i + 1, frame=frame, mask=o.mask, points=o.points, labels=o.labels, box=o.box)
+        for i, o in enumerate(objects)
+    ]
+    try:
+        with open_video(video) as vid:
+            masks = _masks_from_prompts()(gv.tracker, vid, prompts)
+    except InputError as exc:  # e.g. SAM 2 found nothing at a point
+        raise ApiError(400, exc.problem, "masks", "bad_prompt") from None
+    return {"masks": masks, "frame": frame}
