@@ -87,15 +87,15 @@ def frame_cost(num_objects: int) -> int:
 
 
 def rewrite_object_refs(question: str, num_objects: int) -> str:
-    """Replace ``<objectK>`` by the prompt token of object K (``<Prompt1>`` for a single object, else
-    ``<PromptK>``, as :func:`garvideo.model.prompts.prompt_indices` assigns them).
+    """Replace ``<objectK>`` in a question by the prompt token of object K (``<PromptK>``; a single object
+    asked about is ``<Prompt0>``, as :func:`garvideo.model.prompts.prompt_indices` with ``ask=True`` assigns).
 
     Raises:
         InputError: a reference to an object that was not given.
     """
     from garvideo.model.prompts import prompt_indices, prompt_token
 
-    indices = prompt_indices(num_objects)
+    indices = prompt_indices(num_objects, ask=True)
 
     def sub(m: re.Match[str]) -> str:
         k = int(m.group(1))
