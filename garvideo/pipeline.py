@@ -36,6 +36,7 @@ import logging
 import os
 import re
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -181,7 +182,11 @@ class PreparedClip:
     regions: torch.Tensor | None = field(default=None, repr=False)  # (R, 256, D) in prompt order
     roi_mode: str | None = None
     model_name: str | None = None
-    prefix_caches: OrderedDict[tuple[int, ...], Any] = field(default_factory=OrderedDict, repr=False)
+    #: What :attr:`features`, :attr:`regions` and :attr:`prefix_caches` were computed with: model identity
+    #: and settings (see :meth:`cache_key_for`); a clip reused with another model or setting recomputes.
+    cache_key: tuple[Any, ...] | None = field(default=None, repr=False)
+    model_ref: Any = field(default=None, repr=False)  # weakref to that model (guards against id reuse)
+    prefix_caches: OrderedDict[tuple[Any, ...], Any] = field(default_factory=OrderedDict, repr=False)
     timings_reported: bool = False
     prepared_at: float = 0.0  # perf_counter() when prepare() started
 
@@ -211,6 +216,34 @@ class PreparedClip:
     def objects_json(self) -> list[dict[str, Any]]:
         return [o.to_json(self.frames) for o in self.objects]
 
+    @staticmethod
+    def cache_key_for(bundle: Any, roi_mode: str) -> tuple[Any, ...]:
+        """Identity of the model and the settings the clip's features and caches depend on.
+
+        The model object (its ``id``, checked with a weak reference), its name, dtype and device, the
+        processor's tile size and normalisation, and the RoI mode.
+        """
+        ip = bundle.processor.image_processor
+        return (
+            id(bundle.model),
+            str(bundle.name),
+            str(bundle.dtype),
+            str(bundle.device),
+            int(ip.tile_size),
+            tuple(ip.image_mean),
+            tuple(ip.image_std),
+            str(roi_mode),
+        )
+
+    def encoded_for(self, key: tuple[Any, ...], model: Any) -> bool:
+        """Whether the features were computed with this key by this very model object."""
+        return (
+            self.features is not None
+            and self.cache_key == key
+            and self.model_ref is not None
+            and self.model_ref() is model
+        )
+
     def close(self) -> None:
         """Release the video and the cached features."""
         if self.video is not None and hasattr(self.video, "close"):
@@ -218,6 +251,7 @@ class PreparedClip:
         self.video = None
         self.features = None
         self.regions = None
+        self.cache_key = self.model_ref = None
         self.prefix_caches.clear()
 
 
@@ -665,9 +699,10 @@ class GarVideo:
         object's regions from its own frame's map and box. Done once per clip; a no-op afterwards."""
         from garvideo.model.prompts import video_region_order
 
-        if clip.features is not None and clip.roi_mode == self.roi_mode:
-            return clip
         bundle = self.bundle
+        key = PreparedClip.cache_key_for(bundle, self.roi_mode)
+        if clip.encoded_for(key, bundle.model):
+            return clip
         if clip.video is None:
             raise InputError(clip.source, "the prepared clip was closed")
         t0 = time.perf_counter()
@@ -688,6 +723,7 @@ class GarVideo:
         t2 = time.perf_counter()
         clip.features, clip.regions, clip.roi_mode = feats, regions, self.roi_mode
         clip.model_name = str(bundle.name)
+        clip.cache_key, clip.model_ref = key, weakref.ref(bundle.model)
         clip.prefix_caches.clear()
         clip.timings["decode"] = clip.timings.get("decode", 0.0) + (t1 - t0)
         clip.timings["vision"] = clip.timings.get("vision", 0.0) + (t2 - t1)
@@ -734,7 +770,8 @@ class GarVideo:
 
     def _prefix(self, clip: PreparedClip, inputs: PromptInputs) -> tuple[Any, float]:
         """The KV cache of the prompt prefix (from the clip's cache when an equal prefix was run)."""
-        key = tuple(inputs.input_ids[0, : inputs.prefix_length].tolist())
+        # Keyed by the features' model/settings key too: a cache never outlives the features it came from.
+        key = (clip.cache_key, *inputs.input_ids[0, : inputs.prefix_length].tolist())
         cached = clip.prefix_caches.get(key)
         if cached is not None:
             clip.prefix_caches.move_to_end(key)

@@ -254,7 +254,8 @@ class GarProcessor:
 
         ``tokenizer.json``, ``tokenizer_config.json`` (``tokenizer_class`` ``PreTrainedTokenizerFast``, the
         chat template, ``image_token``/``video_token``), ``special_tokens_map.json``,
-        ``preprocessor_config.json``, ``processor_config.json`` and ``chat_template.json``
+        ``preprocessor_config.json``, ``video_preprocessor_config.json``, ``processor_config.json`` and
+        ``chat_template.json``
         (``PerceptionLMProcessor``: patch 14, pooling 2). transformers 5 reads them as well.
         """
         from garvideo.model.prompts import DEFAULT_SYSTEM_MESSAGE
@@ -298,6 +299,14 @@ class GarProcessor:
             "image_std": list(ip.image_std),
         }
         (folder / PREPROCESSOR_NAME).write_text(json.dumps(preprocessor, indent=2) + "\n")
+        video = {  # PerceptionLMProcessor also loads a video processor (else AutoConfig asks for remote code)
+            "video_processor_type": "PerceptionLMVideoProcessor",
+            "processor_class": "PerceptionLMProcessor",
+            "size": {"height": int(ip.tile_size), "width": int(ip.tile_size)},
+            "image_mean": list(ip.image_mean),
+            "image_std": list(ip.image_std),
+        }
+        (folder / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2) + "\n")
         processor = {"processor_class": "PerceptionLMProcessor", "patch_size": 14, "pooling_ratio": 2}
         (folder / "processor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
         (folder / "chat_template.json").write_text(json.dumps({"chat_template": template}, indent=2) + "\n")
