@@ -27,7 +27,9 @@ def clip_dir(tmp_path_factory):
 
 def test_reusing_a_clip_with_another_model_recomputes(tiny_model_dir, tmp_path, clip_dir) -> None:
     root, masks = clip_dir
-    first = GarVideo(model=load_gar(tiny_model_dir, device="cpu"), tracker="flow", num_frames=2, max_new_tokens=2)
+    first = GarVideo(
+        model=load_gar(tiny_model_dir, device="cpu"), tracker="flow", num_frames=2, max_new_tokens=2
+    )
     other_dir = make_tiny_model(tmp_path / "other", seed=1)
     second = GarVideo(model=load_gar(other_dir, device="cpu"), tracker="flow", num_frames=2, max_new_tokens=2)
     clip = first.prepare(root, frame_masks=[masks], num_frames=2)

@@ -55,7 +55,13 @@ import numpy as np
 import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as tvf  # the v1 API, as the official fast processor
-from transformers import PerceptionLMImageProcessor
+
+try:
+    from transformers import PerceptionLMImageProcessor
+except (
+    ImportError
+):  # transformers 4.56 exports only the fast class (the settings and canvas search are the same)
+    from transformers import PerceptionLMImageProcessorFast as PerceptionLMImageProcessor
 
 from garvideo.errors import InputError
 from garvideo.model.prompts import MAX_REGIONS
