@@ -120,7 +120,8 @@ class ObjectInfo:
 
     Attributes:
         index: K of ``<objectK>`` (the order of the masks).
-        prompt_token: the token the prompt uses for it (``<Prompt1>`` alone, ``<PromptK>`` among several).
+        prompt_token: the token a describe prompt uses for it (``<Prompt1>`` alone, ``<PromptK>`` among
+            several); a question about a single object uses ``<Prompt0>`` (GAR-Bench convention).
         prompt_frame: the frame its mask was given on (``None`` for per-frame masks given as is).
         present: per keyframe, whether it is visible (non-empty mask).
         boxes: per keyframe, its normalised box ``(x_min/W, y_min/H, x_max/W, y_max/H)`` (``None`` if absent).

@@ -32,7 +32,7 @@ What is reproduced exactly, and from which official file:
   guarantees; garvideo reproduces the training path above and assumes the hub path does the same.
 * Region boxes: ``(x_min/W, y_min/H, x_max/W, y_max/H)``, max inclusive (``evaluation/eval_dataset.py``),
   computed per region (the official multi-region code uses the last mask's box for every prompt; see
-  :func:`garvideo.model.prompts` ``official_box_bug`` for the switch that reproduces it). An empty mask has
+  ``GarProcessor.preprocess_image(last_mask_box=True)`` for the switch that reproduces it). An empty mask has
   no box.
 * Video frames: one 448×448 tile per frame (the fast processor's ``vision_input_type`` other than
   ``thumb+tile``: a single resize to ``tile_size × tile_size``), same resize and masks as above.
