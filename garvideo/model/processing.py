@@ -11,8 +11,8 @@ What is reproduced exactly, and from which official file:
   ``r = rescale_factor`` (``BaseImageProcessorFast._fuse_mean_std_and_rescale_factor``). garvideo calls the
   same function with the same arguments (:func:`resize_like_official`), so its tiles equal the official
   ones bitwise on any installed transformers. transformers 5's own PerceptionLM processor resizes with the
-  **v2** functional API instead, whose bicubic uint8 kernel differs (about 18 % of the values by up to
-  5/255), so garvideo does not call it; it only reads its settings and its canvas search
+  **v2** functional API instead, whose bicubic uint8 kernel differs (11 % and 19 % of the tile values,
+  by up to 25/255 and 6/255, on the synthetic and DAVIS golden images), so garvideo does not call it; it only reads its settings and its canvas search
   (``_fit_image_to_canvas`` / ``_find_closest_aspect_ratio``: same code as 4.56, ties go to the later
   candidate). ``max_num_tiles`` comes from the checkpoint's ``preprocessor_config.json``. Training used 16
   (GAR-1B) and 8 (GAR-8B) tiles (``configs/gar_1b.py`` / ``gar_8b.py``), but ``convert_to_hf.py`` saves the
