@@ -165,3 +165,22 @@ def test_image_path_agrees_with_transformers_perception_lm(tiny_model_dir):
         ours = b.model(b.model.embed_prompt(ids, feats), logits_to_keep=16).logits
         ref = b.model.mllm(input_ids=ids, pixel_values=pix[None], logits_to_keep=16).logits
     assert torch.allclose(ours, ref, atol=1e-5)
+
+
+def test_last_mask_box_switch_reproduces_the_official_multi_region_boxes():
+    """MultiRegionDataset boxes every region with the last mask (masks_np[mask_id] after a loop)."""
+    import numpy as np
+    from transformers import PerceptionLMImageProcessor
+
+    from garvideo.model.processing import GarProcessor, mask_box
+
+    proc = GarProcessor(PerceptionLMImageProcessor(max_num_tiles=1), tokenizer=None)
+    img = np.zeros((60, 80, 3), np.uint8)
+    a, b, empty = (np.zeros((60, 80), bool) for _ in range(3))
+    a[5:20, 5:30] = True
+    b[30:55, 40:75] = True
+    own = proc.preprocess_image(img, [a, empty, b])
+    assert own.boxes == [mask_box(a), None, mask_box(b)]
+    official = proc.preprocess_image(img, [a, empty, b], last_mask_box=True)
+    assert official.boxes == [mask_box(b), None, mask_box(b)]
+    assert torch.equal(official.pixel_values, own.pixel_values)
