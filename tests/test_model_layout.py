@@ -81,3 +81,15 @@ def test_saved_folder_round_trips(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "again" / "config.json").read_text()) == json.loads(
         (tiny_model_dir / "config.json").read_text()
     )
+
+
+def test_the_transformers_5_layout_still_loads(tiny_model_dir: Path) -> None:
+    """A config.json written by transformers 5 (rope_parameters, dtype) gives the same configuration."""
+    cfg = json.loads((tiny_model_dir / "config.json").read_text())
+    text = cfg["mllm_config"]["text_config"]
+    text["rope_parameters"] = {"rope_theta": text.pop("rope_theta"), **text.pop("rope_scaling")}
+    text["dtype"] = text.pop("torch_dtype", None)
+    v5 = GarConfig.from_dict(cfg)
+    v4 = GarConfig.from_pretrained(tiny_model_dir)
+    assert v5.mllm_config.text_config.rope_parameters == v4.mllm_config.text_config.rope_parameters
+    assert v5.to_dict() == v4.to_dict()
