@@ -36,6 +36,7 @@ import logging
 import os
 import re
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -87,15 +88,15 @@ def frame_cost(num_objects: int) -> int:
 
 
 def rewrite_object_refs(question: str, num_objects: int) -> str:
-    """Replace ``<objectK>`` by the prompt token of object K (``<Prompt1>`` for a single object, else
-    ``<PromptK>``, as :func:`garvideo.model.prompts.prompt_indices` assigns them).
+    """Replace ``<objectK>`` in a question by the prompt token of object K (``<PromptK>``; a single object
+    asked about is ``<Prompt0>``, as :func:`garvideo.model.prompts.prompt_indices` with ``ask=True`` assigns).
 
     Raises:
         InputError: a reference to an object that was not given.
     """
     from garvideo.model.prompts import prompt_indices, prompt_token
 
-    indices = prompt_indices(num_objects)
+    indices = prompt_indices(num_objects, ask=True)
 
     def sub(m: re.Match[str]) -> str:
         k = int(m.group(1))
@@ -119,7 +120,8 @@ class ObjectInfo:
 
     Attributes:
         index: K of ``<objectK>`` (the order of the masks).
-        prompt_token: the token the prompt uses for it (``<Prompt1>`` alone, ``<PromptK>`` among several).
+        prompt_token: the token a describe prompt uses for it (``<Prompt1>`` alone, ``<PromptK>`` among
+            several); a question about a single object uses ``<Prompt0>`` (GAR-Bench convention).
         prompt_frame: the frame its mask was given on (``None`` for per-frame masks given as is).
         present: per keyframe, whether it is visible (non-empty mask).
         boxes: per keyframe, its normalised box ``(x_min/W, y_min/H, x_max/W, y_max/H)`` (``None`` if absent).
@@ -183,7 +185,11 @@ class PreparedClip:
     regions: torch.Tensor | None = field(default=None, repr=False)  # (R, 256, D) in prompt order
     roi_mode: str | None = None
     model_name: str | None = None
-    prefix_caches: OrderedDict[tuple[int, ...], Any] = field(default_factory=OrderedDict, repr=False)
+    #: What :attr:`features`, :attr:`regions` and :attr:`prefix_caches` were computed with: model identity
+    #: and settings (see :meth:`cache_key_for`); a clip reused with another model or setting recomputes.
+    cache_key: tuple[Any, ...] | None = field(default=None, repr=False)
+    model_ref: Any = field(default=None, repr=False)  # weakref to that model (guards against id reuse)
+    prefix_caches: OrderedDict[tuple[Any, ...], Any] = field(default_factory=OrderedDict, repr=False)
     timings_reported: bool = False
     prepared_at: float = 0.0  # perf_counter() when prepare() started
 
@@ -213,6 +219,34 @@ class PreparedClip:
     def objects_json(self) -> list[dict[str, Any]]:
         return [o.to_json(self.frames) for o in self.objects]
 
+    @staticmethod
+    def cache_key_for(bundle: Any, roi_mode: str) -> tuple[Any, ...]:
+        """Identity of the model and the settings the clip's features and caches depend on.
+
+        The model object (its ``id``, checked with a weak reference), its name, dtype and device, the
+        processor's tile size and normalisation, and the RoI mode.
+        """
+        ip = bundle.processor.image_processor
+        return (
+            id(bundle.model),
+            str(bundle.name),
+            str(bundle.dtype),
+            str(bundle.device),
+            int(ip.tile_size),
+            tuple(ip.image_mean),
+            tuple(ip.image_std),
+            str(roi_mode),
+        )
+
+    def encoded_for(self, key: tuple[Any, ...], model: Any) -> bool:
+        """Whether the features were computed with this key by this very model object."""
+        return (
+            self.features is not None
+            and self.cache_key == key
+            and self.model_ref is not None
+            and self.model_ref() is model
+        )
+
     def close(self) -> None:
         """Release the video and the cached features."""
         if self.video is not None and hasattr(self.video, "close"):
@@ -220,6 +254,7 @@ class PreparedClip:
         self.video = None
         self.features = None
         self.regions = None
+        self.cache_key = self.model_ref = None
         self.prefix_caches.clear()
 
 
@@ -680,9 +715,10 @@ class GarVideo:
         object's regions from its own frame's map and box. Done once per clip; a no-op afterwards."""
         from garvideo.model.prompts import video_region_order
 
-        if clip.features is not None and clip.roi_mode == self.roi_mode:
-            return clip
         bundle = self.bundle
+        key = PreparedClip.cache_key_for(bundle, self.roi_mode)
+        if clip.encoded_for(key, bundle.model):
+            return clip
         if clip.video is None:
             raise InputError(clip.source, "the prepared clip was closed")
         t0 = time.perf_counter()
@@ -703,6 +739,7 @@ class GarVideo:
         t2 = time.perf_counter()
         clip.features, clip.regions, clip.roi_mode = feats, regions, self.roi_mode
         clip.model_name = str(bundle.name)
+        clip.cache_key, clip.model_ref = key, weakref.ref(bundle.model)
         clip.prefix_caches.clear()
         clip.timings["decode"] = clip.timings.get("decode", 0.0) + (t1 - t0)
         clip.timings["vision"] = clip.timings.get("vision", 0.0) + (t2 - t1)
@@ -749,7 +786,8 @@ class GarVideo:
 
     def _prefix(self, clip: PreparedClip, inputs: PromptInputs) -> tuple[Any, float]:
         """The KV cache of the prompt prefix (from the clip's cache when an equal prefix was run)."""
-        key = tuple(inputs.input_ids[0, : inputs.prefix_length].tolist())
+        # Keyed by the features' model/settings key too: a cache never outlives the features it came from.
+        key = (clip.cache_key, *inputs.input_ids[0, : inputs.prefix_length].tolist())
         cached = clip.prefix_caches.get(key)
         if cached is not None:
             clip.prefix_caches.move_to_end(key)

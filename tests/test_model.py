@@ -181,17 +181,28 @@ def test_mask_changes_features_of_trained_embedding(bundle):
     assert not torch.equal(a, b)
 
 
-def test_image_tiles_match_transformers_processor(bundle):
+def test_image_tiles_use_the_official_v1_resize(bundle):
+    """Tiles = torchvision v1 bicubic+antialias resize of the uint8 image, split row-major, (x-127.5)/127.5
+    (the official fast processor); the grid is transformers' canvas search (same tile count)."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as tvf
+
     img = _image(300, 1000)
     m = _mask(300, 1000, 0, 150, 0, 500)
     inputs = bundle.processor.preprocess_image(img, [m])
     direct = bundle.processor.image_processor(images=[img], return_tensors="pt")["pixel_values"][0]
-    assert torch.equal(inputs.pixel_values, direct.float())
+    assert direct.shape == inputs.pixel_values.shape  # same canvas and tile count
     ncw, nch = inputs.aspect_ratio
     assert ncw >= nch and inputs.num_tiles == 1 + ncw * nch
+    x = torch.from_numpy(img).permute(2, 0, 1)[None]
+    thumb = tvf.resize(x, [448, 448], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    big = tvf.resize(x, [448 * nch, 448 * ncw], interpolation=InterpolationMode.BICUBIC, antialias=True)[0]
+    tiles = [big[:, r * 448 : (r + 1) * 448, c * 448 : (c + 1) * 448] for r in range(nch) for c in range(ncw)]
+    expected = (torch.cat([thumb, torch.stack(tiles)]).float() - 127.5) / 127.5
+    assert torch.equal(inputs.pixel_values, expected)
     # Nearest-resampled union mask: the thumbnail's top-left quadrant is set, the rest not.
-    thumb = inputs.mask_values[0]
-    assert thumb[:224, :224].all() and not thumb[224:, :].any() and not thumb[:, 224:].any()
+    thumb_mask = inputs.mask_values[0]
+    assert thumb_mask[:224, :224].all() and not thumb_mask[224:, :].any() and not thumb_mask[:, 224:].any()
 
 
 # -- prompt splicing -------------------------------------------------------------------------------------------

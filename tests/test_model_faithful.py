@@ -155,13 +155,16 @@ def test_official_mask_encoding_decodes_to_the_union(bundle):
     m1[100:290, 350:690] = True
     id_map[m0] = 0
     id_map[m1 & ~m0] = 1  # the first prompt wins where masks overlap (eval_dataset.py)
-    ip = bundle.processor.image_processor
-    out = ip(
-        images=[np.repeat(id_map[:, :, None], 3, axis=2)],
-        vision_input_type="thumb+tile",
-        resample=PILImageResampling.NEAREST,
-        return_tensors="pt",
-    )["pixel_values"][0]
+    # The official fast processor hands its integer ``resample`` (PILImageResampling.NEAREST = 0) to
+    # torchvision's v1 ``F.resize`` on the uint8 tensor, splits the (3, 1) canvas row-major after the
+    # thumbnail, then normalises with the fused (x - 127.5) / 127.5.
+    from torchvision.transforms import functional as tvf
+
+    x = torch.from_numpy(np.repeat(id_map[:, :, None], 3, axis=2)).permute(2, 0, 1)[None]
+    thumb = tvf.resize(x, [448, 448], interpolation=int(PILImageResampling.NEAREST))
+    big = tvf.resize(x, [448, 3 * 448], interpolation=int(PILImageResampling.NEAREST))[0]
+    tiles = torch.cat([thumb, torch.stack([big[:, :, c * 448 : (c + 1) * 448] for c in range(3)])])
+    out = (tiles.float() - 127.5) / 127.5
     values = torch.round((out.to(torch.bfloat16).float() + 1.0) / 2.0 * 255.0).long().clamp(0, NO_PROMPT_ID)
     official = values != NO_PROMPT_ID  # (N, 3, 448, 448)
     assert torch.equal(official[:, 0], official[:, 1]) and torch.equal(official[:, 0], official[:, 2])

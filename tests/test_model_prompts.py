@@ -33,6 +33,27 @@ def test_single_region_caption_prompt_is_official():
     assert prompt_indices(1) == [1] and prompt_indices(3) == [0, 1, 2]
 
 
+def test_single_region_question_uses_the_gar_bench_convention():
+    """ask with one region: <Prompt0> / crop token 128004 (GAR-Bench VQA, MultiRegionDataset)."""
+    assert prompt_indices(1, ask=True) == [0] and prompt_indices(2, ask=True) == [0, 1]
+    p = build_image_prompt(num_tiles=1, num_regions=1, question="What is <Prompt0>?")
+    assert f"about: <Prompt0>; \n<Prompt0>: {R0}\n\nWhat is <Prompt0>?" in p and R1 not in p
+    # describe keeps the caption convention
+    assert f"<Prompt1>: {R1}Describe this masked region in detail." in build_image_prompt(1, 1)
+    v = build_video_prompt(2, [[True, True]], "What does <Prompt0> do?")
+    assert f"<Prompt0>: {R0}{R0}\n\nWhat does <Prompt0> do?" in v
+
+
+def test_python_set_region_order_switch():
+    """region_order="python-set" lists the regions in the order a set of their tokens iterates (official)."""
+    q = "Is <Prompt0> left of <Prompt1> or <Prompt2>?"
+    text = build_multi_region_prompt(q, [1, 1, 1], region_order="python-set")
+    order = list({"<Prompt0>", "<Prompt1>", "<Prompt2>"})
+    assert text.startswith("There are some objects I am curious about: " + "".join(f"{t}; " for t in order))
+    with pytest.raises(InputError, match="region_order"):
+        build_multi_region_prompt(q, [1, 1, 1], region_order="random")
+
+
 def test_multi_region_prompt_is_ordered_and_official():
     text = build_multi_region_prompt(
         "Describe <Prompt0> in detail, including the relationship with <Prompt1>.", [1, 1]
@@ -111,12 +132,12 @@ def test_video_prompt_layout():
 
 def test_question_must_mention_existing_regions():
     with pytest.raises(
-        InputError, match=r"mentions <Prompt0> but the regions are <Prompt1> \(a single region"
+        InputError, match=r"mentions <Prompt1> but the regions are <Prompt0> \(a single region is <Prompt0>"
     ):
-        build_image_prompt(num_tiles=1, num_regions=1, question="What is <Prompt0>?")
+        build_image_prompt(num_tiles=1, num_regions=1, question="What is <Prompt1>?")
     with pytest.raises(InputError, match="mentions <Prompt3>"):
         build_video_prompt(2, [[True, True], [True, False]], "Where does <Prompt3> go?")
-    assert "<Prompt1>: " in build_image_prompt(num_tiles=1, num_regions=1, question="What is <Prompt1>?")
+    assert "<Prompt0>: " in build_image_prompt(num_tiles=1, num_regions=1, question="What is <Prompt0>?")
 
 
 def test_clean_answer():
@@ -144,3 +165,22 @@ def test_image_path_agrees_with_transformers_perception_lm(tiny_model_dir):
         ours = b.model(b.model.embed_prompt(ids, feats), logits_to_keep=16).logits
         ref = b.model.mllm(input_ids=ids, pixel_values=pix[None], logits_to_keep=16).logits
     assert torch.allclose(ours, ref, atol=1e-5)
+
+
+def test_last_mask_box_switch_reproduces_the_official_multi_region_boxes():
+    """MultiRegionDataset boxes every region with the last mask (masks_np[mask_id] after a loop)."""
+    import numpy as np
+    from transformers import PerceptionLMImageProcessor
+
+    from garvideo.model.processing import GarProcessor, mask_box
+
+    proc = GarProcessor(PerceptionLMImageProcessor(max_num_tiles=1), tokenizer=None)
+    img = np.zeros((60, 80, 3), np.uint8)
+    a, b, empty = (np.zeros((60, 80), bool) for _ in range(3))
+    a[5:20, 5:30] = True
+    b[30:55, 40:75] = True
+    own = proc.preprocess_image(img, [a, empty, b])
+    assert own.boxes == [mask_box(a), None, mask_box(b)]
+    official = proc.preprocess_image(img, [a, empty, b], last_mask_box=True)
+    assert official.boxes == [mask_box(b), None, mask_box(b)]
+    assert torch.equal(official.pixel_values, own.pixel_values)

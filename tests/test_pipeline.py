@@ -98,12 +98,14 @@ def test_prompt_token_counts_and_time_order(gv, colour_clip) -> None:
     clip.close()
 
 
-def test_single_object_uses_prompt1_and_question_refs(gv, colour_clip) -> None:
+def test_single_object_question_uses_prompt0_and_question_refs(gv, colour_clip) -> None:
     root, obj0, _ = colour_clip
     clip = gv.prepare(root, frame_masks=[obj0], num_frames=2, encode=False)
-    inp = gv.prompt_inputs(clip, "Where is <object0> going?")
-    assert "<Prompt1>" in inp.text and "<Prompt0>" not in inp.text
-    assert [tok for _, tok in _runs(inp.input_ids)] == [REGION_TOKEN_IDS[1]] * 2
+    inp = gv.prompt_inputs(clip, "Where is <object0> going?")  # GAR-Bench convention: <Prompt0>, 128004
+    assert "<Prompt0>" in inp.text and "<Prompt1>" not in inp.text
+    assert [tok for _, tok in _runs(inp.input_ids)] == [REGION_TOKEN_IDS[0]] * 2
+    described = gv.prompt_inputs(clip, None)  # caption convention: <Prompt1>, 128005
+    assert "<Prompt1>" in described.text and "<Prompt0>" not in described.text
     with pytest.raises(InputError, match="<object1>"):
         gv.prompt_inputs(clip, "Is <object1> there?")
     clip.close()

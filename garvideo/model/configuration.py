@@ -162,7 +162,7 @@ class GarConfig:
             "torch_dtype": "bfloat16",
         }
         out.update({k: v for k, v in self.extra.items() if k not in ("mllm_config",)})
-        mllm = self.mllm_config.to_dict()
+        mllm = v4_mllm_dict(self.mllm_config.to_dict(), vision_width=self.vision_width)
         out.update(
             {
                 "mllm_config": mllm,
@@ -219,6 +219,40 @@ def _normalise_tying(mllm_config: PerceptionLMConfig, source: PathLike) -> None:
             text_tie,
         )
     mllm_config.tie_word_embeddings = text_tie
+
+
+def _v4_dtype_keys(d: dict[str, Any]) -> None:
+    """transformers 5 writes ``dtype``; 4.56 reads ``torch_dtype`` (and 5 still accepts it)."""
+    if "dtype" in d:
+        value = d.pop("dtype")
+        d.setdefault("torch_dtype", value)
+
+
+def v4_mllm_dict(mllm: dict[str, Any], *, vision_width: int) -> dict[str, Any]:
+    """The ``mllm_config`` dict in the layout transformers 4.56 (the official code) reads.
+
+    transformers 5's ``to_dict`` writes ``text_config.rope_parameters`` (theta and llama3 scaling in one
+    dict) and ``dtype``; 4.56's ``LlamaConfig`` reads ``rope_theta`` and ``rope_scaling`` and would run
+    with its defaults (theta 10000, no llama3 scaling) on the v5 keys. The vision tower also needs
+    ``num_features`` (the official ``GARConfig`` sizes the mask patch embedding from it and falls back to
+    1280). transformers 5 reads the v4 keys back into ``rope_parameters`` (checked by
+    ``tests/test_model_layout.py``).
+    """
+    mllm = copy.deepcopy(mllm)
+    _v4_dtype_keys(mllm)
+    text = mllm.get("text_config")
+    if isinstance(text, dict):
+        _v4_dtype_keys(text)
+        rope = text.pop("rope_parameters", None)
+        if isinstance(rope, dict):
+            rope = dict(rope)
+            text["rope_theta"] = float(rope.pop("rope_theta", text.get("rope_theta", 10000.0)))
+            text["rope_scaling"] = None if rope.get("rope_type", "default") == "default" else rope
+    vision = mllm.get("vision_config")
+    if isinstance(vision, dict):
+        _v4_dtype_keys(vision)
+        vision.setdefault("num_features", int(vision_width))
+    return mllm
 
 
 def _json_default(obj: Any) -> Any:

@@ -282,23 +282,7 @@ def save_model(model: GarModel, processor: GarProcessor | None, folder: PathLike
         state.pop("mllm.lm_head.weight", None)  # shared with the input embedding, stored once
     save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
     if processor is not None:
-        processor.tokenizer.save_pretrained(str(folder))
-        ip = processor.image_processor
-        cfg = {
-            "image_processor_type": "PerceptionLMImageProcessorFast",
-            "processor_class": "PerceptionLMProcessor",
-            "vision_input_type": ip.vision_input_type,
-            "tile_size": int(ip.tile_size),
-            "max_num_tiles": int(ip.max_num_tiles),
-            "max_frame_tiles": 1,
-            "size": {"height": int(ip.tile_size), "width": int(ip.tile_size)},
-            "do_resize": True,
-            "do_rescale": True,
-            "do_normalize": True,
-            "image_mean": list(ip.image_mean),
-            "image_std": list(ip.image_std),
-        }
-        (folder / "preprocessor_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        processor.save_pretrained(folder)
     return folder
 
 
@@ -521,7 +505,8 @@ class GarBundle:
     ) -> RegionAnswer:
         """Ask a question about 1 to 5 regions; with ``options``, a multiple-choice question.
 
-        Refer to regions as ``<Prompt0>``, ``<Prompt1>``, … (a single region is ``<Prompt1>``).
+        Refer to regions as ``<Prompt0>``, ``<Prompt1>``, … (GAR-Bench convention: a single region is
+        ``<Prompt0>``, crop token 128004; :meth:`describe` uses the caption convention, ``<Prompt1>``).
         """
         if not isinstance(question, str) or not question.strip():
             raise InputError("question", "empty question")

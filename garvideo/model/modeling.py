@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -61,6 +62,14 @@ from garvideo.model.configuration import GarConfig
 from garvideo.model.prompts import IMAGE_TOKEN_ID, REGION_TOKEN_IDS, REGION_TOKENS, TOKENS_PER_TILE
 
 logger = logging.getLogger(__name__)
+
+#: Name of the KV-cache argument of transformers' forward/generate: ``cache`` from transformers 5.2x
+#: (``past_key_values`` then warns and is removed in 5.40), ``past_key_values`` before.
+CACHE_KWARG = (
+    "cache"
+    if "cache" in inspect.signature(PerceptionLMForConditionalGeneration.forward).parameters
+    else "past_key_values"
+)
 
 RoiMode = Literal["official", "corrected"]
 ROI_MODES: tuple[str, ...] = ("official", "corrected")
@@ -354,9 +363,9 @@ class GarModel(nn.Module):
         return self.mllm(
             inputs_embeds=inputs_embeds.to(self.dtype),
             attention_mask=attention_mask,
-            past_key_values=past_key_values,
             use_cache=use_cache,
             logits_to_keep=logits_to_keep,
+            **{CACHE_KWARG: past_key_values},
         )
 
     @torch.no_grad()
@@ -401,7 +410,7 @@ class GarModel(nn.Module):
         kwargs.update(generate_kwargs)
         if prefix is not None:
             embeds = torch.cat([prefix.embeds.to(embeds.device), embeds], dim=1)
-            kwargs["past_key_values"] = copy.deepcopy(prefix.cache)
+            kwargs[CACHE_KWARG] = copy.deepcopy(prefix.cache)
         attention_mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
         out = self.mllm.generate(
             inputs_embeds=embeds, attention_mask=attention_mask, streamer=streamer, use_cache=True, **kwargs

@@ -1,29 +1,44 @@
 """Inputs for GAR: image tiling, region masks, boxes and tokenisation.
 
-* Images go through PerceptionLM's thumb+tile AnyRes with transformers' own
-  :class:`~transformers.PerceptionLMImageProcessor` (448-pixel tiles, stretched, not letterboxed; a
-  thumbnail first, then ``ncw × nch`` tiles, row-major). ``max_num_tiles`` comes from the checkpoint's
-  ``preprocessor_config.json``. Training used 16 (GAR-1B) and 8 (GAR-8B) tiles
-  (``configs/gar_1b.py`` / ``gar_8b.py``, ``train_dataset.max_num_tiles``), but ``convert_to_hf.py`` saves the
-  processor of the base PerceptionLM, so the value in the released files is whatever that file says — open
-  point, not verifiable without the files; garvideo uses the file (as the official evaluation does).
-  The resize is torchvision's bicubic with antialiasing on the uint8 image in both transformers 4.56
-  (``image_processing_perception_lm_fast.py``, the official one) and 5.x, and the canvas search is the same
-  code (ties go to the later candidate), so the tiles are identical.
-* The region masks go through the same tiling with nearest-neighbour resampling and no normalisation,
-  as the official training data pipeline does for the prompt-id map
-  (``datasets/GraspAnyRegion_Dataset.py``: ``processor_mask.image_processor.resample = NEAREST``). GAR
-  only uses the binary union of the prompts (id ≠ ``<NO_Prompt>``), and nearest resampling of the union
-  equals the union of the resampled id map, so garvideo resamples the union directly (and never builds
-  the official ``-1 * np.ones(uint8)`` map, which overflows under NumPy 2).
-* Open point: the released processor's ``visual_prompts`` path (hub remote code, not in the repository) is
-  not available here. Its output must decode exactly to prompt ids (``GARModel.generate`` rounds
-  ``(v + 1) / 2 · 255``), which only nearest resampling guarantees, as in training; a bicubic path would
-  blur the union's edge by about one pixel per tile.
+What is reproduced exactly, and from which official file:
+
+* **Image tiles** (thumb+tile AnyRes, 448-pixel tiles, stretched, not letterboxed; a thumbnail first, then
+  ``ncw × nch`` tiles, row-major). The official fast image processor
+  (``models/modeling/image_processing_perception_lm_fast.py`` of the GAR repository, the same code as
+  transformers 4.56's ``PerceptionLMImageProcessorFast``) resizes the uint8 ``(N, 3, H, W)`` tensor with
+  torchvision's **v1** ``transforms.functional.resize`` (bicubic; antialias is that function's default,
+  ``True``), then rescales and normalises in one step, ``(x.float() - mean/r) / (std/r)`` with
+  ``r = rescale_factor`` (``BaseImageProcessorFast._fuse_mean_std_and_rescale_factor``). garvideo calls the
+  same function with the same arguments (:func:`resize_like_official`), so its tiles equal the official
+  ones bitwise on any installed transformers. transformers 5's own PerceptionLM processor resizes with the
+  **v2** functional API instead, whose bicubic uint8 kernel differs (11 % and 19 % of the tile values,
+  by up to 25/255 and 6/255, on the synthetic and DAVIS golden images), so garvideo does not call it; it only reads its settings and its canvas search
+  (``_fit_image_to_canvas`` / ``_find_closest_aspect_ratio``: same code as 4.56, ties go to the later
+  candidate). ``max_num_tiles`` comes from the checkpoint's ``preprocessor_config.json``. Training used 16
+  (GAR-1B) and 8 (GAR-8B) tiles (``configs/gar_1b.py`` / ``gar_8b.py``), but ``convert_to_hf.py`` saves the
+  processor of the base PerceptionLM, so the released value is whatever that file says (open point);
+  garvideo uses the file, as the official evaluation does.
+* **Region masks**: the training path (``datasets/GraspAnyRegion_Dataset.py``) tiles the prompt-id map with
+  a second image processor whose ``resample`` is ``PILImageResampling.NEAREST``; the fast processor hands
+  that integer to the v1 resize, which maps it to torchvision's legacy ``InterpolationMode.NEAREST``
+  (not ``NEAREST_EXACT``, which is what transformers 5 maps ``NEAREST`` to, and which differs on region
+  boundaries). garvideo resizes the binary union with that legacy nearest mode. GAR only uses the union of
+  the prompts (id ≠ ``<NO_Prompt>``), and nearest resampling of the union equals the union of the resampled
+  id map, so the union is resampled directly (the official ``-1 * np.ones(uint8)`` map, which overflows
+  under NumPy 2, is never built).
+* **Not reproducible offline**: the released processor's ``visual_prompts`` path (the hub's
+  ``processing_gar.py``, remote code not in the repository) could not be read here. Its output must decode
+  exactly to prompt ids (``GARModel.generate`` rounds ``(v + 1) / 2 · 255``), which nearest resampling
+  guarantees; garvideo reproduces the training path above and assumes the hub path does the same.
 * Region boxes: ``(x_min/W, y_min/H, x_max/W, y_max/H)``, max inclusive (``evaluation/eval_dataset.py``),
-  computed per region (the official multi-region code uses the last mask's box for every prompt — not
-  copied). An empty mask has no box.
-* Video frames: one 448×448 tile per frame (``vision_input_type`` other than ``thumb+tile``).
+  computed per region (the official multi-region code uses the last mask's box for every prompt; see
+  ``GarProcessor.preprocess_image(last_mask_box=True)`` for the switch that reproduces it). An empty mask has
+  no box.
+* Video frames: one 448×448 tile per frame (the fast processor's ``vision_input_type`` other than
+  ``thumb+tile``: a single resize to ``tile_size × tile_size``), same resize and masks as above.
+
+The golden tests (``tests/test_golden_parity.py``, made by ``tools/make_golden.py`` with the official code)
+pin all of this.
 """
 
 from __future__ import annotations
@@ -38,8 +53,15 @@ from typing import Any, Union
 
 import numpy as np
 import torch
-from transformers import PerceptionLMImageProcessor
-from transformers.image_utils import PILImageResampling
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as tvf  # the v1 API, as the official fast processor
+
+try:
+    from transformers import PerceptionLMImageProcessor
+except (
+    ImportError
+):  # transformers 4.56 exports only the fast class (the settings and canvas search are the same)
+    from transformers import PerceptionLMImageProcessorFast as PerceptionLMImageProcessor
 
 from garvideo.errors import InputError
 from garvideo.model.prompts import MAX_REGIONS
@@ -48,6 +70,25 @@ logger = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 PREPROCESSOR_NAME = "preprocessor_config.json"
+#: PerceptionLM's chat template for one conversation, written by garvideo (not copied) so that it renders
+#: exactly :func:`garvideo.model.prompts.apply_chat_template`: BOS, the system turn (the default message
+#: unless the first message is a system one), each turn's images/videos first and its text trimmed, then the
+#: assistant header when ``add_generation_prompt``.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}<|start_header_id|>system<|end_header_id|>\n\n"
+    "{% if messages[0]['role'] == 'system' %}"
+    "{% if messages[0]['content'] is string %}{{ messages[0]['content'] | trim }}"
+    "{% else %}{% for c in messages[0]['content'] %}{{ c['text'] | trim }}{% endfor %}{% endif %}"
+    "{% set turns = messages[1:] %}"
+    "{% else %}{{ default_system_message }}{% set turns = messages %}{% endif %}<|eot_id|>"
+    "{% for m in turns %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+    "{% if m['content'] is string %}{{ m['content'] | trim }}{% else %}"
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<|image|>"
+    "{% elif c['type'] == 'video' %}<|video|>{% endif %}{% endfor %}"
+    "{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] | trim }}{% endif %}{% endfor %}"
+    "{% endif %}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
 #: Keys of ``preprocessor_config.json`` passed on to the image processor.
 _IMAGE_PROCESSOR_KEYS = (
     "tile_size",
@@ -158,6 +199,21 @@ def mask_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     return (float(cols[0]) / w, float(rows[0]) / h, float(cols[-1]) / w, float(rows[-1]) / h)
 
 
+def resize_like_official(image: torch.Tensor, size: tuple[int, int], mode: InterpolationMode) -> torch.Tensor:
+    """Resize a uint8 ``(N, C, H, W)`` tensor to ``size = (h, w)`` as the official fast processor does.
+
+    torchvision's v1 ``transforms.functional.resize`` with its default ``antialias=True``
+    (``image_processing_perception_lm_fast.py``: ``F.resize(image, (h, w), interpolation=resample)``).
+    """
+    return tvf.resize(image, [int(size[0]), int(size[1])], interpolation=mode, antialias=True)
+
+
+def _last_mask_boxes(binary: Sequence[np.ndarray]) -> list[tuple[float, float, float, float] | None]:
+    """Every present region boxed by the last mask (the official multi-region bug, for comparisons)."""
+    last = mask_box(binary[-1])
+    return [last if mask_box(m) is not None else None for m in binary]
+
+
 class GarProcessor:
     """Image/mask preprocessing and tokenisation for GAR.
 
@@ -199,6 +255,68 @@ class GarProcessor:
             raise InputError(folder, f"cannot load the tokenizer: {exc}") from exc
         return cls(image_processor, tokenizer)
 
+    def save_pretrained(self, folder: PathLike) -> None:
+        """Write the tokenizer and processor files in the layout transformers 4.56 (the official code) loads.
+
+        ``tokenizer.json``, ``tokenizer_config.json`` (``tokenizer_class`` ``PreTrainedTokenizerFast``, the
+        chat template, ``image_token``/``video_token``), ``special_tokens_map.json``,
+        ``preprocessor_config.json``, ``video_preprocessor_config.json``, ``processor_config.json`` and
+        ``chat_template.json``
+        (``PerceptionLMProcessor``: patch 14, pooling 2). transformers 5 reads them as well.
+        """
+        from garvideo.model.prompts import DEFAULT_SYSTEM_MESSAGE
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save_pretrained(str(folder))
+        template = CHAT_TEMPLATE.replace("default_system_message", repr(DEFAULT_SYSTEM_MESSAGE))
+        tok_cfg_path = folder / "tokenizer_config.json"
+        tok_cfg = json.loads(tok_cfg_path.read_text()) if tok_cfg_path.is_file() else {}
+        tok_cfg.pop("backend", None)  # transformers 5 only
+        tok_cfg.update(
+            {
+                "tokenizer_class": "PreTrainedTokenizerFast",  # 4.56 cannot resolve "TokenizersBackend"
+                "chat_template": template,
+                "extra_special_tokens": {"image_token": "<|image|>", "video_token": "<|video|>"},
+            }
+        )
+        tok_cfg_path.write_text(json.dumps(tok_cfg, indent=2) + "\n")
+        tok = self.tokenizer
+        special = {
+            k: str(getattr(tok, k)) for k in ("bos_token", "eos_token", "pad_token") if getattr(tok, k)
+        }
+        (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
+        ip = self.image_processor
+        preprocessor = {
+            "image_processor_type": "PerceptionLMImageProcessorFast",
+            "processor_class": "PerceptionLMProcessor",
+            "vision_input_type": ip.vision_input_type,
+            "tile_size": int(ip.tile_size),
+            "max_num_tiles": int(ip.max_num_tiles),
+            "max_frame_tiles": 1,
+            "size": {"height": int(ip.tile_size), "width": int(ip.tile_size)},
+            "resample": 3,  # PILImageResampling.BICUBIC
+            "do_resize": True,
+            "do_rescale": True,
+            "rescale_factor": float(ip.rescale_factor),
+            "do_normalize": True,
+            "do_convert_rgb": True,
+            "image_mean": list(ip.image_mean),
+            "image_std": list(ip.image_std),
+        }
+        (folder / PREPROCESSOR_NAME).write_text(json.dumps(preprocessor, indent=2) + "\n")
+        video = {  # PerceptionLMProcessor also loads a video processor (else AutoConfig asks for remote code)
+            "video_processor_type": "PerceptionLMVideoProcessor",
+            "processor_class": "PerceptionLMProcessor",
+            "size": {"height": int(ip.tile_size), "width": int(ip.tile_size)},
+            "image_mean": list(ip.image_mean),
+            "image_std": list(ip.image_std),
+        }
+        (folder / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2) + "\n")
+        processor = {"processor_class": "PerceptionLMProcessor", "patch_size": 14, "pooling_ratio": 2}
+        (folder / "processor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
+        (folder / "chat_template.json").write_text(json.dumps({"chat_template": template}, indent=2) + "\n")
+
     # -- images ----------------------------------------------------------------------------------------
     @property
     def tile_size(self) -> int:
@@ -216,25 +334,57 @@ class GarProcessor:
             )
         return int(ratio[0]), int(ratio[1])
 
-    def _tiles(self, array: np.ndarray, *, vision_input_type: str, nearest: bool) -> torch.Tensor:
-        kwargs: dict[str, Any] = {"vision_input_type": vision_input_type, "return_tensors": "pt"}
-        if nearest:
-            kwargs.update(resample=PILImageResampling.NEAREST, do_rescale=False, do_normalize=False)
-        out = self.image_processor(images=[array], **kwargs)
-        return out["pixel_values"][0]  # (N_tiles, 3, 448, 448)
+    def _normalise(self, tiles: torch.Tensor) -> torch.Tensor:
+        """Fused rescale + normalise of uint8 tiles ``(N, 3, S, S)`` as the official fast processor does."""
+        ip = self.image_processor
+        x = tiles.to(torch.float32)
+        do_rescale, do_normalize = bool(ip.do_rescale), bool(ip.do_normalize)
+        factor = float(ip.rescale_factor)
+        if do_normalize:
+            mean = torch.tensor(ip.image_mean, dtype=torch.float32)
+            std = torch.tensor(ip.image_std, dtype=torch.float32)
+            if do_rescale:  # BaseImageProcessorFast._fuse_mean_std_and_rescale_factor
+                mean, std = mean * (1.0 / factor), std * (1.0 / factor)
+            return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+        if do_rescale:
+            return x * factor
+        return x
+
+    def tile_uint8(self, array: np.ndarray, *, vision_input_type: str, nearest: bool) -> torch.Tensor:
+        """Resized, split tiles ``(N, C, S, S)`` uint8 of an ``(H, W, C)`` uint8 array (no normalisation)."""
+        s = self.tile_size
+        img = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).unsqueeze(0)  # (1, C, H, W)
+        mode = InterpolationMode.NEAREST if nearest else InterpolationMode.BICUBIC
+        thumb = resize_like_official(img, (s, s), mode)  # (1, C, S, S)
+        if vision_input_type != "thumb+tile":
+            return thumb
+        ncw, nch = self.aspect_ratio(array.shape[0], array.shape[1])
+        big = resize_like_official(img, (nch * s, ncw * s), mode)  # (1, C, nch·S, ncw·S)
+        c = big.shape[1]
+        tiles = big.view(c, nch, s, ncw, s).permute(1, 3, 0, 2, 4).reshape(nch * ncw, c, s, s)
+        return torch.cat([thumb, tiles], dim=0)  # (1 + ncw·nch, C, S, S), row-major
+
+    def _tiles(self, array: np.ndarray, *, vision_input_type: str) -> torch.Tensor:
+        tiles = self.tile_uint8(array, vision_input_type=vision_input_type, nearest=False)
+        return self._normalise(tiles)  # (N_tiles, 3, 448, 448) float32
 
     def _mask_tiles(self, union: np.ndarray, *, vision_input_type: str) -> torch.Tensor:
-        rgb = np.repeat(union.astype(np.uint8)[:, :, None] * 255, 3, axis=2)
-        tiles = self._tiles(rgb, vision_input_type=vision_input_type, nearest=True)
-        return tiles[:, 0] > 127  # (N_tiles, 448, 448) bool
+        single = union.astype(np.uint8)[:, :, None]  # nearest works per channel: one channel suffices
+        tiles = self.tile_uint8(single, vision_input_type=vision_input_type, nearest=True)
+        return tiles[:, 0] != 0  # (N_tiles, 448, 448) bool
 
-    def preprocess_image(self, image: Any, masks: Sequence[Any]) -> ImageInputs:
+    def preprocess_image(
+        self, image: Any, masks: Sequence[Any], *, last_mask_box: bool = False
+    ) -> ImageInputs:
         """Tile an image and its 1 to 5 region masks.
 
         Args:
             image: ``(H, W, 3)`` uint8 RGB array or PIL image.
             masks: 1 to 5 binary ``(H, W)`` masks (bool, or 0/1, or 0/255), one per region; a mask may be
                 empty (the region is then absent).
+            last_mask_box: reproduce the official ``MultiRegionDataset`` (``evaluation/eval_dataset.py``),
+                which gives every region the box of the *last* mask (it reads ``masks_np[mask_id]`` after
+                an earlier loop over the masks). Off by default: garvideo boxes each region by its own mask.
         """
         rgb = as_rgb_array(image)
         h, w = rgb.shape[:2]
@@ -245,7 +395,7 @@ class GarProcessor:
             raise InputError("masks", f"expected 1 to {MAX_REGIONS} region masks, got {len(masks)}")
         binary = [as_binary_mask(m, (h, w), source=f"masks[{i}]") for i, m in enumerate(masks)]
         union = np.logical_or.reduce(binary)
-        pixel_values = self._tiles(rgb, vision_input_type="thumb+tile", nearest=False)
+        pixel_values = self._tiles(rgb, vision_input_type="thumb+tile")
         mask_values = self._mask_tiles(union, vision_input_type="thumb+tile")
         ratio = self.aspect_ratio(h, w)
         if pixel_values.shape[0] != 1 + ratio[0] * ratio[1]:
@@ -254,7 +404,7 @@ class GarProcessor:
             pixel_values=pixel_values.float(),
             mask_values=mask_values,
             aspect_ratio=ratio,
-            boxes=[mask_box(m) for m in binary],
+            boxes=[mask_box(m) for m in binary] if not last_mask_box else _last_mask_boxes(binary),
             image_size=(h, w),
         )
 
@@ -275,7 +425,7 @@ class GarProcessor:
         pix, msk = [], []
         for t, frame in enumerate(frames):
             rgb = as_rgb_array(frame, source=f"frames[{t}]")
-            pix.append(self._tiles(rgb, vision_input_type="vanilla", nearest=False)[0])
+            pix.append(self._tiles(rgb, vision_input_type="vanilla")[0])
             if union_masks is None:
                 union = np.zeros(rgb.shape[:2], dtype=bool)
             else:

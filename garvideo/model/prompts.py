@@ -31,12 +31,23 @@ garvideo tokenizes the same way by default (see :mod:`garvideo.model.processing`
 
 Image prompts (``evaluation/eval_dataset.py``)
 ----------------------------------------------
-Single-region caption (``SingleRegionCaptionDataset``; note it uses ``<Prompt1>``)::
+Two conventions, chosen by what is asked:
+
+* **describe** (caption convention; ``evaluation/eval_dataset.py:SingleRegionCaptionDataset``, used by
+  ``evaluation/DLC-Bench/inference.py`` and the README demo, default ``prompt_token="<Prompt1>"``): a single
+  region is ``<Prompt1>`` with crop token 128005::
 
     There are some objects I am curious about: <Prompt1>;\\n<Prompt1>: [R1 × 256]Describe this masked region in detail.
 
-Multi-region (``MultiRegionDataset``), regions in ascending prompt order (the official code iterates a
-Python ``set``, whose order is arbitrary — not copied)::
+* **ask** (GAR-Bench VQA convention; ``evaluation/GAR-Bench/inference.py`` with
+  ``eval_dataset.py:MultiRegionDataset``, the questions of ``GAR-Bench-VQA.json``): region *k* is
+  ``<Prompt{k}>`` with crop token ``REGION_TOKEN_IDS[k]``, so a single region is ``<Prompt0>`` / 128004
+  (:func:`prompt_indices` with ``ask=True``).
+
+Multi-region (``MultiRegionDataset``), regions in ascending prompt order. Deliberate departure: the
+official code iterates a Python ``set`` of the ``<PromptK>`` strings, whose order depends on the process's
+string hashing; ``region_order="python-set"`` of :func:`build_multi_region_prompt` reproduces that (same
+order as the official code in the same process, e.g. with the same ``PYTHONHASHSEED``)::
 
     There are some objects I am curious about: <Prompt0>; <Prompt1>; \\n<Prompt0>: [R0 × 256]\\n<Prompt1>: [R1 × 256]\\n\\n{question}
 
@@ -60,7 +71,8 @@ concatenated in time order (frames where the object is absent contribute nothing
     <|image|> × (T·256)   (in the user turn, before the text, as for an image)
     There are some objects I am curious about: <Prompt0>; <Prompt1>; \\n<Prompt0>: [R0,f0 × 256][R0,f2 × 256]…\\n<Prompt1>: …\\n\\n{instruction}
 
-and, for a single object, like the single-region caption prompt (``<Prompt1>``, no blank line)::
+and, for a single object described, like the single-region caption prompt (``<Prompt1>``, no blank line;
+a single object asked about is ``<Prompt0>`` in the multi-region layout, as for an image)::
 
     There are some objects I am curious about: <Prompt1>;\\n<Prompt1>: [R1,f0 × 256][R1,f1 × 256]…{instruction}
 
@@ -111,8 +123,14 @@ DESCRIBE_INSTRUCTION = "Describe this masked region in detail."
 #: Suffix of multiple-choice questions (``evaluation/GAR-Bench/inference.py``).
 MC_SUFFIX = "Answer with the correct option's letter directly."
 OBJECTS_INTRO = "There are some objects I am curious about: "
-#: Prompt index of the only region of a single-region prompt (the official caption prompt uses <Prompt1>).
+#: Prompt index of the only region of a single-region *describe* prompt (the official caption prompt,
+#: ``SingleRegionCaptionDataset``, uses <Prompt1>).
 SINGLE_REGION_PROMPT_INDEX = 1
+#: Prompt index of the only region of a single-region *question* (GAR-Bench VQA, ``MultiRegionDataset``).
+SINGLE_REGION_ASK_INDEX = 0
+#: Region orders of :func:`build_multi_region_prompt`: garvideo's ascending order, or the official
+#: Python-``set`` iteration order.
+REGION_ORDERS = ("ascending", "python-set")
 
 _PROMPT_RE = re.compile(r"<Prompt(\d+)>")
 
@@ -134,15 +152,18 @@ def _check_index(index: int) -> None:
         raise InputError("regions", f"region index {index} is out of range [0, {MAX_REGIONS})")
 
 
-def prompt_indices(num_regions: int) -> list[int]:
+def prompt_indices(num_regions: int, *, ask: bool = False) -> list[int]:
     """Prompt indices garvideo uses for ``num_regions`` regions.
 
-    One region → ``[1]`` (the official single-region caption prompt uses ``<Prompt1>``); more → ``0..n-1``
-    (the multi-region prompts of GAR-Bench refer to ``<Prompt0>``, ``<Prompt1>``, …).
+    ``0..n-1`` (the GAR-Bench convention), except a single region described (``ask=False``), which is
+    ``[1]``: the official single-region caption prompt uses ``<Prompt1>``. A single region asked about
+    (``ask=True``) is ``[0]``, as in GAR-Bench VQA.
     """
     if not 1 <= num_regions <= MAX_REGIONS:
         raise InputError("masks", f"expected 1 to {MAX_REGIONS} regions, got {num_regions}")
-    return [SINGLE_REGION_PROMPT_INDEX] if num_regions == 1 else list(range(num_regions))
+    if num_regions == 1:
+        return [SINGLE_REGION_ASK_INDEX if ask else SINGLE_REGION_PROMPT_INDEX]
+    return list(range(num_regions))
 
 
 def referenced_prompts(text: str) -> list[int]:
@@ -158,7 +179,7 @@ def check_references(text: str, indices: Sequence[int], *, source: str = "questi
         raise InputError(
             source,
             f"mentions {', '.join(f'<Prompt{k}>' for k in unknown)} but the regions are {have}"
-            + (" (a single region is <Prompt1>)" if list(indices) == [SINGLE_REGION_PROMPT_INDEX] else ""),
+            + (f" (a single region is <Prompt{indices[0]}>)" if len(indices) == 1 else ""),
         )
 
 
@@ -187,7 +208,11 @@ def build_single_region_prompt(
 
 
 def build_multi_region_prompt(
-    question: str, runs: Sequence[int], *, indices: Sequence[int] | None = None
+    question: str,
+    runs: Sequence[int],
+    *,
+    indices: Sequence[int] | None = None,
+    region_order: str = "ascending",
 ) -> str:
     """The multi-region prompt text (user-turn text, without the chat template).
 
@@ -196,6 +221,9 @@ def build_multi_region_prompt(
         runs: for each region, the number of 256-token region runs (1 per image; per video, the number of
             frames where the object is visible; 0 = absent, left out of the object list).
         indices: prompt index of each region (default ``0..n-1``), in the order regions are listed.
+        region_order: ``"ascending"`` (garvideo: the order of ``indices``) or ``"python-set"`` (the
+            official ``MultiRegionDataset``: iteration order of a ``set`` of the ``<PromptK>`` strings, which
+            depends on this process's string hashing; for exact comparisons with the official code).
     """
     if indices is None:
         indices = list(range(len(runs)))
@@ -205,7 +233,12 @@ def build_multi_region_prompt(
         raise InputError("masks", f"expected 1 to {MAX_REGIONS} regions, got {len(runs)}")
     if len(set(indices)) != len(indices):
         raise InputError("regions", "prompt indices must be distinct")
+    if region_order not in REGION_ORDERS:
+        raise InputError("region_order", f"expected one of {', '.join(REGION_ORDERS)}, got {region_order!r}")
     present = [(i, r) for i, r in zip(indices, runs) if r > 0]
+    if region_order == "python-set":
+        rank = {token: n for n, token in enumerate({prompt_token(i) for i, _ in present})}
+        present.sort(key=lambda ir: rank[prompt_token(ir[0])])
     objects = OBJECTS_INTRO + "".join(f"{prompt_token(i)}; " for i, _ in present)
     lines = "".join(f"{prompt_token(i)}: {_placeholders(i, r)}\n" for i, r in present)
     return f"{objects}\n{lines}\n{question}"
@@ -252,7 +285,12 @@ def apply_chat_template(
 
 
 def build_image_prompt(
-    num_tiles: int, num_regions: int, question: str | None = None, present: Sequence[bool] | None = None
+    num_tiles: int,
+    num_regions: int,
+    question: str | None = None,
+    present: Sequence[bool] | None = None,
+    *,
+    region_order: str = "ascending",
 ) -> str:
     """The whole templated prompt for one image.
 
@@ -261,10 +299,11 @@ def build_image_prompt(
         num_regions: 1 to 5.
         question: ``None`` → describe (single region: the official caption prompt; several regions:
             "Describe <Prompt0>, <Prompt1>, … in detail."); otherwise the question, asked with the
-            multi-region layout (a single region uses ``<Prompt1>``; mention it as ``<Prompt1>``).
+            multi-region layout (GAR-Bench: a single region is ``<Prompt0>``; mention it as ``<Prompt0>``).
         present: per region, whether its mask is non-empty (default: all present).
+        region_order: see :func:`build_multi_region_prompt`.
     """
-    indices = prompt_indices(num_regions)
+    indices = prompt_indices(num_regions, ask=question is not None)
     present = [True] * num_regions if present is None else list(present)
     if len(present) != num_regions:
         raise InputError("masks", f"{len(present)} presence flags for {num_regions} regions")
@@ -275,7 +314,7 @@ def build_image_prompt(
         if question is None:
             question = "Describe " + ", ".join(prompt_token(i) for i in indices) + " in detail."
         check_references(question, indices)
-        text = build_multi_region_prompt(question, runs, indices=indices)
+        text = build_multi_region_prompt(question, runs, indices=indices, region_order=region_order)
     return apply_chat_template(text, num_image_tokens=TOKENS_PER_TILE * num_tiles)
 
 
@@ -289,7 +328,8 @@ def build_video_prompt(
         objects_present: ``objects_present[k][t]`` — object k visible (non-empty mask) on keyframe t.
             1 to 5 objects; each inner list has length T.
         instruction: the question or instruction (``None`` → describe). For several objects, refer to them
-            as ``<Prompt0>``, ``<Prompt1>``, …; a single object is ``<Prompt1>``.
+            as ``<Prompt0>``, ``<Prompt1>``, …; a single object is ``<Prompt0>`` when asked about and
+            ``<Prompt1>`` when described (:func:`prompt_indices`).
 
     Returns:
         The templated prompt text. Its region placeholders come object by object, and within an object
@@ -299,7 +339,7 @@ def build_video_prompt(
     if num_frames < 1:
         raise InputError("num_frames", f"must be >= 1, got {num_frames}")
     n = len(objects_present)
-    indices = prompt_indices(n)
+    indices = prompt_indices(n, ask=instruction is not None)
     for k, flags in enumerate(objects_present):
         if len(flags) != num_frames:
             raise InputError("objects_present", f"object {k} has {len(flags)} flags for {num_frames} frames")
