@@ -77,3 +77,14 @@ ShardOpt = Annotated[
         "--shard", help="Run rank I of N (0-based), e.g. 0/4; default: torchrun's RANK/WORLD_SIZE, else all."
     ),
 ]
+PrefetchOpt = Annotated[
+    int,
+    typer.Option(
+        "--prefetch",
+        min=0,
+        help="Clips prepared ahead (decode, track) in a background thread while the model runs; 0: serial.",
+    ),
+]
+BatchSizeOpt = Annotated[
+    int, typer.Option("--batch-size", "-b", min=1, help="Questions answered together (batched generation).")
+]

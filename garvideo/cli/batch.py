@@ -10,12 +10,15 @@ from typing import Annotated, Any
 
 import typer
 
+from garvideo.batch import DEFAULT_PREFETCH
 from garvideo.cli._options import (
+    BatchSizeOpt,
     DeviceOpt,
     KeyframesOpt,
     KOpt,
     ModelOpt,
     NewTokOpt,
+    PrefetchOpt,
     RoiOpt,
     ShardOpt,
     TrackerOpt,
@@ -61,6 +64,8 @@ def batch(
         typer.Option("--root", help="Resolve relative paths here (default: the questions file's folder)."),
     ] = None,
     shard: ShardOpt = None,
+    prefetch: PrefetchOpt = DEFAULT_PREFETCH,
+    batch_size: BatchSizeOpt = 1,
     retry_errors: Annotated[
         bool, typer.Option("--retry-errors", help="Redo questions recorded with an error.")
     ] = False,
@@ -72,11 +77,13 @@ def batch(
     (per object, {frame: mask path or COCO RLE}), "question" (objects as <object0>, ...), "options"?}.
     A rerun skips ids already answered; a bad question is recorded with its error and the run goes on;
     questions on the same clip and masks share tracking, frame encoding and the prompt prefix.
-    Shard with --shard I/N or torchrun, then join the parts with `garvideo merge ANSWERS`.
+    --prefetch N prepares the next N clips in the background while the model runs; --batch-size B
+    answers B questions at a time; the answers are the same either way. Shard with --shard I/N or
+    torchrun (a clip's questions stay on one rank), then join the parts with `garvideo merge ANSWERS`.
 
-    Example: garvideo batch questions.jsonl --out answers.jsonl --tracker flow --num-frames 8
+    Example: garvideo batch questions.jsonl --out answers.jsonl --tracker flow --num-frames 8 --batch-size 4
     """
-    from garvideo.batch import make_pipeline, plan_batch, run_batch
+    from garvideo.batch import RunnerStats, make_pipeline, plan_batch, run_batch
 
     qs = plan_batch(questions, out, root=root, shard=shard)  # bad input fails before the model loads
     gv = make_pipeline(
@@ -88,13 +95,24 @@ def batch(
         max_new_tokens=max_new_tokens,
         device=device,
     )
+    stats = RunnerStats()
     with resumable_run("batch QA", enabled=not as_json) as update:
-        summary = run_batch(qs, out, gv, shard=shard, retry_errors=retry_errors, progress=update)
-    _print_summary(summary, as_json)
+        summary = run_batch(
+            qs,
+            out,
+            gv,
+            shard=shard,
+            retry_errors=retry_errors,
+            progress=update,
+            prefetch=prefetch,
+            batch_size=batch_size,
+            stats=stats,
+        )
+    _print_summary(summary, as_json, stats)
 
 
-def _print_summary(summary: Any, as_json: bool) -> None:
-    info = {
+def _print_summary(summary: Any, as_json: bool, stats: Any = None) -> None:
+    info: dict[str, Any] = {
         "out": str(summary.out),
         "total": summary.total,
         "skipped": summary.skipped,
@@ -104,6 +122,8 @@ def _print_summary(summary: Any, as_json: bool) -> None:
         "merged": str(summary.merged) if summary.merged else None,
         "seconds": round(summary.seconds, 3),
     }
+    if stats is not None and summary.seconds > 0:
+        info["model_busy"] = round(stats.model_s / summary.seconds, 3)  # share of wall time in the model
     if as_json:
         typer.echo(json.dumps(info))
         return
@@ -111,6 +131,7 @@ def _print_summary(summary: Any, as_json: bool) -> None:
         f"{summary.out}: {summary.skipped + summary.written}/{summary.total} answered "
         f"({summary.skipped} already there, {summary.written} new, {summary.failed_total} with errors) "
         f"in {summary.seconds:.1f} s"
+        + (f", model busy {100 * info['model_busy']:.0f}% of it" if "model_busy" in info else "")
     )
     if summary.merged:
         typer.echo(f"all shards finished: merged into {summary.merged}")

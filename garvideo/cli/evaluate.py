@@ -11,12 +11,15 @@ from typing import Annotated, Any
 
 import typer
 
+from garvideo.batch import DEFAULT_PREFETCH
 from garvideo.cli._options import (
+    BatchSizeOpt,
     DeviceOpt,
     KeyframesOpt,
     KOpt,
     ModelOpt,
     NewTokOpt,
+    PrefetchOpt,
     RoiOpt,
     ShardOpt,
     TrackerOpt,
@@ -93,6 +96,8 @@ def videorefer_q(
         ),
     ] = None,
     shard: ShardOpt = None,
+    prefetch: PrefetchOpt = DEFAULT_PREFETCH,
+    batch_size: BatchSizeOpt = 1,
     retry_errors: Annotated[
         bool, typer.Option("--retry-errors", help="Redo records whose prediction has an error.")
     ] = False,
@@ -104,8 +109,10 @@ def videorefer_q(
 
     Writes one prediction line per question (official keys video, Answer, pred, type, plus id, mode,
     frames, error, notes, timings) as produced; a rerun resumes. At the end prints the table and writes
-    it next to the predictions (<stem>.scores.json and .scores.md) with the run's settings. Shard with
-    --shard I/N or torchrun, then `garvideo merge PREDICTIONS`.
+    it next to the predictions (<stem>.scores.json and .scores.md) with the run's settings. --prefetch N
+    prepares the next N clips in the background while the model runs; --batch-size B answers B
+    questions at a time (same predictions). Shard with --shard I/N or torchrun (a clip's questions
+    stay on one rank), then `garvideo merge PREDICTIONS`.
 
     Example: garvideo eval videorefer-q --data VideoRefer-Bench-Q.json --video-root videos --out preds.jsonl --mode single --num-frames 8
     """
@@ -135,6 +142,8 @@ def videorefer_q(
             shard=shard,
             retry_errors=retry_errors,
             progress=update,
+            prefetch=prefetch,
+            batch_size=batch_size,
         )
     scores = result.merged_scores or result.scores
     if as_json:
