@@ -32,10 +32,12 @@ rewrites them to the prompt tokens of :func:`garvideo.model.prompts.prompt_indic
 Modules, one stage each: :mod:`~garvideo.pipeline.budget` (token budget), :mod:`~garvideo.pipeline.clip`
 (tracking, keyframes -> :class:`PreparedClip`), :mod:`~garvideo.pipeline.encoding` (keyframe features,
 region replay), :mod:`~garvideo.pipeline.prompt` (token ids), :mod:`~garvideo.pipeline.generation`
-(prefix cache, decoding), :mod:`~garvideo.pipeline.results` and :mod:`~garvideo.pipeline.facade`
+(prefix cache, decoding), :mod:`~garvideo.pipeline.batching` (many questions,
+batched), :mod:`~garvideo.pipeline.results` and :mod:`~garvideo.pipeline.facade`
 (:class:`GarVideo`).
 """
 
+from garvideo.pipeline.batching import Question
 from garvideo.pipeline.budget import (
     DEFAULT_CONTEXT_LENGTH,
     DEFAULT_MAX_NEW_TOKENS,
@@ -59,6 +61,7 @@ __all__ = [
     "ObjectInfo",
     "PreparedClip",
     "PromptInputs",
+    "Question",
     "StreamFn",
     "frame_cost",
     "load_model_or_none",

@@ -12,9 +12,29 @@ import torch
 from garvideo.errors import InputError
 from garvideo.pipeline.clip import PreparedClip
 
-__all__ = ["PromptInputs", "build_prompt_inputs", "check_budget", "rewrite_object_refs"]
+__all__ = ["PromptInputs", "build_prompt_inputs", "check_budget", "check_question", "rewrite_object_refs"]
 
 _OBJECT_REF = re.compile(r"<object(\d+)>")
+
+
+def check_question(question: str | None, options: Sequence[str] | None) -> list[str] | None:
+    """Check an ask request (``question=None``: a describe request, no options allowed); the options as strings.
+
+    Raises:
+        InputError: an empty question, fewer than 2 options, options without a question.
+    """
+    if question is None:
+        if options is not None:
+            raise InputError("--option", "options need a question")
+        return None
+    if not isinstance(question, str) or not question.strip():
+        raise InputError("--question", "the question is empty")
+    if options is None:
+        return None
+    out = [str(o) for o in options]
+    if len(out) < 2:
+        raise InputError("--option", f"a multiple-choice question needs at least 2 options, got {len(out)}")
+    return out
 
 
 def rewrite_object_refs(question: str, num_objects: int) -> str:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["AnswerResult", "DescribeResult"]
+if TYPE_CHECKING:
+    from garvideo.pipeline.clip import PreparedClip
+
+__all__ = ["AnswerResult", "DescribeResult", "build_result", "result_fields"]
 
 
 @dataclass
@@ -69,3 +72,37 @@ class AnswerResult(DescribeResult):
         out = super().to_json()
         out.update({"question": self.question, "options": self.options, "letter": self.letter})
         return out
+
+
+def build_result(
+    fields: dict[str, Any], question: str | None, options: list[str] | None
+) -> DescribeResult | AnswerResult:
+    """A :class:`DescribeResult` (``question=None``) or an :class:`AnswerResult` (with the option letter read
+    from the text for a multiple-choice question) from the :class:`DescribeResult` fields."""
+    if question is None:
+        return DescribeResult(**fields)
+    letter = None
+    if options is not None:
+        from garvideo.model import parse_choice
+
+        letter = parse_choice(fields["text"], len(options))
+    return AnswerResult(
+        **fields, question=question, options=list(options) if options is not None else None, letter=letter
+    )
+
+
+def result_fields(
+    clip: PreparedClip, model: str, text: str, prompt_tokens: int, new_tokens: int, timings: dict[str, float]
+) -> dict[str, Any]:
+    """The :class:`DescribeResult` fields of one request on ``clip``."""
+    return {
+        "text": text,
+        "frames": list(clip.frames),
+        "objects": clip.objects_json(),
+        "tracker": clip.tracker,
+        "model": model,
+        "timings": timings,
+        "notes": list(clip.notes),
+        "prompt_tokens": prompt_tokens,
+        "new_tokens": new_tokens,
+    }
