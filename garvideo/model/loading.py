@@ -434,6 +434,26 @@ class GarBundle:
             suffix = self.model.embed_prompt(suffix_ids)
         return self.generate(suffix, prefix=prefix, **generate_kwargs)
 
+    def generate_from_batch(
+        self,
+        prefixes: Sequence[PrefixCache | None],
+        suffix_ids: Sequence[torch.Tensor],
+        *,
+        max_new_tokens: int | Sequence[int] = 1024,
+    ) -> list[GenerationResult]:
+        """Greedy decoding of several requests at once: row ``i`` continues ``prefixes[i]`` (shared, not
+        changed; ``None``: no prefix) with the plain-text ids ``suffix_ids[i]`` ``(1, S_i)``.
+
+        Returns one :class:`GenerationResult` per row, in order (``seconds`` is the whole batch's).
+        """
+        # TODO(batchgen): one batched model call; until then row by row (same tokens by construction)
+        news = (
+            [int(max_new_tokens)] * len(suffix_ids)
+            if isinstance(max_new_tokens, int)
+            else list(max_new_tokens)
+        )
+        return [self.generate_from(p, s, max_new_tokens=n) for p, s, n in zip(prefixes, suffix_ids, news)]
+
     # -- pieces for the video pipeline ------------------------------------------------------------------
     def preprocess_frames(
         self, frames: Sequence[Any], union_masks: Sequence[Any] | None = None
