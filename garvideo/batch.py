@@ -354,25 +354,12 @@ def answer_record(
 # ----------------------------------------------------------------------------------------------------
 # the runner: clips prepared ahead, questions answered in batches
 # ----------------------------------------------------------------------------------------------------
-@dataclass
-class _Request:
-    """What :meth:`GarVideo.run_batch` takes for one question (the pipeline's ``Question``, when it has
-    none): a prepared clip, the question (``None``: describe), its options, the generation length."""
-
-    clip: Any
-    question: str | None = None
-    options: Sequence[str] | None = None
-    max_new_tokens: int | None = None
-
-
 def make_question(
     clip: Any, question: str | None, options: Sequence[str] | None = None, max_new_tokens: int | None = None
 ) -> Any:
     """One request for :func:`answer_questions`: a :class:`garvideo.pipeline.Question`."""
-    try:
-        from garvideo.pipeline import Question  # type: ignore[attr-defined]
-    except ImportError:
-        Question = _Request  # a pipeline without batched generation
+    from garvideo.pipeline import Question
+
     return Question(
         clip=clip,
         question=question,
@@ -396,10 +383,9 @@ def answer_questions(gv: Any, questions: Sequence[Any], *, batch_size: int = 1) 
     one in float32); when a batch raises, its requests are answered one by one, so each failing
     request gets its own error, exactly as with ``batch_size=1``.
     """
-    batched = getattr(gv, "run_batch", None)
-    if batch_size > 1 and len(questions) > 1 and callable(batched):
+    if batch_size > 1 and len(questions) > 1:
         try:
-            return list(batched(list(questions), batch_size=batch_size))
+            return list(gv.run_batch(list(questions), batch_size=batch_size))
         except Exception as exc:  # noqa: BLE001 - redone one by one below, each error kept
             logger.info("a batch of %d questions failed (%s); answering one by one", len(questions), exc)
     out: list[Any] = []

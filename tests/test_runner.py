@@ -9,6 +9,7 @@ included; sharding by clip, Ctrl-C and resume must not change that either.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 
 import pytest
@@ -123,7 +124,10 @@ def test_batch_command_takes_prefetch_and_batch_size(questions, tiny_model_dir, 
     assert res.exit_code == 2 and "--batch-size" in res.output
 
 
-def test_eval_prefetch_batches_and_shards_by_clip_match_the_serial_run(shared_dir, gv, tmp_path, stripped):
+def test_eval_prefetch_batches_and_shards_by_clip_match_the_serial_run(
+    shared_dir, gv, tmp_path, stripped, caplog
+):
+    caplog.set_level(logging.INFO, logger="garvideo.batch")
     data, root = shared_dir / MINI, shared_dir / "data" / "davis2016"
     serial = tmp_path / "serial.jsonl"
     serial_res = run_videorefer_q(data, root, serial, gv, prefetch=0, batch_size=1)
@@ -135,6 +139,7 @@ def test_eval_prefetch_batches_and_shards_by_clip_match_the_serial_run(shared_di
         res = run_videorefer_q(data, root, out, gv, prefetch=prefetch, batch_size=batch_size)
         assert stripped(out) == reference, (prefetch, batch_size)
         assert res.scores.to_dict() == serial_res.scores.to_dict()
+    assert "answering one by one" not in caplog.text  # the batches went through GarVideo.run_batch
 
     # --prefetch 2, sharded by clip: the 6 clips (2 questions each) are split 2/2/2 and never cut;
     # merged = single
