@@ -38,14 +38,12 @@ from typing import Any
 
 import torch
 from _common import (
-    ROOT,
     SHARED,
     add_torch_args,
     command_line,
     device_name,
     gar_1b_config,
-    gar_processor,
-    random_model,
+    gar_bundle,
     torch_device,
     write_json,
 )
@@ -66,12 +64,7 @@ QUESTIONS = [
 
 def build_bundle(device: torch.device, dtype: torch.dtype) -> Any:
     """A :class:`garvideo.model.GarBundle` with GAR-1B's architecture and random weights."""
-    from garvideo.model import GarBundle
-
-    model = random_model(gar_1b_config(), dtype, device)
-    return GarBundle(
-        model=model, processor=gar_processor(16), name="GAR-1B shape, random weights", folder=ROOT
-    )
+    return gar_bundle(gar_1b_config(), device, dtype, "GAR-1B shape, random weights")
 
 
 def clip_and_mask(tmp: Path) -> tuple[Path, Any, str]:
