@@ -297,7 +297,9 @@ def check_describe(device: Any, args: Any, video: Path, mask: Any, clip_name: st
     dtype = torch.float32 if args.smoke else torch.bfloat16
     config = tiny_config() if args.smoke else gar_1b_config()
     bundle = gar_bundle(config, device, dtype, "GAR-1B shape, random weights")
-    gv = GarVideo(model=bundle, tracker="flow", num_frames=args.num_frames, device=str(device), dtype=dtype)
+    gv = GarVideo(
+        model=bundle, tracker=args.tracker, num_frames=args.num_frames, device=str(device), dtype=dtype
+    )
     n = args.decode
     gv.describe(video, masks=mask, frame=0, max_new_tokens=2, min_new_tokens=2)  # warm-up
     sync(device)
@@ -368,11 +370,16 @@ def check_eval(device: Any, args: Any, tmp: Path) -> dict:
     dtype = torch.float32 if args.smoke else torch.bfloat16
     config = tiny_config() if args.smoke else gar_1b_config()
     bundle = gar_bundle(config, device, dtype, "GAR-1B shape, random weights")
-    out: dict[str, Any] = {"data": str(data), "tracker": "flow", "num_frames": args.num_frames, "runs": {}}
+    out: dict[str, Any] = {
+        "data": str(data),
+        "tracker": args.tracker,
+        "num_frames": args.num_frames,
+        "runs": {},
+    }
     preds = {}
     for batch_size in args.eval_batch_sizes:
         gv = GarVideo(
-            model=bundle, tracker="flow", num_frames=args.num_frames, max_new_tokens=args.eval_tokens
+            model=bundle, tracker=args.tracker, num_frames=args.num_frames, max_new_tokens=args.eval_tokens
         )
         stats = RunnerStats()
         path = tmp / f"eval-b{batch_size}.jsonl"
@@ -421,6 +428,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.eval_batch_sizes = [1, 2] if small else [1, 8]
     args.eval_limit = 2 if small else None
     args.eval_tokens = 4 if small else 16
+    args.tracker = "static" if small else "flow"  # the smoke run checks the code, not the tracking
     if small:
         args.skip |= {"sam2"}  # random hiera models on the CPU take minutes
     return args
