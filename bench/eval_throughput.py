@@ -19,7 +19,7 @@ variants as ratios.
 
 Usage:
     .venv/bin/python bench/eval_throughput.py [--tracker flow] [--num-frames 4] [--max-new-tokens 8]
-        [--variants serial,prefetch,batched,both] [--gar1b 4] [--threads N]
+        [--variants serial,prefetch,batched,both] [--gar1b 4 --gar1b-variants serial,both] [--threads N]
         [--out bench/results/eval_throughput.json]
 """
 
@@ -118,6 +118,7 @@ def main() -> int:
         "--gar1b", type=int, default=0, help="also run GAR-1B's shape on the first N questions"
     )
     parser.add_argument("--gar1b-dtype", default="bfloat16", help="dtype of the GAR-1B-shaped run")
+    parser.add_argument("--gar1b-variants", default="serial,both", help="variants of the GAR-1B-shaped run")
     add_torch_args(parser, device="cpu", out="eval_throughput.json")
     args = parser.parse_args()
     if not MINI.is_file():
@@ -150,7 +151,8 @@ def main() -> int:
             bundle = gar_bundle(gar_1b_config(), device, dtype, "GAR-1B shape, random weights")
             gv = GarVideo(model=bundle, device=str(device), dtype=dtype, **common)
             print(f"GAR-1B shape, random weights ({args.gar1b_dtype}), first {args.gar1b} questions")
-            rows += run_variants(gv, names, args.gar1b, tmp, "gar1b")
+            gar_names = [v.strip() for v in args.gar1b_variants.split(",") if v.strip() in VARIANTS]
+            rows += run_variants(gv, gar_names, args.gar1b, tmp, "gar1b")
     load_end = os.getloadavg()
 
     print()

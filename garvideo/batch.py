@@ -578,7 +578,7 @@ class QuestionRunner(Generic[T]):
     def _answer_from(self, pos: int) -> None:
         t0 = time.perf_counter()
         positions = range(pos, min(len(self._items), pos + self.batch_size))
-        self._prefetch_from(self._run_of[pos])
+        self._prefetch(self._run_of[pos], self._run_of[positions[-1]])
         ready: list[tuple[int, _Slot, Any]] = []
         for i in positions:
             item = self._items[i]
@@ -608,11 +608,12 @@ class QuestionRunner(Generic[T]):
                 self._outcomes[i] = exc
         self.stats.questions += len(positions)
 
-    def _prefetch_from(self, run: int) -> None:
-        """Start preparing the ``prefetch`` clips after ``run`` (the window of clips held ahead)."""
+    def _prefetch(self, first: int, last: int) -> None:
+        """Start preparing the clips ``first`` to ``last`` (those of the batch about to be answered) and
+        the ``prefetch`` clips after them (the window of clips held ahead)."""
         if self.prefetch <= 0:
             return
-        for r in range(run, min(len(self._run_first), run + self.prefetch + 1)):
+        for r in range(first, min(len(self._run_first), last + self.prefetch + 1)):
             if r not in self._slots:
                 self._submit(r)
 
