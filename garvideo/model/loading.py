@@ -434,6 +434,37 @@ class GarBundle:
             suffix = self.model.embed_prompt(suffix_ids)
         return self.generate(suffix, prefix=prefix, **generate_kwargs)
 
+    def generate_batch(
+        self,
+        inputs_embeds: Sequence[torch.Tensor],
+        *,
+        prefixes: Sequence[PrefixCache | None] | None = None,
+        max_new_tokens: int | Sequence[int] = 1024,
+    ) -> list[GenerationResult]:
+        """Greedy decoding of several prompts at once (see :meth:`GarModel.generate_batch`).
+
+        Args:
+            inputs_embeds: per row ``(1, S_i, D)``; with a prefix, only the part after it.
+            prefixes: per row a :class:`PrefixCache` from :meth:`prefill` (shared, not changed) or ``None``.
+            max_new_tokens: one limit for all rows, or one per row.
+
+        Returns:
+            One :class:`GenerationResult` per row, in order (``seconds`` is the whole batch's).
+        """
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            rows = self.model.generate_batch(
+                inputs_embeds,
+                prefixes=prefixes,
+                max_new_tokens=max_new_tokens,
+                eos_token_id=self.processor.eos_token_id,
+            )
+        seconds = time.perf_counter() - t0
+        return [
+            GenerationResult(text=clean_answer(self.processor.decode(ids)), token_ids=ids, seconds=seconds)
+            for ids in rows
+        ]
+
     def generate_from_batch(
         self,
         prefixes: Sequence[PrefixCache | None],
@@ -441,18 +472,11 @@ class GarBundle:
         *,
         max_new_tokens: int | Sequence[int] = 1024,
     ) -> list[GenerationResult]:
-        """Greedy decoding of several requests at once: row ``i`` continues ``prefixes[i]`` (shared, not
-        changed; ``None``: no prefix) with the plain-text ids ``suffix_ids[i]`` ``(1, S_i)``.
-
-        Returns one :class:`GenerationResult` per row, in order (``seconds`` is the whole batch's).
-        """
-        # TODO(batchgen): one batched model call; until then row by row (same tokens by construction)
-        news = (
-            [int(max_new_tokens)] * len(suffix_ids)
-            if isinstance(max_new_tokens, int)
-            else list(max_new_tokens)
-        )
-        return [self.generate_from(p, s, max_new_tokens=n) for p, s, n in zip(prefixes, suffix_ids, news)]
+        """:meth:`generate_batch` where row ``i`` continues ``prefixes[i]`` with plain-text ids ``suffix_ids[i]``
+        ``(1, S_i)``."""
+        with torch.inference_mode():
+            suffixes = [self.model.embed_prompt(ids) for ids in suffix_ids]
+        return self.generate_batch(suffixes, prefixes=prefixes, max_new_tokens=max_new_tokens)
 
     # -- pieces for the video pipeline ------------------------------------------------------------------
     def preprocess_frames(
