@@ -108,14 +108,61 @@ def resolve_model_dir(model: PathLike | None = None) -> tuple[Path, str]:
     return Path(folder), name
 
 
+#: ``--dtype`` values besides the names in ``_DTYPES``.
+DTYPE_AUTO = "auto"
+#: /proc/cpuinfo flags of native bf16 arithmetic: x86 AVX512-BF16 and AMX-BF16, Arm's BF16 extension.
+_CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU computes bf16 natively (``avx512_bf16`` or ``amx_bf16`` on x86, ``bf16`` on Arm), read
+    from ``/proc/cpuinfo`` (``cpuinfo``: its text, for tests); ``False`` where it cannot be read."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return False
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features") and _CPU_BF16_FLAGS & set(value.split()):
+            return True
+    return False
+
+
+def auto_dtype(device: torch.device) -> tuple[torch.dtype, str]:
+    """What ``--dtype auto`` picks on ``device``, and why.
+
+    bf16 on CUDA when the GPU supports it; on CPU, bf16 when the CPU has native bf16 arithmetic (measured
+    with ``bench/model.py --dtype float32,bfloat16``: faster in every model stage on an AVX512-BF16/AMX CPU),
+    float32 otherwise (bf16 without hardware support is emulated and slower).
+    """
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16, "CUDA with bf16"
+        return torch.float32, "CUDA without bf16 support"
+    if device.type == "cpu":
+        if cpu_has_native_bf16():
+            return torch.bfloat16, "CPU with native bf16 (avx512_bf16/amx_bf16)"
+        return torch.float32, "CPU without native bf16"
+    return torch.float32, f"{device.type} device"
+
+
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """Default dtype: bf16 on GPU, float32 on CPU."""
+    """The model dtype for ``dtype`` on ``device``.
+
+    ``None``: bf16 on GPU, float32 on CPU. ``"auto"``: :func:`auto_dtype` (the choice is logged). Otherwise a
+    torch dtype or one of ``float32``/``fp32``/``bfloat16``/``bf16``/``float16``/``fp16``.
+    """
     if dtype is None:
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
+    if dtype == DTYPE_AUTO:
+        chosen, why = auto_dtype(device)
+        logger.info("--dtype auto: %s (%s)", str(chosen).replace("torch.", ""), why)
+        return chosen
     if dtype not in _DTYPES:
-        raise InputError("dtype", f"must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        raise InputError("dtype", f"must be auto or one of {sorted(_DTYPES)}, got {dtype!r}")
     return _DTYPES[dtype]
 
 
