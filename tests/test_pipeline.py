@@ -309,7 +309,7 @@ def test_davis_clip_end_to_end(gv, shared_dir: Path) -> None:
     assert r.objects[0]["prompt_token"] == "<Prompt1>"
 
 
-def test_dtype_auto(gv, bundle) -> None:
+def test_dtype_auto(gv, bundle, monkeypatch) -> None:
     from garvideo.model.loading import auto_dtype, cpu_has_native_bf16, resolve_dtype
 
     amx = "processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 amx_bf16 amx_tile\n"
@@ -319,9 +319,17 @@ def test_dtype_auto(gv, bundle) -> None:
     cpu = torch.device("cpu")
     want = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
     assert resolve_dtype("auto", cpu) == auto_dtype(cpu)[0] == want
-    assert resolve_dtype(None, cpu) == torch.float32 and resolve_dtype("bf16", cpu) == torch.bfloat16
+    assert resolve_dtype("bf16", cpu) == torch.bfloat16
     with pytest.raises(InputError, match="auto or one of"):
         resolve_dtype("int8", cpu)
+    # The default: $GARVIDEO_DTYPE (the suite pins float32 in conftest.py), else auto.
+    assert resolve_dtype(None, cpu) == torch.float32
+    monkeypatch.delenv("GARVIDEO_DTYPE")
+    assert resolve_dtype(None, cpu) == want
+    monkeypatch.setenv("GARVIDEO_DTYPE", "fp8")
+    with pytest.raises(InputError, match="GARVIDEO_DTYPE"):
+        resolve_dtype(None, cpu)
+    monkeypatch.setenv("GARVIDEO_DTYPE", "float32")
     # Exposed before loading (resolved, nothing loaded) and after (the loaded model's), and in the results.
     lazy = GarVideo(model="no/such-model", dtype="auto", device="cpu")
     assert lazy.model_dtype == str(want).replace("torch.", "") and not lazy.model_loaded

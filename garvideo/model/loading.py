@@ -110,6 +110,8 @@ def resolve_model_dir(model: PathLike | None = None) -> tuple[Path, str]:
 
 #: ``--dtype`` values besides the names in ``_DTYPES``.
 DTYPE_AUTO = "auto"
+#: Environment variable naming the default dtype (``auto`` when unset; the test suite pins float32).
+DTYPE_ENV = "GARVIDEO_DTYPE"
 #: /proc/cpuinfo flags of native bf16 arithmetic: x86 AVX512-BF16 and AMX-BF16, Arm's BF16 extension.
 _CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
@@ -150,11 +152,14 @@ def auto_dtype(device: torch.device) -> tuple[torch.dtype, str]:
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     """The model dtype for ``dtype`` on ``device``.
 
-    ``None``: bf16 on GPU, float32 on CPU. ``"auto"``: :func:`auto_dtype` (the choice is logged). Otherwise a
-    torch dtype or one of ``float32``/``fp32``/``bfloat16``/``bf16``/``float16``/``fp16``.
+    ``None``: ``$GARVIDEO_DTYPE`` when set, else ``"auto"``. ``"auto"``: :func:`auto_dtype` (bf16 on CUDA and on
+    CPUs with native bf16, else float32; the choice is logged). Otherwise a torch dtype or one of
+    ``float32``/``fp32``/``bfloat16``/``bf16``/``float16``/``fp16``.
     """
+    source = "dtype"
     if dtype is None:
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        env = os.environ.get(DTYPE_ENV)
+        dtype, source = (env, DTYPE_ENV) if env else (DTYPE_AUTO, source)
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == DTYPE_AUTO:
@@ -162,7 +167,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         logger.info("--dtype auto: %s (%s)", str(chosen).replace("torch.", ""), why)
         return chosen
     if dtype not in _DTYPES:
-        raise InputError("dtype", f"must be auto or one of {sorted(_DTYPES)}, got {dtype!r}")
+        raise InputError(source, f"must be auto or one of {sorted(_DTYPES)}, got {dtype!r}")
     return _DTYPES[dtype]
 
 
@@ -681,7 +686,8 @@ def load_gar(
     Args:
         model: hub id (``HaochenWang/GAR-1B`` or ``HaochenWang/GAR-8B``) or a folder; default
             ``$GARVIDEO_MODEL`` or ``HaochenWang/GAR-1B``.
-        dtype: ``"bfloat16"``/``"float32"``/torch dtype; default bf16 on GPU, float32 on CPU.
+        dtype: ``"auto"``/``"bfloat16"``/``"float32"``/torch dtype; default ``$GARVIDEO_DTYPE``, else ``"auto"``
+            (bf16 on CUDA and on CPUs with native bf16, else float32: :func:`auto_dtype`).
         device: default CUDA when available, else CPU.
         max_num_tiles: override the processor's tile limit (e.g. to save memory).
 

@@ -504,11 +504,12 @@ class GarModel(nn.Module):
             positions[i, smax - slen[i] :] = torch.arange(plen[i], plen[i] + slen[i], device=dev)
         next_pos = torch.tensor([p + s for p, s in zip(plen, slen)], device=dev)  # (n,)
 
+        cache_kw = _cache_kwarg(self.mllm)  # "cache" (transformers 5) or "past_key_values" (4.x)
         out = self.mllm(
             inputs_embeds=embeds,
             attention_mask=mask,
             position_ids=positions,
-            cache=cache,
+            **{cache_kw: cache},
             use_cache=True,
             logits_to_keep=1,
         )
@@ -535,12 +536,20 @@ class GarModel(nn.Module):
                 inputs_embeds=step,
                 attention_mask=mask,
                 position_ids=next_pos[:, None],
-                cache=cache,
+                **{cache_kw: cache},
                 use_cache=True,
                 logits_to_keep=1,
             )
             next_pos = next_pos + 1
         return tokens
+
+
+def _cache_kwarg(module: nn.Module) -> str:
+    """The KV-cache keyword of ``module.forward``: ``cache`` in transformers 5 (``past_key_values`` deprecated),
+    ``past_key_values`` in 4.x."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
 
 
 def _square_side(n: int) -> int:

@@ -45,8 +45,8 @@ class GarVideo:
         num_frames: K, the number of keyframes (reduced when the token budget needs it).
         keyframes: keyframe strategy (:data:`garvideo.keyframes.STRATEGIES`).
         roi_mode: ``"official"`` (the released checkpoints' RoI arithmetic) or ``"corrected"``.
-        device, dtype: passed to :func:`garvideo.model.load_gar` (default: CUDA + bf16 when available,
-            else CPU + float32; ``dtype="auto"``: bf16 on CUDA and on CPUs with native bf16, else float32).
+        device, dtype: passed to :func:`garvideo.model.load_gar` (default: CUDA when available; dtype
+            ``$GARVIDEO_DTYPE``, else ``"auto"``: bf16 on CUDA and on CPUs with native bf16, else float32).
             :attr:`model_dtype` and the results' ``dtype`` say which was used.
         include_prompt_frame: make the prompt frame one of the keyframes.
         per_second: keyframes per second for ``keyframes="fps"``.
