@@ -69,7 +69,12 @@ DeviceOpt = Annotated[
     ),
 ]
 DtypeOpt = Annotated[
-    str | None, typer.Option("--dtype", help="float32 or bfloat16 (default: bf16 on GPU, float32 on CPU).")
+    str | None,
+    typer.Option(
+        "--dtype",
+        help="auto, float32 or bfloat16 (default: $GARVIDEO_DTYPE, else auto: bf16 on CUDA and on CPUs with "
+        "native bf16, else float32).",
+    ),
 ]
 ShardOpt = Annotated[
     str | None,

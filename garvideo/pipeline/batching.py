@@ -118,7 +118,9 @@ def run_batch(
         logger.debug("batch of %d generated in %.2fs", len(batch), share * len(batch))
         for p, gen in zip(batch, gens):
             timings = _batch_timings(p.clip, {"prefill": prefill[p.index], "generation": share})
-            fields = result_fields(p.clip, gv.model_name, gen.text, p.inputs.length, gen.num_tokens, timings)
+            fields = result_fields(
+                p.clip, gv.model_name, gen.text, p.inputs.length, gen.num_tokens, timings, gv.model_dtype
+            )
             results[p.index] = build_result(fields, p.question, p.options)
     return [r for r in results if r is not None]
 

@@ -45,8 +45,9 @@ class GarVideo:
         num_frames: K, the number of keyframes (reduced when the token budget needs it).
         keyframes: keyframe strategy (:data:`garvideo.keyframes.STRATEGIES`).
         roi_mode: ``"official"`` (the released checkpoints' RoI arithmetic) or ``"corrected"``.
-        device, dtype: passed to :func:`garvideo.model.load_gar` (default: CUDA + bf16 when available,
-            else CPU + float32).
+        device, dtype: passed to :func:`garvideo.model.load_gar` (default: CUDA when available; dtype
+            ``$GARVIDEO_DTYPE``, else ``"auto"``: bf16 on CUDA and on CPUs with native bf16, else float32).
+            :attr:`model_dtype` and the results' ``dtype`` say which was used.
         include_prompt_frame: make the prompt frame one of the keyframes.
         per_second: keyframes per second for ``keyframes="fps"``.
         max_new_tokens: default generation length (reserved in the token budget).
@@ -131,6 +132,16 @@ class GarVideo:
         from garvideo.model import DEFAULT_MODEL, MODEL_ENV
 
         return os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+
+    @property
+    def model_dtype(self) -> str:
+        """The model's dtype name (``"float32"``, ``"bfloat16"``): the loaded model's, or (before loading) what
+        ``dtype`` resolves to on ``device`` (``"auto"``: see :func:`garvideo.model.loading.auto_dtype`)."""
+        if self._bundle is not None:
+            return str(self._bundle.dtype).replace("torch.", "")
+        from garvideo.model.loading import resolve_device, resolve_dtype
+
+        return str(resolve_dtype(self.dtype, resolve_device(self.device))).replace("torch.", "")
 
     @property
     def tracker(self) -> Any:
@@ -295,7 +306,9 @@ class GarVideo:
         source = "describe" if question is None else "--question"
         gen, inputs, run = self._run(clip, question, options, stream, max_new_tokens, generate_kwargs, source)
         timings = self._timings(clip, t0, run)
-        return result_fields(clip, self.model_name, gen.text, inputs.length, gen.num_tokens, timings)
+        return result_fields(
+            clip, self.model_name, gen.text, inputs.length, gen.num_tokens, timings, self.model_dtype
+        )
 
     # -- public requests -------------------------------------------------------------------------------------
     def describe(

@@ -27,6 +27,7 @@ class DescribeResult:
         notes: what the pipeline changed or noticed.
         prompt_tokens: prompt length in tokens.
         new_tokens: tokens generated.
+        dtype: the model's dtype (``"float32"``, ``"bfloat16"``; what ``--dtype auto`` chose).
     """
 
     text: str
@@ -38,6 +39,7 @@ class DescribeResult:
     notes: list[str]
     prompt_tokens: int = 0
     new_tokens: int = 0
+    dtype: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +52,7 @@ class DescribeResult:
             "notes": list(self.notes),
             "prompt_tokens": self.prompt_tokens,
             "new_tokens": self.new_tokens,
+            "dtype": self.dtype,
         }
 
 
@@ -92,7 +95,13 @@ def build_result(
 
 
 def result_fields(
-    clip: PreparedClip, model: str, text: str, prompt_tokens: int, new_tokens: int, timings: dict[str, float]
+    clip: PreparedClip,
+    model: str,
+    text: str,
+    prompt_tokens: int,
+    new_tokens: int,
+    timings: dict[str, float],
+    dtype: str,
 ) -> dict[str, Any]:
     """The :class:`DescribeResult` fields of one request on ``clip``."""
     return {
@@ -105,4 +114,5 @@ def result_fields(
         "notes": list(clip.notes),
         "prompt_tokens": prompt_tokens,
         "new_tokens": new_tokens,
+        "dtype": dtype,
     }
