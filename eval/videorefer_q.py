@@ -488,7 +488,7 @@ def _group_key(mode: str, video_root: Path) -> Callable[[Mapping[str, Any]], Has
 
 
 def run_settings(gv: Any, *, mode: str, data: PathLike | None = None) -> dict[str, Any]:
-    """The settings recorded with the scores: model, mode, tracker, K, keyframes, roi mode, new tokens."""
+    """The settings recorded with the scores: model, mode, tracker, K, keyframes, roi mode, new tokens, dtype."""
     settings = {
         "model": getattr(gv, "model_name", None),
         "mode": mode,
@@ -497,6 +497,7 @@ def run_settings(gv: Any, *, mode: str, data: PathLike | None = None) -> dict[st
         "keyframes": getattr(gv, "keyframes", None),
         "roi_mode": getattr(gv, "roi_mode", None),
         "max_new_tokens": getattr(gv, "max_new_tokens", None),
+        "dtype": getattr(gv, "model_dtype", None),
     }
     if data is not None:
         settings["data"] = str(data)

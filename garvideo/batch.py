@@ -237,6 +237,7 @@ def make_pipeline(
     max_new_tokens: int | None = None,
     device: str | None = None,
     env: Mapping[str, str] | None = None,
+    dtype: str | None = None,
 ) -> Any:
     """The :class:`garvideo.pipeline.GarVideo` of a batch or eval run.
 
@@ -259,6 +260,7 @@ def make_pipeline(
         "keyframes": keyframes,
         "roi_mode": roi_mode,
         "device": device,
+        "dtype": dtype,
     }
     if max_new_tokens is not None:
         kwargs["max_new_tokens"] = max_new_tokens

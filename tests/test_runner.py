@@ -116,6 +116,7 @@ def test_batch_command_takes_prefetch_and_batch_size(questions, tiny_model_dir, 
         assert res.exit_code == 0, (res.output, res.exception)
         info = json.loads(res.output.strip().splitlines()[-1])
         assert info["written"] == 9 and info["failed"] == 3 and 0.0 < info["model_busy"] <= 1.0
+        assert info["dtype"] == "float32"  # the suite pins float32 (conftest)
         outs.append(stripped(out))
     assert outs[0] == outs[1]
     res = runner.invoke(
@@ -139,6 +140,7 @@ def test_eval_prefetch_batches_and_shards_by_clip_match_the_serial_run(
         res = run_videorefer_q(data, root, out, gv, prefetch=prefetch, batch_size=batch_size)
         assert stripped(out) == reference, (prefetch, batch_size)
         assert res.scores.to_dict() == serial_res.scores.to_dict()
+    assert serial_res.scores.settings["dtype"] == "float32"
     assert "answering one by one" not in caplog.text  # the batches went through GarVideo.run_batch
 
     # --prefetch 2, sharded by clip: the 6 clips (2 questions each) are split 2/2/2 and never cut;

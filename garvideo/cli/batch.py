@@ -14,6 +14,7 @@ from garvideo.batch import DEFAULT_PREFETCH
 from garvideo.cli._options import (
     BatchSizeOpt,
     DeviceOpt,
+    DtypeOpt,
     KeyframesOpt,
     KOpt,
     ModelOpt,
@@ -59,6 +60,7 @@ def batch(
     roi_mode: RoiOpt = "official",
     max_new_tokens: NewTokOpt = None,
     device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
     root: Annotated[
         Path | None,
         typer.Option("--root", help="Resolve relative paths here (default: the questions file's folder)."),
@@ -94,6 +96,7 @@ def batch(
         roi_mode=roi_mode,
         max_new_tokens=max_new_tokens,
         device=device,
+        dtype=dtype,
     )
     stats = RunnerStats()
     with resumable_run("batch QA", enabled=not as_json) as update:
@@ -108,10 +111,10 @@ def batch(
             batch_size=batch_size,
             stats=stats,
         )
-    _print_summary(summary, as_json, stats)
+    _print_summary(summary, as_json, stats, dtype=gv.model_dtype)
 
 
-def _print_summary(summary: Any, as_json: bool, stats: Any = None) -> None:
+def _print_summary(summary: Any, as_json: bool, stats: Any = None, dtype: str | None = None) -> None:
     info: dict[str, Any] = {
         "out": str(summary.out),
         "total": summary.total,
@@ -121,6 +124,7 @@ def _print_summary(summary: Any, as_json: bool, stats: Any = None) -> None:
         "complete": summary.complete,
         "merged": str(summary.merged) if summary.merged else None,
         "seconds": round(summary.seconds, 3),
+        "dtype": dtype,
     }
     if stats is not None and summary.seconds > 0:
         info["model_busy"] = round(stats.model_s / summary.seconds, 3)  # share of wall time in the model
@@ -132,6 +136,7 @@ def _print_summary(summary: Any, as_json: bool, stats: Any = None) -> None:
         f"({summary.skipped} already there, {summary.written} new, {summary.failed_total} with errors) "
         f"in {summary.seconds:.1f} s"
         + (f", model busy {100 * info['model_busy']:.0f}% of it" if "model_busy" in info else "")
+        + (f" ({dtype})" if dtype else "")
     )
     if summary.merged:
         typer.echo(f"all shards finished: merged into {summary.merged}")

@@ -15,6 +15,7 @@ from garvideo.batch import DEFAULT_PREFETCH
 from garvideo.cli._options import (
     BatchSizeOpt,
     DeviceOpt,
+    DtypeOpt,
     KeyframesOpt,
     KOpt,
     ModelOpt,
@@ -88,6 +89,7 @@ def videorefer_q(
     roi_mode: RoiOpt = "official",
     max_new_tokens: NewTokOpt = None,
     device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
     limit: Annotated[int | None, typer.Option("--limit", min=0, help="Only the first N records.")] = None,
     types: Annotated[
         list[str] | None,
@@ -129,6 +131,7 @@ def videorefer_q(
         roi_mode=roi_mode,
         max_new_tokens=max_new_tokens,
         device=device,
+        dtype=dtype,
     )
     with resumable_run(f"VideoRefer-Bench-Q ({mode})", enabled=not as_json) as update:
         result = run_videorefer_q(
