@@ -55,7 +55,7 @@ def test_peak_table_and_flop_counts(gpu_check):
     )
 
 
-def test_smoke_run_on_cpu_writes_every_section(gpu_check, shared_dir, tmp_path, capsys):
+def test_smoke_run_on_cpu_writes_every_section(gpu_check, tmp_path, capsys):
     out = tmp_path / "gpu.json"
     assert gpu_check.main(["--device", "cpu", "--smoke", "--out", str(out)]) == 0
     r = json.loads(out.read_text())
@@ -68,5 +68,11 @@ def test_smoke_run_on_cpu_writes_every_section(gpu_check, shared_dir, tmp_path, 
     assert s["sam2"] == {"skipped": "--smoke"}
     assert s["describe"]["new_tokens"] == 4 and len(s["describe"]["frames"]) == 2
     assert s["tiny"]["agree"] and s["tiny"]["devices"] == ["cpu", "cpu"]
-    assert set(s["eval"]["runs"]) == {"1", "2"} and s["eval"]["same_predictions"] == {"1": True, "2": True}
+    if gpu_check.SHARED.joinpath("data", "videorefer-mini").is_dir():
+        assert set(s["eval"]["runs"]) == {"1", "2"} and s["eval"]["same_predictions"] == {
+            "1": True,
+            "2": True,
+        }
+    else:  # outside the garvideo workplace: no benchmark file to run
+        assert "no shared VideoRefer mini file" in s["eval"]["skipped"]
     assert "tiny model float32 cpu vs cpu: agree" in capsys.readouterr().out
