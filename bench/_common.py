@@ -22,21 +22,25 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def random_model(config: Any, dtype: Any, device: Any) -> Any:
-    """GarModel with parameters drawn from N(0, 0.02) (norm weights 1), built without a full init pass."""
+    """GarModel with parameters drawn from N(0, 0.02) (norm weights 1), built without a full init pass.
+
+    The parameters are drawn on ``device`` (a GPU draws GAR-8B's in seconds; the CPU's stream and a
+    GPU's differ, which does not matter for timing)."""
     import torch
     from torch import nn
 
     from garvideo.model import GarModel
     from garvideo.model.modeling import _parameters_on_meta
 
+    device = torch.device(device)
     with _parameters_on_meta():
         model = GarModel(config)
-    gen = torch.Generator(device="cpu").manual_seed(0)
+    gen = torch.Generator(device=device).manual_seed(0)
     for module in model.modules():
         for name, p in list(module._parameters.items()):
             if p is None or p.device.type != "meta":
                 continue
-            t = torch.empty(p.shape, dtype=torch.float32)
+            t = torch.empty(p.shape, dtype=torch.float32, device=device)
             if name == "weight" and p.dim() == 1:
                 t.fill_(1.0)
             elif name == "bias" or "gamma" in name:
@@ -55,6 +59,45 @@ def gar_1b_config() -> Any:
     from garvideo.model.configuration import gar_config_dict
 
     return GarConfig.from_dict(gar_config_dict())
+
+
+def gar_8b_config() -> Any:
+    """GAR-8B's architecture as a :class:`garvideo.model.GarConfig` (for timing with random weights).
+
+    PerceptionLM-8B = PE-Core-G/14 at 448 truncated to 47 layers of width 1536 (transformers'
+    ``convert_perception_lm_weights_to_hf.py`` maps 47 layers × 1536 to ``vit_pe_core_gigantic_patch14_448``:
+    16 heads, MLP 8960, no class token) and Llama-3.1-8B (4096 wide, MLP 14336, 32 layers, 32 heads, 8 KV
+    heads of 128, untied output head; its ``config.json``), GAR's vocabulary of 128262. Same 256 tokens
+    per 448×448 tile as GAR-1B (32×32 patches, 2×2 pooling).
+    """
+    from garvideo.model import GarConfig
+    from garvideo.model.configuration import gar_config_dict
+
+    d = gar_config_dict(
+        vision_width=1536,
+        vision_depth=47,
+        vision_heads=16,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_layers=32,
+        num_heads=32,
+        num_kv_heads=8,
+        head_dim=128,
+    )
+    mllm = d["mllm_config"]
+    mllm["vision_config"]["architecture"] = "vit_pe_core_gigantic_patch14_448"
+    mllm["vision_use_cls_token"] = False
+    mllm["text_config"]["tie_word_embeddings"] = False
+    return GarConfig.from_dict(d)
+
+
+def gar_bundle(config: Any, device: Any, dtype: Any, name: str, max_num_tiles: int = 16) -> Any:
+    """A :class:`garvideo.model.GarBundle` of ``config``'s architecture with random weights
+    (:func:`random_model`) and :func:`gar_processor`'s processor."""
+    from garvideo.model import GarBundle
+
+    model = random_model(config, dtype, device)
+    return GarBundle(model=model, processor=gar_processor(max_num_tiles), name=name, folder=ROOT)
 
 
 def gar_processor(max_num_tiles: int) -> Any:

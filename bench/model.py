@@ -12,8 +12,10 @@ the LLM) and decode (greedy, one token at a time with the KV cache). Peak memory
 RSS (and the CUDA peak on GPU). Prints a table and writes JSON.
 
 Usage:
-    .venv/bin/python bench/model.py [--device cpu|cuda] [--dtype float32|bfloat16] [--size 640x480]
+    .venv/bin/python bench/model.py [--device cpu|cuda] [--dtype auto|float32|bfloat16] [--size 640x480]
         [--max-num-tiles 4] [--new-tokens 16] [--threads N] [--out bench/results/model.json]
+    # float32 against bfloat16 in one process, interleaved, best of 2 rounds (the --dtype auto evidence):
+    .venv/bin/python bench/model.py --dtype float32,bfloat16 --rounds 2 --max-num-tiles 1 --new-tokens 8
 
 The default of 4 tiles (+ thumbnail) keeps the CPU run to a few minutes; vision and prefill costs scale
 about linearly with the number of tiles (256 image tokens each), and the JSON reports per-tile and
@@ -23,6 +25,7 @@ per-token figures so other tile counts can be estimated.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
@@ -57,30 +60,17 @@ def timed(device: torch.device, fn, *args, **kwargs) -> tuple[Any, float]:
     return out, time.perf_counter() - t0
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_torch_args(parser, device="cuda" if torch.cuda.is_available() else "cpu", out="model.json")
-    parser.add_argument("--dtype", default=None, help="float32 (CPU default) or bfloat16 (GPU default)")
-    parser.add_argument("--size", default="640x480", help="image WxH")
-    parser.add_argument("--max-num-tiles", type=int, default=4)
-    parser.add_argument("--new-tokens", type=int, default=16)
-    args = parser.parse_args()
+def set_parameter_dtype(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Cast the parameters (not the buffers: rotary tables stay float32, as ``load_gar`` loads them)."""
+    for p in model.parameters():
+        p.data = p.data.to(dtype)
+    model.tie_weights()
 
-    device = torch_device(args)
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, None: None}[args.dtype]
-    if dtype is None:
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    w, h = (int(v) for v in args.size.lower().split("x"))
 
-    rss0 = peak_rss_mb()
-    config = gar_1b_config()
-    model, t_build = timed(device, random_model, config, dtype, device)
-    n_params = sum(p.numel() for p in model.parameters())
-    processor = gar_processor(args.max_num_tiles)
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    mask = np.zeros((h, w), bool)
-    mask[h // 4 : h // 2, w // 3 : 2 * w // 3] = True
+def measure(
+    model: Any, processor: Any, image: np.ndarray, mask: np.ndarray, device: torch.device, new_tokens: int
+):
+    """One image, one region: the stage seconds and the inputs' sizes."""
 
     def preprocess():
         inputs = processor.preprocess_image(image, [mask])
@@ -106,61 +96,118 @@ def main() -> int:
         next_id = out.logits[:, -1].argmax(-1, keepdim=True)
         sync(device)
         t0 = time.perf_counter()
-        for _ in range(args.new_tokens):
+        for _ in range(new_tokens):
             step = model.forward(model.get_input_embeddings()(next_id), None, cache, True, 1)
             next_id = step.logits[:, -1].argmax(-1, keepdim=True)
         sync(device)
         t_decode = time.perf_counter() - t0
+    stages = {
+        "preprocessing": t_pre,
+        "vision tower (+mask, projector)": t_vis,
+        "RoI replay": t_roi,
+        "prompt embedding": t_emb,
+        "prefill": t_prefill,
+        "decode": t_decode,
+    }
+    return stages, inputs, int(ids.shape[1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_torch_args(parser, device="cuda" if torch.cuda.is_available() else "cpu", out="model.json")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        help="float32, bfloat16 or auto (garvideo's --dtype auto); a comma list (float32,bfloat16) measures "
+        "each in turn in one process, --rounds times, and reports the best of the rounds and the ratios",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="rounds over the dtypes (interleaved)")
+    parser.add_argument("--size", default="640x480", help="image WxH")
+    parser.add_argument("--max-num-tiles", type=int, default=4)
+    parser.add_argument("--new-tokens", type=int, default=16)
+    args = parser.parse_args()
+
+    from garvideo.model.loading import resolve_dtype
+
+    device = torch_device(args)
+    dtypes = [resolve_dtype(d.strip(), device) for d in args.dtype.split(",")]
+    w, h = (int(v) for v in args.size.lower().split("x"))
+
+    rss0 = peak_rss_mb()
+    config = gar_1b_config()
+    model, t_build = timed(device, random_model, config, dtypes[0], device)
+    n_params = sum(p.numel() for p in model.parameters())
+    processor = gar_processor(args.max_num_tiles)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    mask = np.zeros((h, w), bool)
+    mask[h // 4 : h // 2, w // 3 : 2 * w // 3] = True
+
+    runs: dict[str, list[dict[str, float]]] = {}
+    for _ in range(max(1, args.rounds)):
+        for dtype in dtypes:
+            set_parameter_dtype(model, dtype)
+            stages, inputs, prompt_len = measure(model, processor, image, mask, device, args.new_tokens)
+            runs.setdefault(str(dtype).replace("torch.", ""), []).append(stages)
+    best = {name: {k: min(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
 
     n_tiles = inputs.num_tiles
-    prompt_len = int(ids.shape[1])
-    stages = [
-        (
-            "preprocessing",
-            t_pre,
-            f"{n_tiles} tiles ({inputs.aspect_ratio[0]}x{inputs.aspect_ratio[1]} + thumbnail)",
-        ),
-        ("vision tower (+mask, projector)", t_vis, f"{t_vis / n_tiles:.3f} s per tile"),
-        ("RoI replay", t_roi, "1 region, 256 tokens"),
-        ("prompt embedding", t_emb, f"{prompt_len} tokens"),
-        ("prefill", t_prefill, f"{prompt_len / t_prefill:.1f} tokens/s"),
-        ("decode", t_decode, f"{args.new_tokens / t_decode:.2f} tokens/s ({args.new_tokens} tokens)"),
-    ]
+    print(
+        f"GAR-1B (random weights, {n_params / 1e9:.2f} B parameters) on {device_name(device)} "
+        f"[{device}, {torch.get_num_threads()} threads], image {w}x{h}, {n_tiles} tiles, {prompt_len} prompt "
+        f"tokens, {args.new_tokens} new tokens; best of {max(1, args.rounds)} round(s)"
+    )
+    names = list(best)
+    print(f"{'stage':34s} " + " ".join(f"{n:>10s}" for n in names) + ("   ratio" if len(names) == 2 else ""))
+    for stage in best[names[0]]:
+        row = f"{stage:34s} " + " ".join(f"{best[n][stage]:10.3f}" for n in names)
+        if len(names) == 2:
+            row += f"  {best[names[0]][stage] / max(best[names[1]][stage], 1e-9):6.2f}x"
+        print(row)
+    print(f"{'peak RSS':34s} {peak_rss_mb():10.0f}  MB")
+
+    per_dtype = {}
+    for name, st in best.items():
+        per_dtype[name] = {
+            "stages_seconds": st,
+            "vision_seconds_per_tile": st["vision tower (+mask, projector)"] / n_tiles,
+            "prefill_tokens_per_second": prompt_len / st["prefill"],
+            "decode_tokens_per_second": args.new_tokens / st["decode"],
+            "rounds": runs[name],
+        }
     result = {
         "model": "GAR-1B architecture, random weights",
         "parameters": n_params,
         "device": str(device),
         "device_name": device_name(device),
         "torch_threads": torch.get_num_threads(),
-        "dtype": str(dtype).replace("torch.", ""),
         "image_size": [w, h],
         "max_num_tiles": args.max_num_tiles,
         "num_tiles": n_tiles,
         "prompt_tokens": prompt_len,
         "new_tokens": args.new_tokens,
         "build_seconds": t_build,
-        "stages_seconds": {name: t for name, t, _ in stages},
-        "vision_seconds_per_tile": t_vis / n_tiles,
-        "prefill_tokens_per_second": prompt_len / t_prefill,
-        "decode_tokens_per_second": args.new_tokens / t_decode,
         "peak_rss_mb": peak_rss_mb(),
         "rss_before_model_mb": rss0,
         "cuda_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+        "load_average": list(os.getloadavg()),
         "command": command_line(),
     }
-
-    print(
-        f"GAR-1B (random weights, {n_params / 1e9:.2f} B parameters) on {result['device_name']} "
-        f"[{device}, {result['dtype']}, {result['torch_threads']} threads], image {w}x{h}"
-    )
-    print(f"{'stage':34s} {'seconds':>9s}  note")
-    for name, t, note in stages:
-        print(f"{name:34s} {t:9.3f}  {note}")
-    print(f"{'peak RSS':34s} {result['peak_rss_mb']:9.0f}  MB")
+    if len(names) == 1:
+        result.update({"dtype": names[0], **per_dtype[names[0]]})
+        result.pop("rounds", None)
+        key = str(device.type)
+    else:
+        result["dtypes"] = per_dtype
+        result["ratios"] = {
+            stage: best[names[0]][stage] / max(best[names[1]][stage], 1e-9) for stage in best[names[0]]
+        }
+        result["ratios_meaning"] = f"{names[0]} seconds / {names[1]} seconds (above 1: {names[1]} faster)"
+        key = f"{device.type}_{'_vs_'.join(names)}"
     if result["cuda_peak_mb"] is not None:
-        print(f"{'CUDA peak':34s} {result['cuda_peak_mb']:9.0f}  MB")
+        print(f"{'CUDA peak':34s} {result['cuda_peak_mb']:10.0f}  MB")
 
-    write_json(args.out, result, key=str(device.type))
+    write_json(args.out, result, key=key)
     return 0
 
 

@@ -32,7 +32,6 @@ import json
 import logging
 import re
 import string
-import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from garvideo.batch import ClipCache, answer_fields, answer_timings, close_clip
+from garvideo.batch import DEFAULT_PREFETCH, QuestionRunner, RunnerStats, answer_fields, make_question
 from garvideo.errors import InputError, PathLike
 from garvideo.eval.scoring import (
     QUESTION_TYPES,
@@ -410,52 +409,71 @@ def prediction_record(
     }
 
 
-def _release(value: tuple[Any, list[str]]) -> None:
-    close_clip(value[0])
-
-
-@dataclass
-class VideoReferAnswerer:
+class VideoReferAnswerer(QuestionRunner[Mapping[str, Any]]):
     """Answers benchmark records with a :class:`garvideo.pipeline.GarVideo` (``gv``) in ``mode``.
 
-    Consecutive records on the same clip and masks reuse one prepared clip.
+    Consecutive records on the same clip and masks reuse one prepared clip; see
+    :class:`garvideo.batch.QuestionRunner` for ``prefetch`` and ``batch_size``.
     """
 
-    gv: Any
-    video_root: Path
-    mode: str = "single"
-    cache: ClipCache = field(default_factory=lambda: ClipCache(_release))
+    def __init__(
+        self,
+        gv: Any,
+        video_root: PathLike,
+        mode: str = "single",
+        *,
+        prefetch: int = DEFAULT_PREFETCH,
+        batch_size: int = 1,
+        stats: RunnerStats | None = None,
+    ) -> None:
+        super().__init__(gv, prefetch=prefetch, batch_size=batch_size, stats=stats)
+        self.video_root = Path(video_root)
+        self.mode = mode
+        self._group = _group_key(mode, self.video_root)
 
-    def _prepare(self, q: BenchQuestion) -> tuple[Any, list[str]]:
+    def clip_key(self, item: Mapping[str, Any]) -> Hashable:
+        return self._group(item)
+
+    def clip_of(self, value: tuple[Any, list[str]]) -> Any:
+        return value[0]
+
+    def prepare_clip(
+        self, item: Mapping[str, Any], *, encode: bool, progress: Callable[[int, int], None] | None
+    ) -> tuple[Any, list[str]]:
         from garvideo.video import open_video
 
+        q = parse_record(item, self.video_root)
         if not q.video_dir.is_dir():
             raise InputError(f"record {q.id}", f"no such video folder {q.video_dir}")
         video = open_video(q.video_dir)
         try:
             rm = record_masks(q, self.mode, video.num_frames, (video.height, video.width))
             if rm.masks is not None:
-                clip = self.gv.prepare(video, masks=rm.masks, frame=rm.frame)
+                clip = self.gv.prepare(
+                    video, masks=rm.masks, frame=rm.frame, encode=encode, progress=progress
+                )
             else:
-                clip = self.gv.prepare(video, frame_masks=rm.frame_masks)
+                clip = self.gv.prepare(video, frame_masks=rm.frame_masks, encode=encode, progress=progress)
         except BaseException:
             video.close()
             raise
         return clip, rm.notes
 
-    def __call__(self, raw: Mapping[str, Any]) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        q = parse_record(raw, self.video_root)
-        (clip, notes), prep_s = self.cache.get(q.clip_key(self.mode), lambda: self._prepare(q))
-        check_frame_keys(q, clip.num_frames)  # this record's own keys, also when the clip is shared
-        result = self.gv.ask(clip, q.question, options=list(q.options))
+    def request(self, item: Mapping[str, Any], value: tuple[Any, list[str]]) -> Any:
+        q = parse_record(item, self.video_root)
+        check_frame_keys(q, value[0].num_frames)  # this record's own keys, also when the clip is shared
+        return make_question(value[0], q.question, q.options)
+
+    def record(
+        self, item: Mapping[str, Any], value: tuple[Any, list[str]], result: Any, timings: dict[str, float]
+    ) -> dict[str, Any]:
         return prediction_record(
-            raw,
+            item,
             mode=self.mode,
             pred=str(result.text),
             frames=list(result.frames),
-            notes=list(notes) + list(result.notes or []),
-            timings=answer_timings(prep_s, result, t0),
+            notes=list(value[1]) + list(result.notes or []),
+            timings=timings,
         )
 
 
@@ -470,7 +488,7 @@ def _group_key(mode: str, video_root: Path) -> Callable[[Mapping[str, Any]], Has
 
 
 def run_settings(gv: Any, *, mode: str, data: PathLike | None = None) -> dict[str, Any]:
-    """The settings recorded with the scores: model, mode, tracker, K, keyframes, roi mode, new tokens."""
+    """The settings recorded with the scores: model, mode, tracker, K, keyframes, roi mode, new tokens, dtype."""
     settings = {
         "model": getattr(gv, "model_name", None),
         "mode": mode,
@@ -480,6 +498,7 @@ def run_settings(gv: Any, *, mode: str, data: PathLike | None = None) -> dict[st
         "keyframes": getattr(gv, "keyframes", None),
         "roi_mode": getattr(gv, "roi_mode", None),
         "max_new_tokens": getattr(gv, "max_new_tokens", None),
+        "dtype": getattr(gv, "model_dtype", None),
     }
     if data is not None:
         settings["data"] = str(data)
@@ -543,6 +562,9 @@ def run_videorefer_q(
     retry_errors: bool = False,
     progress: Callable[[Progress], None] | None = None,
     settings: Mapping[str, Any] | None = None,
+    prefetch: int = DEFAULT_PREFETCH,
+    batch_size: int = 1,
+    stats: RunnerStats | None = None,
 ) -> EvalResult:
     """Answer the benchmark's questions with ``gv`` and score them.
 
@@ -558,23 +580,26 @@ def run_videorefer_q(
         retry_errors: redo records whose earlier prediction has an error.
         progress: called after each record.
         settings: recorded with the scores (default :func:`run_settings`).
+        prefetch: clips prepared ahead in a background thread (0: everything in this thread).
+        batch_size: questions answered together (batched generation).
+        stats: filled in with where the time went (:class:`garvideo.batch.RunnerStats`).
 
     Raises:
         InputError: a malformed benchmark file, an unknown mode or type, a missing video root.
     """
     records = plan_run(data, video_root, mode=mode, limit=limit, types=types, shard=shard)
-    root = Path(video_root)
-    answerer = VideoReferAnswerer(gv, root, mode)
+    answerer = VideoReferAnswerer(gv, video_root, mode, prefetch=prefetch, batch_size=batch_size, stats=stats)
     spec: JsonlRun[dict[str, Any]] = JsonlRun(
         key=lambda r: r["id"],
         process=answerer,
         on_error=lambda r, exc: prediction_record(r, mode=mode, pred="", error=error_text(exc)),
-        group=_group_key(mode, root),
+        group=answerer.clip_key,
+        plan=answerer.plan,
     )
     try:
         summary = run_jsonl(records, out, spec, shard=shard, retry_errors=retry_errors, progress=progress)
     finally:
-        answerer.cache.clear()
+        answerer.close()
     settings = dict(settings) if settings is not None else run_settings(gv, mode=mode, data=data)
     scores = score_records(read_jsonl(summary.out).records, settings)
     files = write_scores(scores, summary.out)

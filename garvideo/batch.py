@@ -17,20 +17,30 @@ Relative paths are resolved against the questions file's folder (or ``root``).
 Output, one line per question (:func:`answer_record`): ``id``, ``answer`` (the option letter for a
 multiple-choice question, else the answer text), ``pred`` (the raw model output), ``frames`` (the
 keyframes used), ``error`` (``null`` or why the item failed), ``notes``, ``timings`` (seconds).
-Runs are resumable and shardable (:mod:`garvideo.jsonl`). Questions on the same clip and masks are
-processed one after the other on one prepared clip, so tracking, frame encoding and the prompt
-prefix are computed once for all of them.
+Runs are resumable and shardable (:mod:`garvideo.jsonl`; a clip's questions stay on one rank).
+Questions on the same clip and masks are processed one after the other on one prepared clip, so
+tracking, frame encoding and the prompt prefix are computed once for all of them.
+
+:class:`QuestionRunner` (used here and by :mod:`garvideo.eval.videorefer_q`) overlaps the CPU work
+with the model: with ``prefetch=N`` a background thread prepares up to ``N`` clips ahead (opens the
+video, reads the masks, tracks, picks and decodes the keyframes) while the calling thread runs the
+model (keyframe encoding, prefill, generation) on the current ones; with ``batch_size=B`` the model
+answers ``B`` consecutive questions at a time (:meth:`GarVideo.run_batch`). Records, their order,
+resume and errors are the same as with ``prefetch=0, batch_size=1`` (everything in the calling
+thread, one question at a time).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -38,6 +48,11 @@ from garvideo.errors import InputError, PathLike
 from garvideo.jsonl import JsonlRun, Progress, RunSummary, error_text, read_jsonl, record_key, run_jsonl
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_PREFETCH = 2
+"""Clips prepared ahead by default (``--prefetch``)."""
 
 ANSWER_KEYS = ("id", "answer", "pred", "frames", "error", "notes", "timings")
 """The keys of an output line, in order."""
@@ -250,53 +265,8 @@ def load_questions(path: PathLike, *, root: PathLike | None = None) -> list[Batc
 # ----------------------------------------------------------------------------------------------------
 # answering
 # ----------------------------------------------------------------------------------------------------
-class ClipCache:
-    """Keeps the last prepared clip (or the error preparing it raised), keyed by a clip key.
-
-    Items of one group are processed one after the other (:class:`garvideo.jsonl.JsonlRun`'s
-    ``group``), so one entry is enough to prepare each clip once and hold one clip in memory.
-
-    Args:
-        release: called with a cached value when it is replaced or cleared (e.g. to close the clip).
-    """
-
-    def __init__(self, release: Callable[[Any], None] | None = None) -> None:
-        self._release = release
-        self._filled = False
-        self._key: Hashable = None
-        self._value: Any = None
-        self._error: Exception | None = None
-
-    def get(self, key: Hashable, make: Callable[[], Any]) -> tuple[Any, float]:
-        """The prepared clip for ``key`` and the seconds spent preparing it now (0 when cached).
-
-        Raises:
-            Exception: what ``make`` raised for this key (again for every item of the group).
-        """
-        if not self._filled or key != self._key:
-            self.clear()
-            self._key = key
-            t0 = time.perf_counter()
-            try:
-                self._value = make()
-            except Exception as exc:
-                self._error, self._filled = exc, True
-                raise
-            self._filled = True
-            return self._value, time.perf_counter() - t0
-        if self._error is not None:
-            raise self._error
-        return self._value, 0.0
-
-    def clear(self) -> None:
-        """Drop the cached clip (released: its video, features and KV cache are freed)."""
-        if self._filled and self._value is not None and self._release is not None:
-            self._release(self._value)
-        self._filled, self._key, self._value, self._error = False, None, None, None
-
-
 def close_clip(clip: Any) -> None:
-    """Release a prepared clip (its video and cached features), for :class:`ClipCache`."""
+    """Release a prepared clip (its video and cached features)."""
     close = getattr(clip, "close", None)
     if callable(close):
         close()
@@ -312,6 +282,7 @@ def make_pipeline(
     max_new_tokens: int | None = None,
     device: str | None = None,
     env: Mapping[str, str] | None = None,
+    dtype: str | None = None,
 ) -> Any:
     """The :class:`garvideo.pipeline.GarVideo` of a batch or eval run.
 
@@ -334,20 +305,27 @@ def make_pipeline(
         "keyframes": keyframes,
         "roi_mode": roi_mode,
         "device": device,
+        "dtype": dtype,
     }
     if max_new_tokens is not None:
         kwargs["max_new_tokens"] = max_new_tokens
     return GarVideo(model, **kwargs)
 
 
-def answer_timings(prepare_s: float, result: Any, t0: float) -> dict[str, float]:
+def answer_timings(
+    prepare_s: float, result: Any, t0: float, *, wait_s: float | None = None, items: int = 1
+) -> dict[str, float]:
     """Seconds per stage of one answer: ``prepare`` (opening the clip, reading the masks, tracking and
-    encoding — 0 for the later questions of a shared clip), the answer's own stages as the pipeline
-    reports them (the clip's ``decode`` / ``tracking`` / ``vision`` on its first question, ``prefill``,
-    ``generation``), and ``total`` (this item, wall time)."""
+    encoding — 0 for the later questions of a shared clip), ``wait`` (with prefetching: how long the
+    model waited for this clip to be prepared), the answer's own stages as the pipeline reports them
+    (the clip's ``decode`` / ``tracking`` / ``vision`` on its first question, ``prefill``,
+    ``generation``), and ``total`` (wall time since ``t0``, divided by ``items`` when ``items``
+    questions were answered together)."""
     timings: dict[str, float] = {"prepare": prepare_s}
+    if wait_s is not None:
+        timings["wait"] = wait_s
     timings.update({k: float(v) for k, v in (getattr(result, "timings", None) or {}).items() if k != "total"})
-    timings["total"] = time.perf_counter() - t0
+    timings["total"] = (time.perf_counter() - t0) / max(1, items)
     return timings
 
 
@@ -364,11 +342,16 @@ def _load_spec(spec: MaskSpec, size: tuple[int, int], where: str) -> np.ndarray 
     return rle_decode(spec, source=where, size=size)
 
 
-def prepare_question_clip(gv: Any, q: BatchQuestion) -> Any:
-    """Open ``q``'s video, read its masks and ``gv.prepare`` the clip (tracking, features, prefix)."""
+def prepare_question_clip(
+    gv: Any, q: BatchQuestion, *, encode: bool = True, progress: Callable[[int, int], None] | None = None
+) -> Any:
+    """Open ``q``'s video, read its masks and ``gv.prepare`` the clip (tracking and, with ``encode``,
+    the keyframe features); ``progress`` is passed on to the tracking."""
     from garvideo.masks import load_masks
     from garvideo.video import open_video
 
+    if q.problem is not None:
+        raise InputError(f"id {q.id}", q.problem)
     video = open_video(q.video)
     try:
         size = (video.height, video.width)
@@ -379,12 +362,12 @@ def prepare_question_clip(gv: Any, q: BatchQuestion) -> Any:
 
                 prompts = build_prompts(masks, q.points, q.boxes, q.frame)
                 masks = masks_from_prompts(gv.tracker, video, prompts)
-            return gv.prepare(video, masks=masks, frame=q.frame)
+            return gv.prepare(video, masks=masks, frame=q.frame, encode=encode, progress=progress)
         frame_masks = [
             {t: _load_spec(spec, size, f"id {q.id}: masks[{k}][{t}]") for t, spec in fm.items()}
             for k, fm in enumerate(q.frame_masks or ())
         ]
-        return gv.prepare(video, frame_masks=frame_masks)
+        return gv.prepare(video, frame_masks=frame_masks, encode=encode, progress=progress)
     except BaseException:
         video.close()
         raise
@@ -420,31 +403,388 @@ def answer_record(
     return {"id": qid, "answer": answer, "pred": pred, **answer_fields(frames, error, notes, timings)}
 
 
+# ----------------------------------------------------------------------------------------------------
+# the runner: clips prepared ahead, questions answered in batches
+# ----------------------------------------------------------------------------------------------------
+def make_question(
+    clip: Any, question: str | None, options: Sequence[str] | None = None, max_new_tokens: int | None = None
+) -> Any:
+    """One request for :func:`answer_questions`: a :class:`garvideo.pipeline.Question`."""
+    from garvideo.pipeline import Question
+
+    return Question(
+        clip=clip,
+        question=question,
+        options=list(options) if options is not None else None,
+        max_new_tokens=max_new_tokens,
+    )
+
+
+def ask_question(gv: Any, q: Any) -> Any:
+    """Answer one request with ``gv.describe`` (no question) or ``gv.ask``."""
+    if q.question is None:
+        return gv.describe(q.clip, max_new_tokens=q.max_new_tokens)
+    options = list(q.options) if q.options is not None else None
+    return gv.ask(q.clip, q.question, options=options, max_new_tokens=q.max_new_tokens)
+
+
+def answer_questions(gv: Any, questions: Sequence[Any], *, batch_size: int = 1) -> list[Any]:
+    """The result of each request (:func:`make_question`), or the exception answering it raised.
+
+    ``batch_size > 1`` goes through ``gv.run_batch`` (batched generation, results identical to one by
+    one in float32); when a batch raises, its requests are answered one by one, so each failing
+    request gets its own error, exactly as with ``batch_size=1``.
+    """
+    if batch_size > 1 and len(questions) > 1:
+        try:
+            return list(gv.run_batch(list(questions), batch_size=batch_size))
+        except Exception as exc:  # noqa: BLE001 - redone one by one below, each error kept
+            logger.info("a batch of %d questions failed (%s); answering one by one", len(questions), exc)
+    out: list[Any] = []
+    for q in questions:
+        try:
+            out.append(ask_question(gv, q))
+        except Exception as exc:  # noqa: BLE001 - the item's error, recorded by the run
+            out.append(exc)
+    return out
+
+
 @dataclass
-class BatchAnswerer:
+class RunnerStats:
+    """Where the time of a :class:`QuestionRunner` went (seconds; filled in as it runs).
+
+    Attributes:
+        questions: questions answered (errors included).
+        clips: clips prepared.
+        model_s: the calling thread in the model: keyframe encoding, prefill and generation.
+        wait_s: the calling thread waiting for a clip being prepared in the background.
+        prepare_s: preparing clips (in the background thread when prefetching; includes the keyframe
+            encoding when not).
+        batches: calls of the model's answering step.
+    """
+
+    questions: int = 0
+    clips: int = 0
+    model_s: float = 0.0
+    wait_s: float = 0.0
+    prepare_s: float = 0.0
+    batches: int = 0
+
+
+class _Cancelled(Exception):
+    """Raised inside a background preparation when the runner is closed (Ctrl-C, end of run)."""
+
+
+class _DecodedKeyframes:
+    """A video whose keyframes were decoded by the preparing thread; anything else is decoded on demand."""
+
+    def __init__(self, video: Any, frames: dict[int, Any]) -> None:
+        self._video = video
+        self._frames = frames
+
+    def frames(self, indices: Any = None) -> Iterator[tuple[int, Any]]:
+        if indices is not None:
+            idx = [int(i) for i in indices]
+            if all(i in self._frames for i in idx):
+                return iter([(i, self._frames[i]) for i in idx])
+        return self._video.frames(indices)
+
+    def close(self) -> None:
+        self._frames = {}
+        self._video.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._video, name)
+
+
+@dataclass
+class _Slot:
+    """A clip of the run: its background preparation, then the prepared value or the error."""
+
+    future: Future | None = None
+    value: Any = None
+    error: Exception | None = None
+    ready: bool = False
+    prepare_s: float = 0.0
+    wait_s: float = 0.0
+    reported: bool = False
+
+
+class QuestionRunner(Generic[T]):
+    """Answers the items of a :func:`garvideo.jsonl.run_jsonl` run, preparing clips ahead and batching.
+
+    Use it as the run's ``process`` and ``plan`` (:class:`garvideo.jsonl.JsonlRun`). ``plan`` gives the
+    items in processing order (consecutive items with equal :meth:`clip_key` share one clip); then
+    each call answers its item:
+
+    * ``prefetch=0``: the clip is prepared (tracked and encoded) in the calling thread when its first
+      item comes, as one-by-one calls of ``gv.prepare`` / ``gv.ask`` would;
+    * ``prefetch=N``: one background thread prepares the next ``N`` clips (video opened, masks read,
+      tracking, keyframes chosen and decoded: :meth:`GarVideo.prepare` with ``encode=False``) while the
+      calling thread runs the model; the keyframes are encoded in the calling thread;
+    * ``batch_size=B``: ``B`` consecutive items (across clips) are answered by one
+      :func:`answer_questions` call; the results of the later ones are returned by the next calls.
+
+    A clip that fails to prepare is the error of each of its items; an item that fails alone is its
+    own error (:meth:`__call__` raises it, the run records it). Clips are closed when their last item
+    is answered; :meth:`close` stops the background thread (the clip being tracked stops at its next
+    frame) and closes what is left.
+
+    Subclasses say what a clip is and what to ask: :meth:`clip_key`, :meth:`prepare_clip`,
+    :meth:`request`, :meth:`record` (and :meth:`clip_of` when the prepared value is more than a clip).
+    """
+
+    def __init__(
+        self,
+        gv: Any,
+        *,
+        prefetch: int = DEFAULT_PREFETCH,
+        batch_size: int = 1,
+        stats: RunnerStats | None = None,
+    ) -> None:
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
+            raise InputError("--prefetch", f"must be an integer >= 0, got {prefetch!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError("--batch-size", f"must be an integer >= 1, got {batch_size!r}")
+        self.gv = gv
+        self.prefetch = prefetch
+        self.batch_size = batch_size
+        self.stats = stats if stats is not None else RunnerStats()
+        self._items: list[T] = []
+        self._run_of: list[int] = []  # the clip run (index) of each planned position
+        self._run_first: list[int] = []  # first position of each run
+        self._run_last: list[int] = []  # last position of each run
+        self._pos = 0
+        self._outcomes: dict[int, Any] = {}  # position -> record or exception, answered ahead
+        self._slots: dict[int, _Slot] = {}  # run -> its clip
+        self._pool: ThreadPoolExecutor | None = None
+        self._cancel = threading.Event()
+
+    # -- what subclasses define -------------------------------------------------------------------------
+    def clip_key(self, item: T) -> Hashable:
+        """Items with equal keys (and next to each other) share one prepared clip."""
+        raise NotImplementedError
+
+    def prepare_clip(self, item: T, *, encode: bool, progress: Callable[[int, int], None] | None) -> Any:
+        """The prepared clip of ``item`` (``encode=False``: not encoded yet); may raise."""
+        raise NotImplementedError
+
+    def clip_of(self, value: Any) -> Any:
+        """The :class:`garvideo.pipeline.PreparedClip` of a value :meth:`prepare_clip` returned."""
+        return value
+
+    def request(self, item: T, value: Any) -> Any:
+        """The request (:func:`make_question`) of ``item`` on its prepared clip; may raise."""
+        raise NotImplementedError
+
+    def record(self, item: T, value: Any, result: Any, timings: dict[str, float]) -> dict[str, Any]:
+        """The output record of ``item`` from its answer."""
+        raise NotImplementedError
+
+    # -- the run ---------------------------------------------------------------------------------------
+    def plan(self, items: Sequence[T]) -> None:
+        """Take the items of the run in processing order (drops what an earlier plan left)."""
+        self.close()
+        self._items = list(items)
+        self._run_of, self._run_first, self._run_last = [], [], []
+        last_key: Any = None
+        for i, it in enumerate(self._items):
+            k = self.clip_key(it)
+            if i == 0 or k != last_key:
+                self._run_first.append(i)
+                self._run_last.append(i)
+                last_key = k
+            self._run_of.append(len(self._run_first) - 1)
+            self._run_last[-1] = i
+        self._pos = 0
+
+    def __call__(self, item: T) -> dict[str, Any]:
+        """The record of ``item`` (the next planned one; an unplanned item is run on its own)."""
+        if self._pos >= len(self._items) or self._items[self._pos] is not item:
+            self.plan([item])
+        pos = self._pos
+        if pos not in self._outcomes:
+            self._answer_from(pos)
+        self._pos += 1
+        outcome = self._outcomes.pop(pos)
+        self._release_finished()
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def close(self) -> None:
+        """Stop background preparation and close every clip still held."""
+        self._cancel.set()
+        for slot in self._slots.values():
+            if slot.future is not None:
+                slot.future.cancel()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        for run in list(self._slots):
+            self._release(run)
+        self._outcomes.clear()
+        self._cancel.clear()
+
+    # -- internals -------------------------------------------------------------------------------------
+    def _answer_from(self, pos: int) -> None:
+        t0 = time.perf_counter()
+        positions = range(pos, min(len(self._items), pos + self.batch_size))
+        self._prefetch(self._run_of[pos], self._run_of[positions[-1]])
+        ready: list[tuple[int, _Slot, Any]] = []
+        for i in positions:
+            item = self._items[i]
+            try:
+                slot = self._clip(self._run_of[i])
+                ready.append((i, slot, self.request(item, slot.value)))
+            except Exception as exc:  # noqa: BLE001 - the item's error, raised by __call__
+                self._outcomes[i] = exc
+        t1 = time.perf_counter()
+        results = answer_questions(self.gv, [q for _, _, q in ready], batch_size=self.batch_size)
+        if ready:
+            self.stats.model_s += time.perf_counter() - t1
+            self.stats.batches += 1
+        for (i, slot, _), result in zip(ready, results):
+            if isinstance(result, Exception):
+                self._outcomes[i] = result
+                continue
+            prep_s, wait_s = 0.0, None
+            if not slot.reported:
+                slot.reported = True
+                prep_s = slot.prepare_s
+                wait_s = slot.wait_s if self.prefetch else None
+            timings = answer_timings(prep_s, result, t0, wait_s=wait_s, items=len(ready))
+            try:
+                self._outcomes[i] = self.record(self._items[i], slot.value, result, timings)
+            except Exception as exc:  # noqa: BLE001 - the item's error, raised by __call__
+                self._outcomes[i] = exc
+        self.stats.questions += len(positions)
+
+    def _prefetch(self, first: int, last: int) -> None:
+        """Start preparing the clips ``first`` to ``last`` (those of the batch about to be answered) and
+        the ``prefetch`` clips after them (the window of clips held ahead)."""
+        if self.prefetch <= 0:
+            return
+        for r in range(first, min(len(self._run_first), last + self.prefetch + 1)):
+            if r not in self._slots:
+                self._submit(r)
+
+    def _submit(self, run: int) -> _Slot:
+        slot = _Slot()
+        if self.prefetch > 0:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="garvideo-prepare")
+            slot.future = self._pool.submit(self._prepare_ahead, self._items[self._run_first[run]])
+        self._slots[run] = slot
+        return slot
+
+    def _check_cancel(self, done: int, total: int) -> None:
+        if self._cancel.is_set():
+            raise _Cancelled("the run was stopped")
+
+    def _prepare_ahead(self, item: T) -> tuple[Any, Exception | None, float]:
+        """Background thread: prepare a clip without encoding it, and decode its keyframes."""
+        t0 = time.perf_counter()
+        if self._cancel.is_set():
+            return None, _Cancelled("the run was stopped"), 0.0
+        value = None
+        try:
+            self.gv.bundle  # noqa: B018 - the keyframe budget counts with the model's tokenizer and context
+            value = self.prepare_clip(item, encode=False, progress=self._check_cancel)
+            clip = self.clip_of(value)
+            if clip.video is not None:
+                t = time.perf_counter()
+                frames = dict(clip.video.frames(list(clip.frames)))
+                clip.video = _DecodedKeyframes(clip.video, frames)
+                clip.timings["decode"] = clip.timings.get("decode", 0.0) + time.perf_counter() - t
+        except Exception as exc:  # noqa: BLE001 - the clip's error, raised for each of its items
+            if value is not None:
+                close_clip(self.clip_of(value))
+            return None, exc, time.perf_counter() - t0
+        return value, None, time.perf_counter() - t0
+
+    def _clip(self, run: int) -> _Slot:
+        """The prepared (and encoded) clip of ``run``; raises its preparation error."""
+        slot = self._slots.get(run) or self._submit(run)
+        if not slot.ready:
+            if slot.future is not None:
+                t = time.perf_counter()
+                value, error, seconds = slot.future.result()
+                slot.wait_s = time.perf_counter() - t
+                self.stats.wait_s += slot.wait_s
+                if error is None:
+                    t = time.perf_counter()
+                    try:
+                        self.gv.encode(self.clip_of(value))
+                    except Exception as exc:  # noqa: BLE001 - the clip's error
+                        close_clip(self.clip_of(value))
+                        value, error = None, exc
+                    encode_s = time.perf_counter() - t
+                    self.stats.model_s += encode_s
+                    seconds += encode_s
+            else:
+                t = time.perf_counter()
+                value, error = None, None
+                try:
+                    value = self.prepare_clip(self._items[self._run_first[run]], encode=True, progress=None)
+                except Exception as exc:  # noqa: BLE001 - the clip's error
+                    error = exc
+                seconds = time.perf_counter() - t
+                if value is not None:
+                    self.stats.model_s += float(self.clip_of(value).timings.get("vision", 0.0))
+            slot.value, slot.error, slot.prepare_s, slot.ready = value, error, seconds, True
+            self.stats.prepare_s += seconds
+            self.stats.clips += 1
+        if slot.error is not None:
+            raise slot.error
+        return slot
+
+    def _release(self, run: int) -> None:
+        slot = self._slots.pop(run, None)
+        if slot is None:
+            return
+        value = slot.value
+        if not slot.ready and slot.future is not None and slot.future.done() and not slot.future.cancelled():
+            value = slot.future.result()[0]
+        if value is not None:
+            close_clip(self.clip_of(value))
+
+    def _release_finished(self) -> None:
+        """Close the clips whose items are all answered."""
+        for run in [r for r in self._slots if self._run_last[r] < self._pos]:
+            if all(p not in self._outcomes for p in range(self._run_first[run], self._run_last[run] + 1)):
+                self._release(run)
+
+
+class BatchAnswerer(QuestionRunner[BatchQuestion]):
     """Answers :class:`BatchQuestion` items with a :class:`garvideo.pipeline.GarVideo` (``gv``).
 
     Consecutive questions on the same clip key reuse one prepared clip (tracking, keyframe features
-    and the prompt prefix's KV cache).
+    and the prompt prefix's KV cache); see :class:`QuestionRunner` for ``prefetch`` and ``batch_size``.
     """
 
-    gv: Any
-    cache: ClipCache = field(default_factory=lambda: ClipCache(close_clip))
+    def clip_key(self, item: BatchQuestion) -> Hashable:
+        return item.clip_key()
 
-    def __call__(self, q: BatchQuestion) -> dict[str, Any]:
-        if q.problem is not None:
-            raise InputError(f"id {q.id}", q.problem)
-        t0 = time.perf_counter()
-        clip, prep_s = self.cache.get(q.clip_key(), lambda: prepare_question_clip(self.gv, q))
-        result = self.gv.ask(clip, q.question, options=list(q.options) if q.options else None)
+    def prepare_clip(
+        self, item: BatchQuestion, *, encode: bool, progress: Callable[[int, int], None] | None
+    ) -> Any:
+        return prepare_question_clip(self.gv, item, encode=encode, progress=progress)
+
+    def request(self, item: BatchQuestion, value: Any) -> Any:
+        return make_question(value, item.question, item.options)
+
+    def record(
+        self, item: BatchQuestion, value: Any, result: Any, timings: dict[str, float]
+    ) -> dict[str, Any]:
         text = str(result.text)
         return answer_record(
-            q.id,
-            answer=result.letter if q.options else text,
+            item.id,
+            answer=result.letter if item.options else text,
             pred=text,
             frames=list(result.frames),
             notes=list(result.notes or []),
-            timings=answer_timings(prep_s, result, t0),
+            timings=timings,
         )
 
 
@@ -454,12 +794,14 @@ def error_record(q: BatchQuestion, exc: BaseException) -> dict[str, Any]:
 
 
 def batch_run_spec(answer: Callable[[BatchQuestion], dict[str, Any]]) -> JsonlRun[BatchQuestion]:
-    """The :class:`garvideo.jsonl.JsonlRun` of batch QA with an answering function."""
+    """The :class:`garvideo.jsonl.JsonlRun` of batch QA with an answering function (a
+    :class:`QuestionRunner` also gets the plan of the run)."""
     return JsonlRun(
         key=lambda q: q.id,
         process=answer,
         on_error=error_record,
         group=lambda q: q.clip_key(),
+        plan=answer.plan if isinstance(answer, QuestionRunner) else None,
     )
 
 
@@ -490,6 +832,9 @@ def run_batch(
     shard: Any = None,
     retry_errors: bool = False,
     progress: Callable[[Progress], None] | None = None,
+    prefetch: int = DEFAULT_PREFETCH,
+    batch_size: int = 1,
+    stats: RunnerStats | None = None,
 ) -> RunSummary:
     """Answer every question not yet in ``out`` (resumable, sharded; see :func:`garvideo.jsonl.run_jsonl`).
 
@@ -501,15 +846,18 @@ def run_batch(
         shard: ``"I/N"``, a :class:`garvideo.jsonl.Shard`, or ``None`` (torchrun's env, else unsharded).
         retry_errors: redo questions whose earlier record has an error.
         progress: called after each question.
+        prefetch: clips prepared ahead in a background thread (0: everything in this thread).
+        batch_size: questions answered together (batched generation).
+        stats: filled in with where the time went (:class:`RunnerStats`).
     """
+    answerer = BatchAnswerer(gv, prefetch=prefetch, batch_size=batch_size, stats=stats)
     if isinstance(questions, (str, Path)):
         qs = plan_batch(questions, out, root=root, shard=shard)
     else:
         qs = list(questions)
-    answerer = BatchAnswerer(gv)
     try:
         return run_jsonl(
             qs, out, batch_run_spec(answerer), shard=shard, retry_errors=retry_errors, progress=progress
         )
     finally:
-        answerer.cache.clear()
+        answerer.close()

@@ -9,12 +9,14 @@ A *run* maps a list of input items to one JSON line each, keyed by the item's id
 * an item whose processing raises is recorded as a line with its ``error`` and the run goes on;
 * when every item of the run is present, the file is rewritten (atomically) in input order, so the
   finished file does not depend on the processing order, interruptions or retries;
-* sharding: ``--shard I/N`` or torchrun's ``RANK`` / ``WORLD_SIZE`` pick a contiguous slice of the
-  items (as the official VideoRefer inference scripts' ``--num-chunks/--chunk-idx`` do, so clips that
-  follow each other stay on one rank); each rank writes ``OUT.part-I-of-N.jsonl``, and
-  :func:`merge_shards` concatenates the finished parts in rank order, which gives exactly the file a
-  single run writes. Each rank also writes ``OUT.part-I-of-N.ids.json``, the ids it must answer, so
-  the merge can tell a finished part from one cut short;
+* sharding: ``--shard I/N`` or torchrun's ``RANK`` / ``WORLD_SIZE`` pick this rank's items. Without
+  a ``group`` they are a contiguous slice (as the official VideoRefer inference scripts'
+  ``--num-chunks/--chunk-idx``); with one (e.g. the clip a question is on) every item of a group goes
+  to the same rank, so a clip is tracked and encoded once, and the ranks get about equal numbers of
+  items (:meth:`Shard.assign`). Each rank writes ``OUT.part-I-of-N.jsonl`` and
+  ``OUT.part-I-of-N.ids.json`` (the ids it must answer, so a merge can tell a finished part from one
+  cut short); the rank that finishes last merges the parts in input order (:func:`merge_shards` with
+  the ids), which gives exactly the file a single run writes;
 * one writer per file: a run (and a merge) holds an advisory lock (``fcntl.flock`` on ``FILE.lock``)
   on every file it writes; a second process gets :class:`OutputBusy` naming the holder's pid.
 """
@@ -269,7 +271,8 @@ def _locks_output(fn: Callable[..., RunSummary]) -> Callable[..., RunSummary]:
 class Shard:
     """Rank ``index`` of ``count`` (0-based); ``Shard(0, 1)`` is an unsharded run.
 
-    Rank ``i`` takes the contiguous slice ``[i * n // count, (i + 1) * n // count)`` of ``n`` items.
+    Rank ``i`` takes the contiguous slice ``[i * n // count, (i + 1) * n // count)`` of ``n`` items, or,
+    when the items have groups, the groups whose middle item falls in that slice (:meth:`assign`).
     """
 
     index: int = 0
@@ -306,10 +309,42 @@ class Shard:
         """``(start, stop)`` of this rank's slice of ``n`` items."""
         return (self.index * n // self.count, (self.index + 1) * n // self.count)
 
-    def select(self, items: Sequence[T]) -> list[T]:
-        """This rank's contiguous slice of ``items`` (input order kept)."""
-        start, stop = self.bounds(len(items))
-        return list(items[start:stop])
+    def assign(self, groups: Sequence[Hashable]) -> list[int]:
+        """The rank of each of ``len(groups)`` items, keeping the items of a group on one rank.
+
+        Groups are taken in the order of their first item; the ``g``-th group (``s`` items, the
+        groups before it holding ``c``) goes to the rank whose :meth:`bounds` slice contains position
+        ``c + (s - 1) // 2`` (its middle item). So the ranks hold about ``n / count`` items each (off
+        by at most half a group at each cut), consecutive groups stay together, and groups of one item
+        are sharded exactly as :meth:`bounds` slices.
+        """
+        n = len(groups)
+        members: dict[Hashable, list[int]] = {}
+        for i, g in enumerate(groups):
+            members.setdefault(g, []).append(i)
+        ranks = [0] * n
+        before = 0
+        for idx in members.values():
+            middle = before + (len(idx) - 1) // 2
+            rank = next(r for r in range(self.count) if middle < (r + 1) * n // self.count)
+            for i in idx:
+                ranks[i] = rank
+            before += len(idx)
+        return ranks
+
+    def indices(self, n: int, groups: Sequence[Hashable] | None = None) -> list[int]:
+        """The positions (ascending) of this rank's items among ``n`` items with these ``groups``."""
+        if groups is None or not self.is_sharded:
+            start, stop = self.bounds(n)
+            return list(range(start, stop))
+        if len(groups) != n:
+            raise ValueError(f"{len(groups)} groups for {n} items")
+        return [i for i, r in enumerate(self.assign(groups)) if r == self.index]
+
+    def select(self, items: Sequence[T], group: Callable[[T], Hashable] | None = None) -> list[T]:
+        """This rank's items (input order kept): a contiguous slice, or with ``group`` whole groups."""
+        groups = [group(it) for it in items] if group is not None and self.is_sharded else None
+        return [items[i] for i in self.indices(len(items), groups)]
 
     def part_path(self, out: PathLike) -> Path:
         """Where this rank writes: ``out`` itself unsharded, else ``OUT.part-I-of-N.jsonl``."""
@@ -388,8 +423,10 @@ def merge_shards(
 ) -> MergeResult:
     """Concatenate the finished parts of a sharded run into ``out``, in rank order.
 
-    Each finished part is in input order (see :func:`run_jsonl`) and the ranks hold contiguous slices,
-    so the result is byte for byte the file a single run writes.
+    Each finished part is in input order (see :func:`run_jsonl`). With ``expected_ids`` the records are
+    put in that order, so the result is byte for byte the file a single run writes; without, the parts
+    are concatenated in rank order, which is that file too when each rank's items follow each other in
+    the input (contiguous slices, or groups whose items are consecutive in the input).
 
     Args:
         out: the merged file (the ``--out`` the ranks were given).
@@ -540,8 +577,11 @@ class JsonlRun(Generic[T]):
         process: the record of an item; must contain ``id_key``. May raise: see ``on_error``.
         on_error: the record of an item whose ``process`` raised (it must carry the error).
         group: items with the same group value are processed one after the other (e.g. questions on
-            one clip, so the clip is prepared once); groups keep the order of their first item.
+            one clip, so the clip is prepared once) and, when sharded, by the same rank; groups keep
+            the order of their first item.
         id_key: the field of a record holding the id.
+        plan: called once, before the first ``process``, with the items about to be processed in the
+            order ``process`` will get them (lets a processor prepare items ahead or batch them).
     """
 
     key: Callable[[T], Any]
@@ -549,6 +589,7 @@ class JsonlRun(Generic[T]):
     on_error: Callable[[T, BaseException], Record]
     group: Callable[[T], Hashable] | None = None
     id_key: str = "id"
+    plan: Callable[[Sequence[T]], None] | None = None
 
 
 def error_text(exc: BaseException) -> str:
@@ -614,7 +655,8 @@ def run_jsonl(
             raise InputError(f"id {k}", "appears more than once in the input (ids must be unique)")
         seen_keys.add(k)
 
-    mine = sh.select(items)
+    groups = [spec.group(it) for it in items] if spec.group is not None and sh.is_sharded else None
+    mine = [items[i] for i in sh.indices(len(items), groups)]
     mine_keys = [record_key(spec.key(it)) for it in mine]
     path = sh.part_path(out)
     if path.is_dir():
@@ -652,6 +694,8 @@ def run_jsonl(
             )
 
     report(None)
+    if spec.plan is not None:
+        spec.plan(todo)
     with open(path, "r+b" if path.exists() else "w+b") as f:
         f.truncate(valid_bytes)  # drop a line cut off by a crash
         f.seek(valid_bytes)
@@ -695,22 +739,26 @@ def run_jsonl(
             write_jsonl_atomic(path, final)
     summary.failed_total = sum(1 for k in mine_keys if existing.get(k, {}).get("error") is not None)
     if sh.is_sharded and auto_merge and summary.complete:
-        summary.merged = _merge_if_all_done(out, keys, sh.count, spec.id_key, held=path)
+        summary.merged = _merge_if_all_done(out, keys, groups, sh.count, spec.id_key, held=path)
     summary.seconds = time.perf_counter() - t0
     return summary
 
 
 def _merge_if_all_done(
-    out: PathLike, keys: list[str], count: int, id_key: str, held: PathLike | None = None
+    out: PathLike,
+    keys: list[str],
+    groups: Sequence[Hashable] | None,
+    count: int,
+    id_key: str,
+    held: PathLike | None = None,
 ) -> Path | None:
     """Merge the parts into ``out`` when every rank's part holds all of its ids (else ``None``)."""
     paths = part_paths(out, count)
     for i, p in enumerate(paths):
         if not p.exists():
             return None
-        start, stop = Shard(i, count).bounds(len(keys))
         have = {record_key(r[id_key]) for r in read_jsonl(p).records if id_key in r}
-        if any(k not in have for k in keys[start:stop]):
+        if any(keys[j] not in have for j in Shard(i, count).indices(len(keys), groups)):
             return None
     try:
         result = merge_shards(

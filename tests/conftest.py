@@ -10,6 +10,8 @@ import pytest
 # Never reach for the network from a test: hub look-ups must fail fast and take the offline path.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The default dtype is "auto" (bf16 on CPUs with native bf16): tests compare float32 results, so pin it.
+os.environ.setdefault("GARVIDEO_DTYPE", "float32")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

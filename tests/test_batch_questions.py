@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from garvideo.batch import ClipCache, load_questions
+from garvideo.batch import load_questions
 from garvideo.errors import InputError
 
 
@@ -72,29 +72,6 @@ def test_file_level_errors_stop_before_any_work(tmp_path):
         load_questions(write(tmp_path / "q.jsonl", [{"id": 1}, {"id": "1"}]))
     with pytest.raises(InputError, match="no questions"):
         load_questions(write(tmp_path / "q.jsonl", []))
-
-
-def test_clip_cache_prepares_once_per_key_and_remembers_failures():
-    made = []
-    cache = ClipCache()
-
-    def make(v):
-        def f():
-            made.append(v)
-            if v == "bad":
-                raise ValueError("cannot prepare")
-            return v.upper()
-
-        return f
-
-    assert cache.get("a", make("a"))[0] == "A"
-    clip, seconds = cache.get("a", make("a"))
-    assert clip == "A" and seconds == 0.0
-    for _ in range(2):
-        with pytest.raises(ValueError, match="cannot prepare"):
-            cache.get("bad", make("bad"))
-    assert cache.get("b", make("b"))[0] == "B"
-    assert made == ["a", "bad", "b"]
 
 
 def test_plan_batch_refuses_to_overwrite_the_questions_and_checks_the_shard(tmp_path):

@@ -140,22 +140,45 @@ def test_bad_items_are_recorded_and_the_run_goes_on(tmp_path):
     assert recs[2]["error"] is None and recs[7]["error"]
 
 
+@pytest.mark.parametrize("consecutive", [False, True])
 @pytest.mark.parametrize("count", [2, 3, 7])
-def test_sharded_and_merged_equals_single(tmp_path, count, stripped):
+def test_sharded_and_merged_equals_single(tmp_path, count, consecutive, stripped):
+    items = sorted(ITEMS, key=lambda it: it["clip"]) if consecutive else ITEMS  # else clips interleave
     ref = tmp_path / "ref.jsonl"
-    run_jsonl(ITEMS, ref, GROUPED)
+    run_jsonl(items, ref, GROUPED)
     out = tmp_path / "sharded.jsonl"
-    summaries = [run_jsonl(ITEMS, out, GROUPED, shard=f"{i}/{count}") for i in range(count)]
+    summaries = [run_jsonl(items, out, GROUPED, shard=f"{i}/{count}") for i in range(count)]
     assert [s.out.name for s in summaries] == [f"sharded.part-{i}-of-{count}.jsonl" for i in range(count)]
-    assert sum(s.total for s in summaries) == len(ITEMS)
-    # the last rank to finish found every part complete and merged them
+    assert sum(s.total for s in summaries) == len(items)
+    # every clip's items are on one rank
+    ranks = {it["clip"]: {i for i, s in enumerate(summaries) for r in read_jsonl(s.out).records if r["id"] == it["id"]} for it in items}  # fmt: skip
+    assert all(len(r) == 1 for r in ranks.values())
+    # the last rank to finish found every part complete and merged them, in input order
     assert [s.merged for s in summaries[:-1]] == [None] * (count - 1) and summaries[-1].merged == out
     assert stripped(out) == stripped(ref)
-    # the explicit merge step gives the same file
+    # the explicit merge step (which does not know the input) concatenates the parts in rank order:
+    # the same file when each clip's items are consecutive in the input, else the same records
     out.unlink()
     result = merge_shards(out)
-    assert result.records == len(ITEMS) and result.parts == find_parts(out)
-    assert stripped(out) == stripped(ref)
+    assert result.records == len(items) and result.parts == find_parts(out)
+    assert stripped(out) == stripped(ref) if consecutive else sorted(stripped(out)) == sorted(stripped(ref))
+
+
+def test_shard_by_group_is_balanced_and_reduces_to_slices():
+    # groups of one item: exactly the contiguous slices
+    for n, count in [(10, 3), (7, 7), (5, 2), (3, 4)]:
+        for i in range(count):
+            assert Shard(i, count).indices(n, list(range(n))) == list(range(*Shard(i, count).bounds(n)))
+    # clips of 1 to 6 questions: whole clips, consecutive clips together, balanced to half a clip
+    sizes = [5, 1, 6, 2, 3, 3, 4, 1, 5, 2]
+    groups = [g for g, size in enumerate(sizes) for _ in range(size)]
+    n, count = len(groups), 4
+    ranks = Shard(0, count).assign(groups)
+    assert all(len({ranks[i] for i in range(n) if groups[i] == g}) == 1 for g in range(len(sizes)))
+    assert ranks == sorted(ranks)
+    loads = [ranks.count(r) for r in range(count)]
+    assert sum(loads) == n and max(abs(x - n / count) for x in loads) <= max(sizes) / 2 + 1
+    assert [i for i in range(n) if ranks[i] == 2] == Shard(2, count).indices(n, groups)
 
 
 def test_torchrun_env_picks_the_shard(tmp_path, monkeypatch):

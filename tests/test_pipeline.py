@@ -217,6 +217,7 @@ def test_describe_tracks_and_reports(gv, sample_clip) -> None:
     for key in ("decode", "tracking", "vision", "prefill", "generation", "total"):
         assert key in r.timings
     assert r.timings["tracking"] > 0 and r.timings["vision"] > 0 and r.timings["prefill"] > 0
+    assert r.dtype == "float32" and r.to_json()["dtype"] == "float32"
     json.dumps(r.to_json())
     # Object 2 leaves the frame near the end of the clip: absent on the last keyframe (ground truth).
     gt_absent = [f for f in r.frames if not sample_clip.gt(f)[1].any()]
@@ -308,3 +309,30 @@ def test_davis_clip_end_to_end(gv, shared_dir: Path) -> None:
     assert r.frames == [8, 25, 41]  # midpoints of 50 frames: 8.17, 24.5, 40.83
     assert r.objects[0]["absent_frames"] == []
     assert r.objects[0]["prompt_token"] == "<Prompt1>"
+
+
+def test_dtype_auto(gv, bundle, monkeypatch) -> None:
+    from garvideo.model.loading import auto_dtype, cpu_has_native_bf16, resolve_dtype
+
+    amx = "processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    avx2 = "processor\t: 0\nflags\t\t: fpu sse avx2 fma\n"
+    arm = "processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n"
+    assert cpu_has_native_bf16(amx) and cpu_has_native_bf16(arm) and not cpu_has_native_bf16(avx2)
+    cpu = torch.device("cpu")
+    want = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    assert resolve_dtype("auto", cpu) == auto_dtype(cpu)[0] == want
+    assert resolve_dtype("bf16", cpu) == torch.bfloat16
+    with pytest.raises(InputError, match="auto or one of"):
+        resolve_dtype("int8", cpu)
+    # The default: $GARVIDEO_DTYPE (the suite pins float32 in conftest.py), else auto.
+    assert resolve_dtype(None, cpu) == torch.float32
+    monkeypatch.delenv("GARVIDEO_DTYPE")
+    assert resolve_dtype(None, cpu) == want
+    monkeypatch.setenv("GARVIDEO_DTYPE", "fp8")
+    with pytest.raises(InputError, match="GARVIDEO_DTYPE"):
+        resolve_dtype(None, cpu)
+    monkeypatch.setenv("GARVIDEO_DTYPE", "float32")
+    # Exposed before loading (resolved, nothing loaded) and after (the loaded model's), and in the results.
+    lazy = GarVideo(model="no/such-model", dtype="auto", device="cpu")
+    assert lazy.model_dtype == str(want).replace("torch.", "") and not lazy.model_loaded
+    assert gv.model_dtype == "float32"

@@ -88,11 +88,27 @@ DeviceOpt = Annotated[
     ),
 ]
 DtypeOpt = Annotated[
-    str | None, typer.Option("--dtype", help="float32 or bfloat16 (default: bf16 on GPU, float32 on CPU).")
+    str | None,
+    typer.Option(
+        "--dtype",
+        help="auto, float32 or bfloat16 (default: $GARVIDEO_DTYPE, else auto: bf16 on CUDA and on CPUs with "
+        "native bf16, else float32).",
+    ),
 ]
 ShardOpt = Annotated[
     str | None,
     typer.Option(
         "--shard", help="Run rank I of N (0-based), e.g. 0/4; default: torchrun's RANK/WORLD_SIZE, else all."
     ),
+]
+PrefetchOpt = Annotated[
+    int,
+    typer.Option(
+        "--prefetch",
+        min=0,
+        help="Clips prepared ahead (decode, track) in a background thread while the model runs; 0: serial.",
+    ),
+]
+BatchSizeOpt = Annotated[
+    int, typer.Option("--batch-size", "-b", min=1, help="Questions answered together (batched generation).")
 ]

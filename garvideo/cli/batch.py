@@ -10,12 +10,16 @@ from typing import Annotated, Any
 
 import typer
 
+from garvideo.batch import DEFAULT_PREFETCH
 from garvideo.cli._options import (
+    BatchSizeOpt,
     DeviceOpt,
+    DtypeOpt,
     KeyframesOpt,
     KOpt,
     ModelOpt,
     NewTokOpt,
+    PrefetchOpt,
     RoiOpt,
     ShardOpt,
     TrackerOpt,
@@ -73,11 +77,14 @@ def batch(
     roi_mode: RoiOpt = "official",
     max_new_tokens: NewTokOpt = None,
     device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
     root: Annotated[
         Path | None,
         typer.Option("--root", help="Resolve relative paths here (default: the questions file's folder)."),
     ] = None,
     shard: ShardOpt = None,
+    prefetch: PrefetchOpt = DEFAULT_PREFETCH,
+    batch_size: BatchSizeOpt = 1,
     retry_errors: Annotated[
         bool, typer.Option("--retry-errors", help="Redo questions recorded with an error.")
     ] = False,
@@ -89,16 +96,18 @@ def batch(
     (per object, {frame: mask path or COCO RLE}), "question" (objects as <object0>, ...), "options"?}.
     A rerun skips ids already answered; a bad question is recorded with its error and the run goes on;
     questions on the same clip and masks share tracking, frame encoding and the prompt prefix.
-    Shard with --shard I/N or torchrun, then join the parts with `garvideo merge ANSWERS`.
+    --prefetch N prepares the next N clips in the background while the model runs; --batch-size B
+    answers B questions at a time; the answers are the same either way. Shard with --shard I/N or
+    torchrun (a clip's questions stay on one rank), then join the parts with `garvideo merge ANSWERS`.
 
-    Example: garvideo batch questions.jsonl --out answers.jsonl --tracker flow --num-frames 8
+    Example: garvideo batch questions.jsonl --out answers.jsonl --tracker flow --num-frames 8 --batch-size 4
     """
-    from garvideo.batch import make_pipeline, plan_batch, run_batch
+    from garvideo.batch import RunnerStats, make_pipeline, plan_batch, run_batch
 
     qs = plan_batch(questions, out, root=root, shard=shard)  # bad input fails before the model loads
     from garvideo.cli._checks import check_model_options
 
-    check_model_options(tracker, device)
+    check_model_options(tracker, device, dtype)
     gv = make_pipeline(
         model,
         tracker,
@@ -107,16 +116,28 @@ def batch(
         roi_mode=roi_mode,
         max_new_tokens=max_new_tokens,
         device=device,
+        dtype=dtype,
     )
+    stats = RunnerStats()
     with resumable_run("batch QA", enabled=not as_json) as update:
-        summary = run_batch(qs, out, gv, shard=shard, retry_errors=retry_errors, progress=update)
-    _print_summary(summary, as_json, gv)
+        summary = run_batch(
+            qs,
+            out,
+            gv,
+            shard=shard,
+            retry_errors=retry_errors,
+            progress=update,
+            prefetch=prefetch,
+            batch_size=batch_size,
+            stats=stats,
+        )
+    _print_summary(summary, as_json, gv, stats)
     exit_for_failures(summary, "questions")
 
 
-def _print_summary(summary: Any, as_json: bool, gv: Any = None) -> None:
+def _print_summary(summary: Any, as_json: bool, gv: Any = None, stats: Any = None) -> None:
     reason = getattr(gv, "tracker_reason", None)
-    info = {
+    info: dict[str, Any] = {
         "out": str(summary.out),
         "total": summary.total,
         "skipped": summary.skipped,
@@ -128,7 +149,10 @@ def _print_summary(summary: Any, as_json: bool, gv: Any = None) -> None:
         "seconds": round(summary.seconds, 3),
         "tracker": None if reason is None else gv.tracker_name,
         "tracker_reason": reason,
+        "dtype": None if gv is None else gv.model_dtype,
     }
+    if stats is not None and summary.seconds > 0:
+        info["model_busy"] = round(stats.model_s / summary.seconds, 3)  # share of wall time in the model
     if as_json:
         typer.echo(json.dumps(info))
         return
@@ -138,6 +162,8 @@ def _print_summary(summary: Any, as_json: bool, gv: Any = None) -> None:
         f"{summary.out}: {summary.skipped + summary.written}/{summary.total} answered "
         f"({summary.skipped} already there, {summary.written} new, {summary.failed_total} with errors) "
         f"in {summary.seconds:.1f} s"
+        + (f", model busy {100 * info['model_busy']:.0f}% of it" if "model_busy" in info else "")
+        + (f" ({info['dtype']})" if info["dtype"] else "")
     )
     if summary.merged:
         typer.echo(f"all shards finished: merged into {summary.merged}")

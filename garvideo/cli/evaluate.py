@@ -11,12 +11,16 @@ from typing import Annotated, Any
 
 import typer
 
+from garvideo.batch import DEFAULT_PREFETCH
 from garvideo.cli._options import (
+    BatchSizeOpt,
     DeviceOpt,
+    DtypeOpt,
     KeyframesOpt,
     KOpt,
     ModelOpt,
     NewTokOpt,
+    PrefetchOpt,
     RoiOpt,
     ShardOpt,
     TrackerOpt,
@@ -87,6 +91,7 @@ def videorefer_q(
     roi_mode: RoiOpt = "official",
     max_new_tokens: NewTokOpt = None,
     device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
     limit: Annotated[int | None, typer.Option("--limit", min=0, help="Only the first N records.")] = None,
     types: Annotated[
         list[str] | None,
@@ -95,6 +100,8 @@ def videorefer_q(
         ),
     ] = None,
     shard: ShardOpt = None,
+    prefetch: PrefetchOpt = DEFAULT_PREFETCH,
+    batch_size: BatchSizeOpt = 1,
     retry_errors: Annotated[
         bool, typer.Option("--retry-errors", help="Redo records whose prediction has an error.")
     ] = False,
@@ -106,8 +113,10 @@ def videorefer_q(
 
     Writes one prediction line per question (official keys video, Answer, pred, type, plus id, mode,
     frames, error, notes, timings) as produced; a rerun resumes. At the end prints the table and writes
-    it next to the predictions (<stem>.scores.json and .scores.md) with the run's settings. Shard with
-    --shard I/N or torchrun, then `garvideo merge PREDICTIONS`.
+    it next to the predictions (<stem>.scores.json and .scores.md) with the run's settings. --prefetch N
+    prepares the next N clips in the background while the model runs; --batch-size B answers B
+    questions at a time (same predictions). Shard with --shard I/N or torchrun (a clip's questions
+    stay on one rank), then `garvideo merge PREDICTIONS`.
 
     Example: garvideo eval videorefer-q --data VideoRefer-Bench-Q.json --video-root videos --out preds.jsonl --mode single --num-frames 8
     """
@@ -121,7 +130,7 @@ def videorefer_q(
     check_output(out, shard)
     from garvideo.cli._checks import check_model_options
 
-    check_model_options(tracker, device)
+    check_model_options(tracker, device, dtype)
     gv = make_pipeline(
         model,
         tracker,
@@ -130,6 +139,7 @@ def videorefer_q(
         roi_mode=roi_mode,
         max_new_tokens=max_new_tokens,
         device=device,
+        dtype=dtype,
     )
     with resumable_run(f"VideoRefer-Bench-Q ({mode})", enabled=not as_json) as update:
         result = run_videorefer_q(
@@ -143,6 +153,8 @@ def videorefer_q(
             shard=shard,
             retry_errors=retry_errors,
             progress=update,
+            prefetch=prefetch,
+            batch_size=batch_size,
         )
     scores = result.merged_scores or result.scores
     if not as_json and gv.tracker_reason is not None:

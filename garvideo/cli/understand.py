@@ -221,7 +221,7 @@ def ask(
             "-q",
             help="The question; objects are <object0>, <object1>, … (--mask, then --points, then --box).",
         ),
-    ] =...,  # required
+    ] = ...,  # required
     points: PointsOpt = None,
     box: BoxOpt = None,
     option: Annotated[

@@ -108,14 +108,66 @@ def resolve_model_dir(model: PathLike | None = None) -> tuple[Path, str]:
     return Path(folder), name
 
 
+#: ``--dtype`` values besides the names in ``_DTYPES``.
+DTYPE_AUTO = "auto"
+#: Environment variable naming the default dtype (``auto`` when unset; the test suite pins float32).
+DTYPE_ENV = "GARVIDEO_DTYPE"
+#: /proc/cpuinfo flags of native bf16 arithmetic: x86 AVX512-BF16 and AMX-BF16, Arm's BF16 extension.
+_CPU_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU computes bf16 natively (``avx512_bf16`` or ``amx_bf16`` on x86, ``bf16`` on Arm), read
+    from ``/proc/cpuinfo`` (``cpuinfo``: its text, for tests); ``False`` where it cannot be read."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return False
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features") and _CPU_BF16_FLAGS & set(value.split()):
+            return True
+    return False
+
+
+def auto_dtype(device: torch.device) -> tuple[torch.dtype, str]:
+    """What ``--dtype auto`` picks on ``device``, and why.
+
+    bf16 on CUDA when the GPU supports it; on CPU, bf16 when the CPU has native bf16 arithmetic (measured
+    with ``bench/model.py --dtype float32,bfloat16``: faster in every model stage on an AVX512-BF16/AMX CPU),
+    float32 otherwise (bf16 without hardware support is emulated and slower).
+    """
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16, "CUDA with bf16"
+        return torch.float32, "CUDA without bf16 support"
+    if device.type == "cpu":
+        if cpu_has_native_bf16():
+            return torch.bfloat16, "CPU with native bf16 (avx512_bf16/amx_bf16)"
+        return torch.float32, "CPU without native bf16"
+    return torch.float32, f"{device.type} device"
+
+
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """Default dtype: bf16 on GPU, float32 on CPU."""
+    """The model dtype for ``dtype`` on ``device``.
+
+    ``None``: ``$GARVIDEO_DTYPE`` when set, else ``"auto"``. ``"auto"``: :func:`auto_dtype` (bf16 on CUDA and on
+    CPUs with native bf16, else float32; the choice is logged). Otherwise a torch dtype or one of
+    ``float32``/``fp32``/``bfloat16``/``bf16``/``float16``/``fp16``.
+    """
+    source = "dtype"
     if dtype is None:
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        env = os.environ.get(DTYPE_ENV)
+        dtype, source = (env, DTYPE_ENV) if env else (DTYPE_AUTO, source)
     if isinstance(dtype, torch.dtype):
         return dtype
+    if dtype == DTYPE_AUTO:
+        chosen, why = auto_dtype(device)
+        logger.info("--dtype auto: %s (%s)", str(chosen).replace("torch.", ""), why)
+        return chosen
     if dtype not in _DTYPES:
-        raise InputError("dtype", f"must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        raise InputError(source, f"must be auto or one of {sorted(_DTYPES)}, got {dtype!r}")
     return _DTYPES[dtype]
 
 
@@ -422,6 +474,50 @@ class GarBundle:
             suffix = self.model.embed_prompt(suffix_ids)
         return self.generate(suffix, prefix=prefix, **generate_kwargs)
 
+    def generate_batch(
+        self,
+        inputs_embeds: Sequence[torch.Tensor],
+        *,
+        prefixes: Sequence[PrefixCache | None] | None = None,
+        max_new_tokens: int | Sequence[int] = 1024,
+    ) -> list[GenerationResult]:
+        """Greedy decoding of several prompts at once (see :meth:`GarModel.generate_batch`).
+
+        Args:
+            inputs_embeds: per row ``(1, S_i, D)``; with a prefix, only the part after it.
+            prefixes: per row a :class:`PrefixCache` from :meth:`prefill` (shared, not changed) or ``None``.
+            max_new_tokens: one limit for all rows, or one per row.
+
+        Returns:
+            One :class:`GenerationResult` per row, in order (``seconds`` is the whole batch's).
+        """
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            rows = self.model.generate_batch(
+                inputs_embeds,
+                prefixes=prefixes,
+                max_new_tokens=max_new_tokens,
+                eos_token_id=self.processor.eos_token_id,
+            )
+        seconds = time.perf_counter() - t0
+        return [
+            GenerationResult(text=clean_answer(self.processor.decode(ids)), token_ids=ids, seconds=seconds)
+            for ids in rows
+        ]
+
+    def generate_from_batch(
+        self,
+        prefixes: Sequence[PrefixCache | None],
+        suffix_ids: Sequence[torch.Tensor],
+        *,
+        max_new_tokens: int | Sequence[int] = 1024,
+    ) -> list[GenerationResult]:
+        """:meth:`generate_batch` where row ``i`` continues ``prefixes[i]`` with plain-text ids ``suffix_ids[i]``
+        ``(1, S_i)``."""
+        with torch.inference_mode():
+            suffixes = [self.model.embed_prompt(ids) for ids in suffix_ids]
+        return self.generate_batch(suffixes, prefixes=prefixes, max_new_tokens=max_new_tokens)
+
     # -- pieces for the video pipeline ------------------------------------------------------------------
     def preprocess_frames(
         self, frames: Sequence[Any], union_masks: Sequence[Any] | None = None
@@ -579,7 +675,8 @@ def load_gar(
     Args:
         model: hub id (``HaochenWang/GAR-1B`` or ``HaochenWang/GAR-8B``) or a folder; default
             ``$GARVIDEO_MODEL`` or ``HaochenWang/GAR-1B``.
-        dtype: ``"bfloat16"``/``"float32"``/torch dtype; default bf16 on GPU, float32 on CPU.
+        dtype: ``"auto"``/``"bfloat16"``/``"float32"``/torch dtype; default ``$GARVIDEO_DTYPE``, else ``"auto"``
+            (bf16 on CUDA and on CPUs with native bf16, else float32: :func:`auto_dtype`).
         device: default CUDA when available, else CPU.
         max_num_tiles: override the processor's tile limit (e.g. to save memory).
 

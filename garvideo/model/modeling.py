@@ -418,6 +418,148 @@ class GarModel(nn.Module):
         sequences = out.sequences if hasattr(out, "sequences") else out
         return sequences
 
+    @torch.no_grad()
+    def generate_batch(
+        self,
+        inputs_embeds: Sequence[torch.Tensor],
+        *,
+        prefixes: Sequence[PrefixCache | None] | None = None,
+        max_new_tokens: int | Sequence[int] = 1024,
+        eos_token_id: int | Sequence[int] | None = None,
+    ) -> list[list[int]]:
+        """Greedy decoding of several prompts at once; row ``i`` gets the tokens that :meth:`generate` would
+        give it alone, up to float rounding (identical tokens unless two logits are within rounding).
+
+        Row ``i`` continues ``prefixes[i]`` (its KV cache is copied into the batch, never changed; ``None``:
+        no prefix) with ``inputs_embeds[i]``. Rows are laid out as ``[left pad | prefix | pad | suffix]``:
+        the prefixes left-padded to the longest, the suffixes left-padded to the longest, pads masked out of
+        attention and skipped by the RoPE positions (row ``i``'s positions are ``0 .. P_i + S_i - 1`` as
+        alone). Rows sharing one :class:`PrefixCache` share its padded copy's construction. Each row stops at
+        an EOS token (kept, as :meth:`generate` keeps it) or at its own ``max_new_tokens``; finished rows
+        leave the batch.
+
+        Args:
+            inputs_embeds: per row ``(1, S_i, D)`` with ``S_i >= 1``; with a prefix, only the part after it.
+            prefixes: per row a :class:`PrefixCache` from :meth:`prefill`, or ``None``.
+            max_new_tokens: one limit for all rows, or one per row.
+            eos_token_id: the token id(s) that end a row (``None``: rows run to their limit).
+
+        Returns:
+            Per row, the new token ids.
+        """
+        from transformers import DynamicCache
+
+        n = len(inputs_embeds)
+        prefixes = list(prefixes) if prefixes is not None else [None] * n
+        limits = (
+            [int(max_new_tokens)] * n if isinstance(max_new_tokens, int) else [int(m) for m in max_new_tokens]
+        )
+        if len(prefixes) != n or len(limits) != n:
+            raise InputError("prefixes", f"{len(prefixes)} prefixes and {len(limits)} limits for {n} rows")
+        if n == 0:
+            return []
+        for e in inputs_embeds:
+            if e.dim() != 3 or e.shape[0] != 1 or e.shape[1] < 1:
+                raise InputError(
+                    "inputs_embeds", f"expected (1, S, D) with S >= 1 per row, got {tuple(e.shape)}"
+                )
+        if min(limits) < 1:
+            raise InputError("max_new_tokens", f"must be >= 1, got {min(limits)}")
+        if eos_token_id is None:
+            eos: set[int] = set()
+        elif isinstance(eos_token_id, int):
+            eos = {int(eos_token_id)}
+        else:
+            eos = {int(t) for t in eos_token_id}
+        dev, dt = self.device, self.dtype
+        plen = [0 if p is None else p.length for p in prefixes]
+        slen = [int(e.shape[1]) for e in inputs_embeds]
+        pmax, smax = max(plen), max(slen)
+
+        # The prefixes' KV caches, left-padded to pmax: (n, H_kv, pmax, d) per layer.
+        cache = DynamicCache(config=self.mllm.config.text_config)
+        if pmax:
+            layers = next(p for p in prefixes if p is not None).cache.layers
+            for li in range(len(layers)):
+                padded: dict[
+                    int, tuple[torch.Tensor, torch.Tensor]
+                ] = {}  # id(prefix) -> (1, H, pmax, d) K, V
+                ks, vs = [], []
+                for p in prefixes:
+                    if id(p) not in padded:
+                        if p is None:
+                            ref = layers[li].keys
+                            k = v = ref.new_zeros(1, ref.shape[1], pmax, ref.shape[3])
+                        else:
+                            k, v = p.cache.layers[li].keys, p.cache.layers[li].values  # (1, H, P_i, d)
+                            pad = pmax - k.shape[2]
+                            if pad:
+                                k = torch.cat([k.new_zeros(1, k.shape[1], pad, k.shape[3]), k], dim=2)
+                                v = torch.cat([v.new_zeros(1, v.shape[1], pad, v.shape[3]), v], dim=2)
+                        padded[id(p)] = (k, v)
+                    ks.append(padded[id(p)][0])
+                    vs.append(padded[id(p)][1])
+                cache.update(torch.cat(ks).to(dev), torch.cat(vs).to(dev), li)
+
+        # Suffixes left-padded to smax; mask and positions skip every pad.
+        dim = inputs_embeds[0].shape[-1]
+        embeds = torch.zeros(n, smax, dim, device=dev, dtype=dt)  # (n, smax, D)
+        mask = torch.zeros(n, pmax + smax, dtype=torch.long, device=dev)  # (n, pmax + smax)
+        positions = torch.zeros(n, smax, dtype=torch.long, device=dev)  # (n, smax)
+        for i, e in enumerate(inputs_embeds):
+            embeds[i, smax - slen[i] :] = e[0].to(device=dev, dtype=dt)
+            mask[i, pmax - plen[i] : pmax] = 1
+            mask[i, pmax + smax - slen[i] :] = 1
+            positions[i, smax - slen[i] :] = torch.arange(plen[i], plen[i] + slen[i], device=dev)
+        next_pos = torch.tensor([p + s for p, s in zip(plen, slen)], device=dev)  # (n,)
+
+        cache_kw = _cache_kwarg(self.mllm)  # "cache" (transformers 5) or "past_key_values" (4.x)
+        out = self.mllm(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=positions,
+            **{cache_kw: cache},
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        tokens: list[list[int]] = [[] for _ in range(n)]
+        rows = list(range(n))  # batch row -> request index
+        while True:
+            # Greedy as transformers' generate: argmax of the last position's logits in float32.
+            nxt = out.logits[:, -1, :].float().argmax(dim=-1)  # (b,)
+            keep = []
+            for j, (r, t) in enumerate(zip(rows, nxt.tolist())):
+                tokens[r].append(t)
+                if t not in eos and len(tokens[r]) < limits[r]:
+                    keep.append(j)
+            if not keep:
+                break
+            if len(keep) < len(rows):
+                idx = torch.tensor(keep, device=dev)
+                cache.batch_select_indices(idx)
+                mask, next_pos, nxt = mask[idx], next_pos[idx], nxt[idx]
+                rows = [rows[j] for j in keep]
+            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+            step = self.get_input_embeddings()(nxt)[:, None]  # (b, 1, D)
+            out = self.mllm(
+                inputs_embeds=step,
+                attention_mask=mask,
+                position_ids=next_pos[:, None],
+                **{cache_kw: cache},
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            next_pos = next_pos + 1
+        return tokens
+
+
+def _cache_kwarg(module: nn.Module) -> str:
+    """The KV-cache keyword of ``module.forward``: ``cache`` in transformers 5 (``past_key_values`` deprecated),
+    ``past_key_values`` in 4.x."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
+
 
 def _square_side(n: int) -> int:
     side = round(n**0.5)

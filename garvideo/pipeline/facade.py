@@ -1,0 +1,408 @@
+"""The facade: :class:`GarVideo` holds the settings, the lazily loaded model and tracker, and delegates each
+stage to its module (:mod:`~garvideo.pipeline.clip`, :mod:`~garvideo.pipeline.encoding`,
+:mod:`~garvideo.pipeline.prompt`, :mod:`~garvideo.pipeline.generation`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from garvideo.errors import InputError, ModelUnavailableError, PathLike
+from garvideo.keyframes import STRATEGIES
+from garvideo.pipeline.batching import Question, run_batch
+from garvideo.pipeline.budget import (
+    _TEXT_OVERHEAD_GUESS,
+    DEFAULT_CONTEXT_LENGTH,
+    DEFAULT_MAX_NEW_TOKENS,
+    QUESTION_RESERVE,
+    frame_cost,
+)
+from garvideo.pipeline.clip import FrameMasks, PreparedClip, prepare_clip
+from garvideo.pipeline.encoding import encode_clip
+from garvideo.pipeline.generation import StreamFn, clip_prefix, request_timings, run_request
+from garvideo.pipeline.prompt import PromptInputs, build_prompt_inputs, check_budget, check_question
+from garvideo.pipeline.results import AnswerResult, DescribeResult, build_result, result_fields
+
+__all__ = ["GarVideo", "load_model_or_none"]
+
+logger = logging.getLogger(__name__)
+
+
+class GarVideo:
+    """Describe objects in a video, or answer questions about them, with GAR.
+
+    Args:
+        model: hub id, local folder, or a loaded :class:`garvideo.model.GarBundle`; default
+            ``$GARVIDEO_MODEL`` or ``HaochenWang/GAR-1B``. Loaded once, on first use.
+        tracker: ``"auto"`` | ``"sam2"`` | ``"flow"`` | ``"static"``, or a
+            :class:`garvideo.trackers.Tracker`. Built once, on first use.
+        num_frames: K, the number of keyframes (reduced when the token budget needs it).
+        keyframes: keyframe strategy (:data:`garvideo.keyframes.STRATEGIES`).
+        roi_mode: ``"official"`` (the released checkpoints' RoI arithmetic) or ``"corrected"``.
+        device, dtype: passed to :func:`garvideo.model.load_gar` (default: CUDA when available; dtype
+            ``$GARVIDEO_DTYPE``, else ``"auto"``: bf16 on CUDA and on CPUs with native bf16, else float32).
+            :attr:`model_dtype` and the results' ``dtype`` say which was used.
+        include_prompt_frame: make the prompt frame one of the keyframes.
+        per_second: keyframes per second for ``keyframes="fps"``.
+        max_new_tokens: default generation length (reserved in the token budget).
+        tracker_options: options for :func:`garvideo.trackers.build_tracker` (e.g. ``sam2_checkpoint``).
+    """
+
+    def __init__(
+        self,
+        model: str | PathLike | Any | None = None,
+        tracker: str | Any = "auto",
+        num_frames: int = 8,
+        keyframes: str = "uniform",
+        roi_mode: str = "official",
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        *,
+        include_prompt_frame: bool = False,
+        per_second: float = 1.0,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        tracker_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        from garvideo.model import ROI_MODES
+
+        if keyframes not in STRATEGIES:
+            raise InputError(
+                "--keyframes",
+                f"unknown keyframe strategy {keyframes!r} (choose from {', '.join(STRATEGIES)})",
+            )
+        if not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
+            raise InputError("--num-frames", f"must be a positive integer, got {num_frames!r}")
+        if roi_mode not in ROI_MODES:
+            raise InputError("--roi-mode", f"must be one of {', '.join(ROI_MODES)}, got {roi_mode!r}")
+        if max_new_tokens < 1:
+            raise InputError("--max-new-tokens", f"must be >= 1, got {max_new_tokens}")
+        if not per_second > 0:
+            raise InputError("--per-second", f"must be positive, got {per_second}")
+        self.num_frames = int(num_frames)
+        self.keyframes = keyframes
+        self.roi_mode = roi_mode
+        self.include_prompt_frame = bool(include_prompt_frame)
+        self.per_second = float(per_second)
+        self.max_new_tokens = int(max_new_tokens)
+        self.device = device
+        self.dtype = dtype
+        self.tracker_options = dict(tracker_options or {})
+        self._bundle: Any = None
+        self._model_spec: Any = model
+        if model is not None and hasattr(model, "model") and hasattr(model, "processor"):
+            self._bundle = model  # a loaded GarBundle
+        self._tracker: Any = None
+        self._tracker_spec = tracker
+        if not isinstance(tracker, str):
+            self._tracker = tracker
+
+    # -- lazily built parts -----------------------------------------------------------------------------
+    @property
+    def bundle(self) -> Any:
+        """The loaded :class:`garvideo.model.GarBundle` (loaded on first access).
+
+        Raises:
+            ModelUnavailableError: no weights offline (the message says how to get them).
+        """
+        if self._bundle is None:
+            from garvideo.model import load_gar
+
+            t0 = time.perf_counter()
+            self._bundle = load_gar(self._model_spec, dtype=self.dtype, device=self.device)
+            logger.info("model %s loaded in %.1fs", self._bundle.name, time.perf_counter() - t0)
+        return self._bundle
+
+    @property
+    def model_loaded(self) -> bool:
+        return self._bundle is not None
+
+    @property
+    def model_name(self) -> str:
+        """The model's resolved name (or, before loading, the name it will be loaded from)."""
+        if self._bundle is not None:
+            return str(self._bundle.name)
+        if self._model_spec is not None:
+            return os.fspath(self._model_spec)
+        from garvideo.model import DEFAULT_MODEL, MODEL_ENV
+
+        return os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+
+    @property
+    def model_dtype(self) -> str:
+        """The model's dtype name (``"float32"``, ``"bfloat16"``): the loaded model's, or (before loading) what
+        ``dtype`` resolves to on ``device`` (``"auto"``: see :func:`garvideo.model.loading.auto_dtype`)."""
+        if self._bundle is not None:
+            return str(self._bundle.dtype).replace("torch.", "")
+        from garvideo.model.loading import resolve_device, resolve_dtype
+
+        return str(resolve_dtype(self.dtype, resolve_device(self.device))).replace("torch.", "")
+
+    @property
+    def tracker(self) -> Any:
+        """The :class:`garvideo.trackers.Tracker` (built on first access)."""
+        if self._tracker is None:
+            from garvideo.trackers import build_tracker
+
+            self._tracker = build_tracker(self._tracker_spec, **self.tracker_options)
+        return self._tracker
+
+    @property
+    def tracker_name(self) -> str:
+        if self._tracker is not None:
+            return str(self._tracker.name)
+        return str(self._tracker_spec)
+
+    @property
+    def tracker_reason(self) -> str | None:
+        """Which tracker was built and why (``Tracker.selection``); ``None`` until something was tracked."""
+        if self._tracker is None:
+            return None
+        return str(getattr(self._tracker, "selection", None) or self._tracker.name)
+
+    def context_length(self) -> int:
+        """The model's context in positions (``max_position_embeddings``); GAR-1B's 11,520 before loading."""
+        if self._bundle is None:
+            return DEFAULT_CONTEXT_LENGTH
+        text_config = self._bundle.model.mllm.config.text_config
+        return int(getattr(text_config, "max_position_embeddings", None) or DEFAULT_CONTEXT_LENGTH)
+
+    # -- budget -------------------------------------------------------------------------------------------
+    def _text_overhead(self, num_objects: int) -> int:
+        """Prompt-text tokens besides the image and region tokens (template, object list)."""
+        if self._bundle is None:
+            return _TEXT_OVERHEAD_GUESS
+        from garvideo.model.prompts import build_video_prompt
+
+        text = build_video_prompt(1, [[True]] * num_objects, "")
+        return int(self._bundle.tokenize(text).shape[1]) - frame_cost(num_objects)
+
+    def max_keyframes(self, num_objects: int, max_new_tokens: int | None = None) -> int:
+        """The most keyframes that fit the context with ``num_objects`` objects (budget rule).
+
+        ``K · (256 + 256 · objects) + text + QUESTION_RESERVE + max_new_tokens <= context``.
+        """
+        new = self.max_new_tokens if max_new_tokens is None else int(max_new_tokens)
+        room = self.context_length() - self._text_overhead(num_objects) - QUESTION_RESERVE - new
+        return max(0, room // frame_cost(num_objects))
+
+    # -- prepare ------------------------------------------------------------------------------------------
+    def prepare(
+        self,
+        video: PathLike | Any,
+        masks: np.ndarray | Sequence[np.ndarray] | None = None,
+        frame: int = 0,
+        frame_masks: Sequence[FrameMasks] | None = None,
+        *,
+        num_frames: int | None = None,
+        keyframes: str | None = None,
+        include_prompt_frame: bool | None = None,
+        encode: bool = True,
+        track_all_frames: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> PreparedClip:
+        """Track the objects, choose the keyframes and (``encode=True``) encode them.
+
+        Args:
+            video: a path (file or frame folder) or a :class:`garvideo.video.Video`.
+            masks: the objects' bool ``(H, W)`` masks on ``frame`` (one array or a list of 1 to 5),
+                tracked through the clip. Exclusive with ``frame_masks``.
+            frame: the frame ``masks`` belong to.
+            frame_masks: per object, ``{frame index: (H, W) bool mask or None}`` used as given (e.g.
+                benchmark annotations); ``None`` or an empty mask means absent on that frame. Keyframes
+                are then chosen among the annotated frames.
+            num_frames, keyframes, include_prompt_frame: override the instance's settings for this clip
+                (``include_prompt_frame`` applies to ``masks``; ``frame_masks`` have no prompt frame).
+            encode: encode the keyframes now (loads the model). ``False`` only tracks and picks
+                keyframes (e.g. to draw an overlay without weights); encoding then happens on first use.
+            track_all_frames: keep the masks of every frame in :attr:`PreparedClip.track` (for an overlay).
+            progress: ``progress(done, total)`` while tracking.
+
+        Raises:
+            InputError: no or both mask forms, 0 or more than 5 objects, a mask of the wrong size or
+                empty, a frame out of range, no keyframe fitting the context.
+            ModelUnavailableError: ``encode=True`` and no weights.
+        """
+        return prepare_clip(
+            self,
+            video,
+            masks,
+            frame,
+            frame_masks,
+            num_frames=num_frames,
+            keyframes=keyframes,
+            include_prompt_frame=include_prompt_frame,
+            encode=encode,
+            track_all_frames=track_all_frames,
+            progress=progress,
+        )
+
+    # -- encode -------------------------------------------------------------------------------------------
+    def encode(self, clip: PreparedClip) -> PreparedClip:
+        """Encode the clip's keyframes (one 448×448 tile each, with the frame's union mask) and replay each
+        object's regions from its own frame's map and box. Done once per clip; a no-op afterwards."""
+        return encode_clip(self.bundle, clip, self.roi_mode)
+
+    # -- prompt -------------------------------------------------------------------------------------------
+    def prompt_inputs(
+        self, clip: PreparedClip, question: str | None = None, options: Sequence[str] | None = None
+    ) -> PromptInputs:
+        """The token ids of a describe (``question=None``) or ask request on ``clip``.
+
+        The question's ``<objectK>`` references become the objects' prompt tokens; with ``options``, the
+        question is put in the model's multiple-choice format (:func:`format_multiple_choice`).
+        """
+        return build_prompt_inputs(self.bundle, clip, question, options)
+
+    def _check_budget(self, inputs: PromptInputs, max_new_tokens: int, source: str) -> None:
+        check_budget(inputs, max_new_tokens, self.context_length(), source)
+
+    def _prefix(self, clip: PreparedClip, inputs: PromptInputs) -> tuple[Any, float]:
+        """The KV cache of the prompt prefix (from the clip's cache when an equal prefix was run)."""
+        return clip_prefix(self.bundle, clip, inputs)
+
+    def _run(
+        self,
+        clip: PreparedClip,
+        question: str | None,
+        options: Sequence[str] | None,
+        stream: StreamFn | None,
+        max_new_tokens: int | None,
+        generate_kwargs: dict[str, Any],
+        source: str,
+    ) -> tuple[Any, PromptInputs, dict[str, float]]:
+        return run_request(self, clip, question, options, stream, max_new_tokens, generate_kwargs, source)
+
+    def _clip_for(self, clip_or_video: Any, prepare_kwargs: dict[str, Any]) -> PreparedClip:
+        if isinstance(clip_or_video, PreparedClip):
+            if any(v is not None for v in prepare_kwargs.values()):
+                raise InputError(
+                    "masks", "a prepared clip already has its masks; pass them to prepare() instead"
+                )
+            return clip_or_video
+        kwargs = {k: v for k, v in prepare_kwargs.items() if v is not None}
+        return self.prepare(clip_or_video, **kwargs)
+
+    @staticmethod
+    @staticmethod
+    def _timings(clip: PreparedClip, t_call: float, run: dict[str, float]) -> dict[str, float]:
+        return request_timings(clip, t_call, run)
+
+    def _request(
+        self,
+        clip_or_video: PreparedClip | PathLike | Any,
+        masks: np.ndarray | Sequence[np.ndarray] | None,
+        frame: int | None,
+        frame_masks: Sequence[FrameMasks] | None,
+        question: str | None,
+        options: Sequence[str] | None,
+        stream: StreamFn | None,
+        max_new_tokens: int | None,
+        generate_kwargs: dict[str, Any],
+    ) -> dict[str, Any]:
+        """One describe (``question=None``) or ask request: the :class:`DescribeResult` fields."""
+        t0 = time.perf_counter()
+        clip = self._clip_for(clip_or_video, {"masks": masks, "frame": frame, "frame_masks": frame_masks})
+        source = "describe" if question is None else "--question"
+        gen, inputs, run = self._run(clip, question, options, stream, max_new_tokens, generate_kwargs, source)
+        timings = self._timings(clip, t0, run)
+        return result_fields(
+            clip, self.model_name, gen.text, inputs.length, gen.num_tokens, timings, self.model_dtype
+        )
+
+    # -- public requests -------------------------------------------------------------------------------------
+    def describe(
+        self,
+        clip_or_video: PreparedClip | PathLike | Any,
+        masks: np.ndarray | Sequence[np.ndarray] | None = None,
+        frame: int | None = None,
+        frame_masks: Sequence[FrameMasks] | None = None,
+        *,
+        stream: StreamFn | None = None,
+        max_new_tokens: int | None = None,
+        **generate_kwargs: Any,
+    ) -> DescribeResult:
+        """Describe the objects of a clip (one object: GAR's detailed region caption).
+
+        Args:
+            clip_or_video: a :class:`PreparedClip`, or a video (then give ``masks``/``frame`` or
+                ``frame_masks`` as for :meth:`prepare`).
+            stream: called with each new piece of text as it is generated.
+            max_new_tokens: generation length (default: the instance's).
+            **generate_kwargs: passed to generation (greedy unless ``do_sample=True``).
+        """
+        clip_args = (clip_or_video, masks, frame, frame_masks)
+        return DescribeResult(
+            **self._request(*clip_args, None, None, stream, max_new_tokens, generate_kwargs)
+        )
+
+    def ask(
+        self,
+        clip_or_video: PreparedClip | PathLike | Any,
+        question: str,
+        options: Sequence[str] | None = None,
+        masks: np.ndarray | Sequence[np.ndarray] | None = None,
+        frame: int | None = None,
+        frame_masks: Sequence[FrameMasks] | None = None,
+        *,
+        stream: StreamFn | None = None,
+        max_new_tokens: int | None = None,
+        **generate_kwargs: Any,
+    ) -> AnswerResult:
+        """Answer a question about the objects of a clip, free-form or multiple choice.
+
+        Args:
+            clip_or_video: a :class:`PreparedClip`, or a video (with ``masks``/``frame`` or ``frame_masks``).
+            question: the question; objects are ``<object0>``, ``<object1>``, … in mask order.
+            options: option texts for a multiple-choice question, lettered A, B, … in order (the model's
+                multiple-choice format); the answer's :attr:`AnswerResult.letter` is the option chosen.
+            stream, max_new_tokens, **generate_kwargs: as for :meth:`describe`.
+
+        Raises:
+            InputError: an empty question, fewer than 2 options, a reference to a missing object.
+        """
+        if not isinstance(question, str):
+            raise InputError("--question", "the question is empty")
+        options = check_question(question, options)
+        clip_args = (clip_or_video, masks, frame, frame_masks)
+        fields = self._request(*clip_args, question, options, stream, max_new_tokens, generate_kwargs)
+        return build_result(fields, question, options)  # type: ignore[return-value] - an AnswerResult
+
+    def run_batch(
+        self, questions: Sequence[Question], *, batch_size: int = 8
+    ) -> list[DescribeResult | AnswerResult]:
+        """Answer many describe / ask requests on prepared clips, generating up to ``batch_size`` at once.
+
+        Questions on one clip go together (and share the clip's prefix KV cache); a batch is filled up with
+        the next clip's questions. Greedy decoding only.
+
+        Args:
+            questions: :class:`Question` items (``question=None`` for a describe request).
+            batch_size: the most questions generated at once (1: one by one).
+
+        Returns:
+            One result per question, in input order: a :class:`DescribeResult` for ``question=None``, else an
+            :class:`AnswerResult`. In float32 the text, letter and token count equal those of calling
+            :meth:`describe` / :meth:`ask` one by one (tested); in bf16 they may differ where two tokens are
+            nearly tied.
+
+        Raises:
+            InputError: a bad question (checked for all questions before any generation), a prompt over the
+                context, ``batch_size < 1``.
+        """
+        return run_batch(self, questions, batch_size=batch_size)
+
+
+def load_model_or_none(gv: GarVideo) -> ModelUnavailableError | None:
+    """Load ``gv``'s model; return the :class:`ModelUnavailableError` instead of raising it (for callers
+    that can do useful work without weights, e.g. track and draw an overlay first)."""
+    try:
+        gv.bundle  # noqa: B018 - loads the model
+    except ModelUnavailableError as exc:
+        return exc
+    return None

@@ -1,0 +1,122 @@
+"""What :meth:`garvideo.pipeline.GarVideo.describe` and :meth:`~garvideo.pipeline.GarVideo.ask` return."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from garvideo.pipeline.clip import PreparedClip
+
+__all__ = ["AnswerResult", "DescribeResult", "build_result", "result_fields"]
+
+
+@dataclass
+class DescribeResult:
+    """What :meth:`GarVideo.describe` returns.
+
+    Attributes:
+        text: the description.
+        frames: the keyframes the model saw.
+        objects: per object, ``id``, ``prompt_token``, ``prompt_frame``, ``visible_frames``,
+            ``absent_frames``, ``boxes``.
+        tracker: the tracker used (``"given"`` for masks given per frame).
+        model: the model name.
+        timings: seconds by stage (``decode``, ``tracking``, ``vision`` when the clip was prepared in
+            this call; ``prefill``, ``generation``, ``total``).
+        notes: what the pipeline changed or noticed (the first one says which tracker ran and why).
+        prompt_tokens: prompt length in tokens.
+        new_tokens: tokens generated.
+        dtype: the model's dtype (``"float32"``, ``"bfloat16"``; what ``--dtype auto`` chose).
+        tracker_reason: why that tracker (e.g. ``"auto: flow (...): offline (HF_HUB_OFFLINE) ..."``).
+    """
+
+    text: str
+    frames: list[int]
+    objects: list[dict[str, Any]]
+    tracker: str
+    model: str
+    timings: dict[str, float]
+    notes: list[str]
+    prompt_tokens: int = 0
+    new_tokens: int = 0
+    dtype: str = ""
+    tracker_reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "frames": [int(f) for f in self.frames],
+            "objects": self.objects,
+            "tracker": self.tracker,
+            "tracker_reason": self.tracker_reason,
+            "model": self.model,
+            "timings": {k: round(float(v), 4) for k, v in self.timings.items()},
+            "notes": list(self.notes),
+            "prompt_tokens": self.prompt_tokens,
+            "new_tokens": self.new_tokens,
+            "dtype": self.dtype,
+        }
+
+
+@dataclass
+class AnswerResult(DescribeResult):
+    """What :meth:`GarVideo.ask` returns: a :class:`DescribeResult` plus the question.
+
+    Attributes:
+        question: the question as asked (with ``<objectK>`` references).
+        options: the option texts (multiple choice) or ``None``.
+        letter: the chosen option letter (``"A"`` …) read from ``text``; ``None`` for a free-form
+            question or an answer that names no option.
+    """
+
+    question: str = ""
+    options: list[str] | None = None
+    letter: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        out.update({"question": self.question, "options": self.options, "letter": self.letter})
+        return out
+
+
+def build_result(
+    fields: dict[str, Any], question: str | None, options: list[str] | None
+) -> DescribeResult | AnswerResult:
+    """A :class:`DescribeResult` (``question=None``) or an :class:`AnswerResult` (with the option letter read
+    from the text for a multiple-choice question) from the :class:`DescribeResult` fields."""
+    if question is None:
+        return DescribeResult(**fields)
+    letter = None
+    if options is not None:
+        from garvideo.model import parse_choice
+
+        letter = parse_choice(fields["text"], len(options))
+    return AnswerResult(
+        **fields, question=question, options=list(options) if options is not None else None, letter=letter
+    )
+
+
+def result_fields(
+    clip: PreparedClip,
+    model: str,
+    text: str,
+    prompt_tokens: int,
+    new_tokens: int,
+    timings: dict[str, float],
+    dtype: str,
+) -> dict[str, Any]:
+    """The :class:`DescribeResult` fields of one request on ``clip``."""
+    return {
+        "text": text,
+        "frames": list(clip.frames),
+        "objects": clip.objects_json(),
+        "tracker": clip.tracker,
+        "tracker_reason": clip.tracker_reason,
+        "model": model,
+        "timings": timings,
+        "notes": list(clip.notes),
+        "prompt_tokens": prompt_tokens,
+        "new_tokens": new_tokens,
+        "dtype": dtype,
+    }
