@@ -16,7 +16,7 @@ $(BIN)/garvideo: pyproject.toml
 	# sam2 is source-only on PyPI: build it against the torch above, without the CUDA extension
 	# (garvideo does its post-processing without it, on CPU and GPU).
 	SAM2_BUILD_CUDA=0 $(BIN)/pip install -q --no-build-isolation "sam2>=1.0"
-	$(BIN)/pip install -q -e ".[dev,demo]"
+	$(BIN)/pip install -q -e ".[dev,demo,serve]"
 	touch $@
 
 install: $(BIN)/garvideo
