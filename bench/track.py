@@ -15,8 +15,9 @@ Tracker names (an ablation of the flow tracker, each step added to the one befor
 default: forward/backward check, ring-background colour histograms with a per-frame adaptive
 weight, guided-filter refinement, occlusion handling); ``flow-fine`` (+ flow on the crop around the
 objects at the finest affordable scale); ``flow-globalbg`` (+ whole-frame background colours);
-``flow-bilateral`` (+ the bilateral colour-and-position term); ``flow`` (the adaptive colour
-weight dropped: the current defaults); ``sam2`` (needs a checkpoint).
+``flow-bilateral`` (+ the bilateral colour-and-position term); ``flow-noadaptive`` (the adaptive
+colour weight dropped); ``flow`` (holes in the mask no longer filled: the current defaults);
+``sam2`` (needs a checkpoint).
 
 ``--loo NAME=V1,V2,...`` runs the ``flow`` tracker with each value of one option and reports the
 leave-one-out figure: for every sequence, the value best on the other sequences, scored on it.
@@ -46,7 +47,7 @@ from garvideo.trackers import Prompt, build_tracker, find_sam2_checkpoint
 from garvideo.trackers.flow import FlowOptions
 from garvideo.video import open_video
 
-_OFF = {"fine_flow": False, "global_bg": False, "bilateral": 0.0}
+_OFF = {"fine_flow": False, "global_bg": False, "bilateral": 0.0, "fill_holes": True}
 VARIANTS: dict[str, tuple[str, dict]] = {
     "static": ("static", {}),
     "flow-plain": (
@@ -54,9 +55,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         {"consistency": False, "appearance": False, "refine": False, "redetect": False, **_OFF},
     ),
     "flow-v1": ("flow", {"adaptive": True, **_OFF}),
-    "flow-fine": ("flow", {"adaptive": True, "global_bg": False, "bilateral": 0.0}),
-    "flow-globalbg": ("flow", {"adaptive": True, "bilateral": 0.0}),
-    "flow-bilateral": ("flow", {"adaptive": True}),
+    "flow-fine": ("flow", {"adaptive": True, "global_bg": False, "bilateral": 0.0, "fill_holes": True}),
+    "flow-globalbg": ("flow", {"adaptive": True, "bilateral": 0.0, "fill_holes": True}),
+    "flow-bilateral": ("flow", {"adaptive": True, "fill_holes": True}),
+    "flow-noadaptive": ("flow", {"fill_holes": True}),
     "flow": ("flow", {}),
     "sam2": ("sam2", {}),
 }
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=SHARED / "data" / "davis2016")
     ap.add_argument(
         "--trackers",
-        default="static,flow-plain,flow-v1,flow-fine,flow-globalbg,flow-bilateral,flow,sam2",
+        default="static,flow-plain,flow-v1,flow-fine,flow-globalbg,flow-bilateral,flow-noadaptive,flow,sam2",
     )
     ap.add_argument("--sequences", default="", help="comma-separated; default: every sequence in --data")
     ap.add_argument("--jobs", type=int, default=2, help="processes for the quality runs")

@@ -26,7 +26,7 @@ resolution (long side ``work_size`` pixels):
    next to the object stays background.
 4. **Fusion.** Flow and appearance are combined in log-odds, inside a search band around the
    warped mask (objects do not teleport); connected components that do not touch the warped mask
-   are dropped, and holes are filled.
+   are dropped (holes are kept: ``fill_holes``).
 5. **Boundary refinement.** A guided filter (He et al., ECCV 2010) with the frame as guide snaps
    the soft mask to image edges at full resolution before thresholding.
 
@@ -85,6 +85,8 @@ class FlowOptions:
         global_bg: half of the background colour model from the whole frame (else a ring only).
         bilateral: weight of the bilateral colour-and-position log-odds (0: off).
         bilateral_cell: bilateral grid cell, as a fraction of sqrt(object area).
+        fill_holes: fill holes in the propagated mask (off by default: the gaps between legs or
+            between an arm and the body are real, and filling them carried ground into the mask).
         anchor_weight: share of the prompt frame's colour histograms in the appearance model.
         update_rate: how fast the running histograms follow the recent frames.
         flow_weight, appearance_weight: weights of the warped mask and of the colour log-odds.
@@ -125,6 +127,7 @@ class FlowOptions:
     global_bg: bool = True
     bilateral: float = 0.5
     bilateral_cell: float = 0.125
+    fill_holes: bool = False
 
 
 def _quantise_lab(rgb_small: np.ndarray) -> np.ndarray:
@@ -566,7 +569,7 @@ class _FlowSession:
             keep = hit[labels]
             prob = np.where(keep, prob, np.minimum(prob, 0.49)).astype(np.float32)
             fgm = keep
-        filled = _fill_holes(fgm)
+        filled = _fill_holes(fgm) if o.fill_holes else fgm
         prob = np.where(filled & ~fgm, 0.51, prob).astype(np.float32)
         fgm = filled
         if bins is not None and fgm.any():
