@@ -69,7 +69,7 @@ def test_flow_reacquires_the_disc_after_the_post(sample_clip):
     j1 = [jaccard(sample_clip.gt(f)[0], r.mask(f, 1)) for f in after]
     j2 = [jaccard(sample_clip.gt(f)[1], r.mask(f, 2)) for f in after]
     assert np.mean(j1) > 0.85 and min(j1) > 0.7, np.round(j1, 2)  # 0.96 / 0.94 measured
-    assert np.mean(j2) > 0.75, np.round(j2, 2)  # 0.85 measured (frames 39+ empty: 1.0)
+    assert np.mean(j2) > 0.75, np.round(j2, 2)  # 0.94 measured, 0.85 before (frames 39+ empty: 1.0)
     j1_all = [jaccard(sample_clip.gt(f)[0], r.mask(f, 1)) for f in range(1, sample_clip.num_frames)]
     assert np.mean(j1_all) > 0.85, np.round(j1_all, 2)  # 0.92 measured (0.70 before re-seeding)
     assert all(r.present(f, 1) for f in r.frames)
