@@ -1,32 +1,38 @@
 """Mask propagation quality and speed on the shared DAVIS-2016 sequences.
 
-Runs every available backend (static, flow and its ablations, sam2 when a checkpoint is found) with
-the frame-0 ground-truth mask as the prompt, and prints per-sequence J, F, J&F (DAVIS definitions,
-``garvideo.eval.vos``; first frame excluded), frames per second (decoding included) and the peak RSS
-of the benchmark process so far (``bench/track_memory.py`` measures memory properly). Writes
-``bench/results/track.json``.
+Runs backends (static, flow and its ablations, sam2 when a checkpoint is found) with the frame-0
+ground-truth mask as the prompt, and prints per-sequence J, F, J&F (DAVIS definitions,
+``garvideo.eval.vos``; first frame excluded) and the mean over the sequences. Quality runs go
+through a pool of ``--jobs`` processes (one OpenCV thread each). Writes ``bench/results/track.json``.
 
 Usage:
-    .venv/bin/python bench/track.py [--data ../shared/data/davis2016] [--trackers static,flow,...]
-        [--sequences blackswan,dog] [--threads 2] [--sam2-checkpoint PATH]
+    .venv/bin/python bench/track.py [--data ../shared/data/davis2016] [--trackers flow-v1,flow]
+        [--sequences blackswan,dog] [--jobs 2] [--loo bilateral=0.25,0.5,1.0]
+        [--speed blackswan,camel] [--threads 2] [--sam2-checkpoint PATH]
 
 Tracker names (an ablation of the flow tracker, each step added to the one before):
-``static``; ``flow-plain`` (backward warping of the soft mask only); ``flow-fb`` (+ forward/backward
-consistency, search band, component filtering, hole filling); ``flow-app`` (+ colour appearance
-models); ``flow-refine`` (+ guided-filter boundary refinement); ``flow-occl`` (+ occlusion handling
-and re-detection); ``flow`` (+ colour weight adapted per frame: the default settings); ``sam2``
-(needs a checkpoint).
+``static``; ``flow-plain`` (backward warping of the soft mask only); ``flow-v1`` (the previous
+default: forward/backward check, ring-background colour histograms with a per-frame adaptive
+weight, guided-filter refinement, occlusion handling); ``flow-fine`` (+ flow on the crop around the
+objects at the finest affordable scale); ``flow-globalbg`` (+ whole-frame background colours);
+``flow-bilateral`` (+ the bilateral colour-and-position term); ``flow-noadaptive`` (the adaptive
+colour weight dropped); ``flow`` (holes in the mask no longer filled: the current defaults);
+``sam2`` (needs a checkpoint).
+
+``--loo NAME=V1,V2,...`` runs the ``flow`` tracker with each value of one option and reports the
+leave-one-out figure: for every sequence, the value best on the other sequences, scored on it.
+``--speed SEQ,...`` times ``flow-v1`` and ``flow`` one after the other on each sequence in this
+process (``--threads`` OpenCV threads, decoding included) and reports their frames/s and ratio,
+with the load average (the CPU is shared: compare the ratio, not the absolute figures).
 ``--sam2-speed 1024,512`` instead times the sam2 backend on CPU with a randomly initialised
 SAM 2.1 hiera-t at each image size (the speed does not depend on the weights) over
 ``--speed-frames`` frames of the first sequence, and writes ``bench/results/track_sam2_speed.json``.
-
-Timings are taken on whatever machine runs this; on a CPU shared with other jobs they are
-pessimistic.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import time
@@ -38,28 +44,31 @@ from PIL import Image
 
 from garvideo.eval.vos import evaluate_sequence
 from garvideo.trackers import Prompt, build_tracker, find_sam2_checkpoint
+from garvideo.trackers.flow import FlowOptions
 from garvideo.video import open_video
 
-SEQUENCES = ("blackswan", "car-shadow", "dog", "kite-surf", "libby", "soapbox")
-
+_OFF = {"fine_flow": False, "global_bg": False, "bilateral": 0.0, "fill_holes": True}
 VARIANTS: dict[str, tuple[str, dict]] = {
     "static": ("static", {}),
     "flow-plain": (
         "flow",
-        {"consistency": False, "appearance": False, "refine": False, "redetect": False, "adaptive": False},
+        {"consistency": False, "appearance": False, "refine": False, "redetect": False, **_OFF},
     ),
-    "flow-fb": ("flow", {"appearance": False, "refine": False, "redetect": False, "adaptive": False}),
-    "flow-app": ("flow", {"refine": False, "redetect": False, "adaptive": False}),
-    "flow-refine": ("flow", {"redetect": False, "adaptive": False}),
-    "flow-occl": ("flow", {"adaptive": False}),
+    "flow-v1": ("flow", {"adaptive": True, **_OFF}),
+    "flow-fine": ("flow", {"adaptive": True, "global_bg": False, "bilateral": 0.0, "fill_holes": True}),
+    "flow-globalbg": ("flow", {"adaptive": True, "bilateral": 0.0, "fill_holes": True}),
+    "flow-bilateral": ("flow", {"adaptive": True, "fill_holes": True}),
+    "flow-noadaptive": ("flow", {"fill_holes": True}),
     "flow": ("flow", {}),
     "sam2": ("sam2", {}),
 }
 
 
-def run_one(variant: str, seq_dir: Path, ann_dir: Path, threads: int, extra: dict) -> dict:
+def run_one(job: tuple[str, dict, Path, Path, int, dict]) -> dict:
+    """Track one sequence with one tracker setting; J, F, J&F and timing."""
+    variant, override, seq_dir, ann_dir, threads, extra = job
     name, opts = VARIANTS[variant]
-    opts = {**opts, **({"threads": threads} if threads else {})}
+    opts = {**opts, **override, **({"threads": threads} if threads else {})}
     if name == "sam2":
         opts.update(extra)
     tracker = build_tracker(name, **opts)
@@ -79,6 +88,63 @@ def run_one(variant: str, seq_dir: Path, ann_dir: Path, threads: int, extra: dic
         "seconds": dt,
         "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def run_many(jobs: list[tuple], n_jobs: int) -> list[dict]:
+    """run_one over the jobs, in a pool of n_jobs processes (in order)."""
+    if n_jobs <= 1:
+        return [run_one(j) for j in jobs]
+    with multiprocessing.get_context("spawn").Pool(n_jobs, initializer=_worker_init) as pool:
+        return pool.map(run_one, jobs, chunksize=1)
+
+
+def _worker_init() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def leave_one_out(scores: dict[str, dict[str, float]]) -> dict:
+    """scores[value][sequence] = J&F. For each sequence, the value with the best mean over the
+    other sequences, and the J&F it gets on the held-out one."""
+    values = list(scores)
+    seqs = list(next(iter(scores.values())))
+    chosen, held = {}, {}
+    for s in seqs:
+        rest = [t for t in seqs if t != s]
+        best = max(values, key=lambda v: float(np.mean([scores[v][t] for t in rest])))
+        chosen[s], held[s] = best, scores[best][s]
+    return {
+        "per_value_mean": {v: float(np.mean([scores[v][t] for t in seqs])) for v in values},
+        "chosen": chosen,
+        "held_out_JF": held,
+        "loo_mean_JF": float(np.mean(list(held.values()))),
+    }
+
+
+def speed(seqs: list[str], data: Path, threads: int) -> dict:
+    """frames/s of flow-v1 and flow, one after the other on each sequence, in this process."""
+    rows: dict[str, dict] = {}
+    print(f"{'speed':<14} {'flow-v1 fps':>11} {'flow fps':>9} {'ratio':>6}  load")
+    for seq in seqs:
+        r = {}
+        for v in ("flow-v1", "flow"):
+            job = (
+                v,
+                {},
+                data / "JPEGImages" / "480p" / seq,
+                data / "Annotations" / "480p" / seq,
+                threads,
+                {},
+            )
+            r[v] = run_one(job)["fps"]
+        r["ratio"] = r["flow"] / r["flow-v1"]
+        r["load_average"] = os.getloadavg()
+        rows[seq] = r
+        print(
+            f"{seq:<14} {r['flow-v1']:11.1f} {r['flow']:9.1f} {r['ratio']:6.2f}  {r['load_average'][0]:.1f}"
+        )
+    return rows
 
 
 def sam2_speed(seq_dir: Path, ann_dir: Path, sizes: list[int], n_frames: int, threads: int, out: Path) -> int:
@@ -134,9 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=SHARED / "data" / "davis2016")
     ap.add_argument(
-        "--trackers", default="static,flow-plain,flow-fb,flow-app,flow-refine,flow-occl,flow,sam2"
+        "--trackers",
+        default="static,flow-plain,flow-v1,flow-fine,flow-globalbg,flow-bilateral,flow-noadaptive,flow,sam2",
     )
-    ap.add_argument("--sequences", default=",".join(SEQUENCES))
+    ap.add_argument("--sequences", default="", help="comma-separated; default: every sequence in --data")
+    ap.add_argument("--jobs", type=int, default=2, help="processes for the quality runs")
+    ap.add_argument("--loo", default="bilateral=0.25,0.5,1.0", help="NAME=V1,V2,... ('' to skip)")
+    ap.add_argument("--speed", default="", help="sequences to time flow-v1 against flow on")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sam2-checkpoint", default=None)
     ap.add_argument("--image-size", type=int, default=None)
@@ -155,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     except ImportError:
         pass
-    seqs = [s for s in args.sequences.split(",") if s]
+    seqs = [s for s in args.sequences.split(",") if s] or sorted(
+        p.name for p in (args.data / "JPEGImages" / "480p").iterdir() if p.is_dir()
+    )
     if args.sam2_speed:
         sizes = [int(x) for x in args.sam2_speed.split(",") if x]
         return sam2_speed(
@@ -178,39 +250,63 @@ def main(argv: list[str] | None = None) -> int:
             extra = {"sam2_checkpoint": ckpt}
             if args.image_size:
                 extra["image_size"] = args.image_size
+    loo_name, loo_values = "", []
+    if args.loo:
+        loo_name, _, vals = args.loo.partition("=")
+        loo_values = [float(x) for x in vals.split(",") if x]
+    # Every (setting, sequence) run as one job list, so the pool stays busy.
+    settings: list[tuple[str, str, dict]] = [(v, v, {}) for v in variants]
+    default_val = getattr(FlowOptions(), loo_name) if loo_name else None
+    for val in loo_values:
+        label = f"flow[{loo_name}={val:g}]"
+        if "flow" in variants and val == default_val:
+            continue  # the default setting: the "flow" run itself
+        settings.append((label, "flow", {loo_name: val}))
+    jobs = [
+        (base, over, args.data / "JPEGImages" / "480p" / s, args.data / "Annotations" / "480p" / s, 1, extra)
+        for _, base, over in settings
+        for s in seqs
+    ]
+    t0 = time.perf_counter()
+    out = run_many(jobs, args.jobs)
     results: dict[str, dict] = {}
-    header = f"{'tracker':<11} {'sequence':<11} {'J':>6} {'F':>6} {'J&F':>6} {'fps':>6} {'rss MB':>7}"
+    header = f"{'tracker':<24} {'sequence':<14} {'J':>6} {'F':>6} {'J&F':>6}"
     print(header)
     print("-" * len(header))
-    for v in variants:
-        results[v] = {}
-        for seq in seqs:
-            r = run_one(
-                v,
-                args.data / "JPEGImages" / "480p" / seq,
-                args.data / "Annotations" / "480p" / seq,
-                args.threads,
-                extra,
-            )
-            results[v][seq] = r
-            print(
-                f"{v:<11} {seq:<11} {r['J']:6.3f} {r['F']:6.3f} {r['JF']:6.3f} {r['fps']:6.1f} "
-                f"{r['peak_rss_mb']:7.0f}",
-                flush=True,
-            )
-        mean = {k: float(np.mean([results[v][s][k] for s in seqs])) for k in ("J", "F", "JF", "fps")}
-        results[v]["mean"] = mean
+    for i, (label, _, _) in enumerate(settings):
+        results[label] = dict(zip(seqs, out[i * len(seqs) : (i + 1) * len(seqs)], strict=True))
+        for s in seqs:
+            r = results[label][s]
+            print(f"{label:<24} {s:<14} {r['J']:6.3f} {r['F']:6.3f} {r['JF']:6.3f}")
+        mean = {k: float(np.mean([results[label][s][k] for s in seqs])) for k in ("J", "F", "JF")}
+        results[label]["mean"] = mean
+        print(f"{label:<24} {'MEAN':<14} {mean['J']:6.3f} {mean['F']:6.3f} {mean['JF']:6.3f}", flush=True)
+    loo = None
+    if loo_name and loo_values:
+        scores = {}
+        for val in loo_values:
+            label = "flow" if ("flow" in variants and val == default_val) else f"flow[{loo_name}={val:g}]"
+            scores[f"{val:g}"] = {s: results[label][s]["JF"] for s in seqs}
+        loo = {"option": loo_name, "default": default_val, **leave_one_out(scores)}
         print(
-            f"{v:<11} {'MEAN':<11} {mean['J']:6.3f} {mean['F']:6.3f} {mean['JF']:6.3f} {mean['fps']:6.1f}",
-            flush=True,
+            f"leave-one-out over {loo_name} in {{{', '.join(scores)}}}: J&F {loo['loo_mean_JF']:.3f} "
+            f"(chosen: {', '.join(f'{s}={v}' for s, v in loo['chosen'].items())})"
         )
+    speed_rows = (
+        speed([s for s in args.speed.split(",") if s], args.data, args.threads) if args.speed else None
+    )
     payload = {
         "data": str(args.data),
-        "threads": args.threads,
+        "jobs": args.jobs,
         "sequences": seqs,
         "results": results,
+        "leave_one_out": loo,
+        "speed": speed_rows,
+        "speed_threads": args.threads,
+        "quality_wall_seconds": time.perf_counter() - t0,
         "load_average": os.getloadavg(),
-        "note": "fps on a CPU shared with other jobs are pessimistic",
+        "note": "quality runs: one OpenCV thread per process, their fps are not speed figures; "
+        "speed: --threads threads in one process on a CPU shared with other jobs (compare ratios)",
     }
     write_json(args.out, payload)
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -68,10 +69,74 @@ def test_flow_reacquires_the_disc_after_the_post(sample_clip):
     j1 = [jaccard(sample_clip.gt(f)[0], r.mask(f, 1)) for f in after]
     j2 = [jaccard(sample_clip.gt(f)[1], r.mask(f, 2)) for f in after]
     assert np.mean(j1) > 0.85 and min(j1) > 0.7, np.round(j1, 2)  # 0.96 / 0.94 measured
-    assert np.mean(j2) > 0.75, np.round(j2, 2)  # 0.85 measured (frames 39+ empty: 1.0)
+    assert np.mean(j2) > 0.75, np.round(j2, 2)  # 0.94 measured, 0.85 before (frames 39+ empty: 1.0)
     j1_all = [jaccard(sample_clip.gt(f)[0], r.mask(f, 1)) for f in range(1, sample_clip.num_frames)]
     assert np.mean(j1_all) > 0.85, np.round(j1_all, 2)  # 0.92 measured (0.70 before re-seeding)
     assert all(r.present(f, 1) for f in r.frames)
+
+
+def _texture(rng, h, w, scale, lo, hi):
+    """(h, w, 3) float smooth random colour texture in [lo, hi] (cells of ``scale`` pixels)."""
+    t = rng.random((h // scale + 2, w // scale + 2, 3)).astype(np.float32)
+    t = cv2.resize(t, (w + 2 * scale, h + 2 * scale), interpolation=cv2.INTER_CUBIC)[:h, :w]
+    return np.clip(lo + (hi - lo) * t, 0, 255)
+
+
+def _write_frames(folder, frames):
+    for f, img in enumerate(frames):
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folder / f"{f:05d}.png")
+
+
+def test_flow_follows_a_small_fast_object(tmp_path):
+    """A 24-pixel square moving 8 px a frame over a textured background (640x360): flow at a
+    quarter resolution moves 32-pixel patches as one and leaves the mask behind; flow on the crop
+    around the object at full working resolution follows it (0.60 measured; 0.10 without)."""
+    rng = np.random.default_rng(1)
+    h, w, n = 360, 640, 20
+    bg = _texture(rng, h, w, 16, 60, 200)
+    obj = _texture(rng, 24, 24, 4, 0, 255) * 0.5 + np.array([20, 40, 200]) * 0.5
+    frames, gts = [], []
+    for f in range(n):
+        x, y = 40 + 8 * f, 160 + 2 * f
+        img = bg.copy()
+        img[y : y + 24, x : x + 24] = obj
+        m = np.zeros((h, w), bool)
+        m[y : y + 24, x : x + 24] = True
+        frames.append(img)
+        gts.append(m)
+    _write_frames(tmp_path, frames)
+    with open_video(tmp_path) as video:
+        r = build_tracker("flow").track(video, [Prompt(1, 0, mask=gts[0])])
+    js = [jaccard(gts[f], r.mask(f, 1)) for f in range(1, n)]
+    assert np.mean(js) > 0.45 and min(js) > 0.3, np.round(js, 2)
+
+
+def test_flow_does_not_leak_into_a_lookalike_neighbour(tmp_path):
+    """A red disc slides along the top edge of a static square of the same red (touching it for
+    several frames): the colour histograms cannot tell them apart, the bilateral colour-and-position
+    term can (max 0.10 of the square taken, J 0.96 measured; 0.23 and 0.92 without it)."""
+    rng = np.random.default_rng(2)
+    h, w, n = 360, 640, 30
+    bg = _texture(rng, h, w, 24, 90, 160) * np.array([0.6, 1.0, 0.7])
+    tex = _texture(rng, h, w, 6, -25, 25)
+    red = np.array([200, 40, 40])
+    yy, xx = np.mgrid[0:h, 0:w]
+    square = (yy >= 190) & (yy < 290) & (xx >= 300) & (xx < 400)
+    frames, discs = [], []
+    for f in range(n):
+        disc = (xx - 150 - 8 * f) ** 2 + (yy - 150) ** 2 <= 40**2
+        img = bg.copy()
+        img[square] = red + tex[square]
+        img[disc] = red + np.roll(tex, 8 * f, axis=1)[disc]  # the disc's texture moves with it
+        frames.append(img)
+        discs.append(disc)
+    _write_frames(tmp_path, frames)
+    with open_video(tmp_path) as video:
+        r = build_tracker("flow").track(video, [Prompt(1, 0, mask=discs[0])])
+    leak = [(r.mask(f, 1) & square).sum() / square.sum() for f in range(n)]
+    js = [jaccard(discs[f], r.mask(f, 1)) for f in range(1, n)]
+    assert max(leak) < 0.15, np.round(leak, 2)
+    assert np.mean(js) > 0.85 and min(js) > 0.7, np.round(js, 2)
 
 
 def test_result_helpers(sample_clip, flow_mid):

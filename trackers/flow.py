@@ -6,19 +6,27 @@ resolution (long side ``work_size`` pixels):
 1. **Flow warping.** Dense DIS optical flow (Kroeger et al., ECCV 2016; OpenCV
    ``DISOpticalFlow``) from the current frame back to the previous one warps the previous soft
    mask onto the current frame (backward warping: every current pixel looks up where it came from).
+   The flow is computed on the crop around the tracked objects only, at the finest DIS pyramid
+   scale whose cost stays within ``flow_budget`` x that of whole-frame flow at DIS's default
+   quarter resolution, so a small object gets flow at full working resolution (small fast objects
+   are otherwise left behind).
 2. **Forward/backward consistency.** The forward flow is also computed; where following the
    backward flow and then the forward flow does not come back to the start (Sundaram et al.,
    ECCV 2010), the warped value is unreliable and its weight is lowered, leaving the decision to
    the appearance model.
-3. **Appearance.** Colour histograms (quantised CIE Lab) of the object and of its *local*
-   background (a ring around it) give a per-pixel foreground likelihood ratio. The model mixes the
-   histograms of the prompt frame (re-anchoring: they never drift) with running histograms
-   re-estimated from confidently classified pixels of recent frames. Its weight is set per frame
-   by how well it agrees with the flow where the flow is sure (colours that do not separate the
-   object from its surroundings, e.g. under a lighting change, are trusted less).
+3. **Appearance.** (a) Colour histograms (quantised CIE Lab) of the object and of its background
+   give a per-pixel foreground likelihood ratio. The background is half a ring around the object
+   and half the whole frame outside it, so a look-alike anywhere in the frame counts as
+   background. The model mixes the histograms of the prompt frame (re-anchoring: they never
+   drift) with running histograms re-estimated from confidently classified pixels of recent
+   frames. (b) A bilateral colour-and-position likelihood: the previous frame's soft mask is
+   splatted into an (x, y, Lab) grid (cells ``bilateral_cell`` x the object's size) at the
+   positions the forward flow moves it to, and each pixel reads the object share of previous
+   pixels of its colour near it (after Märki et al., CVPR 2016), so a similar-coloured neighbour
+   next to the object stays background.
 4. **Fusion.** Flow and appearance are combined in log-odds, inside a search band around the
    warped mask (objects do not teleport); connected components that do not touch the warped mask
-   are dropped, and holes are filled.
+   are dropped (holes are kept: ``fill_holes``).
 5. **Boundary refinement.** A guided filter (He et al., ECCV 2010) with the frame as guide snaps
    the soft mask to image edges at full resolution before thresholding.
 
@@ -69,7 +77,16 @@ class FlowOptions:
         preset: DIS optical-flow preset (``ultrafast``, ``fast``, ``medium``).
         consistency, appearance, refine, redetect, adaptive: switch the forward/backward check, the
             colour models, the guided-filter boundary refinement, the occlusion handling, the
-            per-frame weighting of the colour models by their agreement with the flow.
+            per-frame weighting of the colour models by their agreement with the flow (off by
+            default: it helped only on the sequences it was tuned on, ``bench/track.py``).
+        fine_flow: flow on the crop around the objects at the finest affordable scale (else on the
+            whole frame at DIS's default quarter resolution).
+        flow_budget: cost of that crop flow, in units of whole-frame quarter-resolution flow.
+        global_bg: half of the background colour model from the whole frame (else a ring only).
+        bilateral: weight of the bilateral colour-and-position log-odds (0: off).
+        bilateral_cell: bilateral grid cell, as a fraction of sqrt(object area).
+        fill_holes: fill holes in the propagated mask (off by default: the gaps between legs or
+            between an arm and the body are real, and filling them carried ground into the mask).
         anchor_weight: share of the prompt frame's colour histograms in the appearance model.
         update_rate: how fast the running histograms follow the recent frames.
         flow_weight, appearance_weight: weights of the warped mask and of the colour log-odds.
@@ -104,7 +121,13 @@ class FlowOptions:
     redetect_frames: int = 60
     occluded_fraction: float = 0.7
     recover_frames: int = 8
-    adaptive: bool = True
+    adaptive: bool = False
+    fine_flow: bool = True
+    flow_budget: float = 2.0
+    global_bg: bool = True
+    bilateral: float = 0.5
+    bilateral_cell: float = 0.125
+    fill_holes: bool = False
 
 
 def _quantise_lab(rgb_small: np.ndarray) -> np.ndarray:
@@ -125,6 +148,10 @@ def _ring(mask: np.ndarray, inner: int, outer: int) -> np.ndarray:
     inner_k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * inner + 1, 2 * inner + 1))
     m = mask.astype(np.uint8)
     return (cv2.dilate(m, outer_k) > 0) & ~(cv2.dilate(m, inner_k) > 0)
+
+
+def _ellipse(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
 def _guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
@@ -184,7 +211,12 @@ class _FlowSession:
         self.h, self.w = height, width
         scale = min(1.0, opts.work_size / max(height, width))
         self.sw, self.sh = max(8, round(width * scale)), max(8, round(height * scale))
-        self.dis = cv2.DISOpticalFlow_create(_PRESETS[opts.preset])
+        # One DIS instance per finest pyramid scale (0: full working resolution, 2: a quarter).
+        self.dis = {}
+        for scale in range(3):
+            d = cv2.DISOpticalFlow_create(_PRESETS[opts.preset])
+            d.setFinestScale(scale)
+            self.dis[scale] = d
         self.prev_gray: np.ndarray | None = None
         self.objects: dict[int, _Object] = {}
         gy, gx = np.mgrid[0 : self.sh, 0 : self.sw].astype(np.float32)
@@ -199,8 +231,14 @@ class _FlowSession:
     def _models(self, bins: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         fg = prob > 0.5
         size = max(2, int(np.sqrt(max(fg.sum(), 1)) * self.o.band))
-        bg = _ring(fg, max(1, size // 3), 2 * size)
-        return _hist(bins, fg.astype(np.float32)), _hist(bins, bg.astype(np.float32))
+        ring = _ring(fg, max(1, size // 3), 2 * size)
+        h_fg, h_bg = _hist(bins, fg.astype(np.float32)), _hist(bins, ring.astype(np.float32))
+        if self.o.global_bg:
+            # Everything outside the object's neighbourhood: a look-alike anywhere in the frame (a
+            # second animal, a crowd, a fence) makes its colours background, not only a ring.
+            far = ~(cv2.dilate(fg.astype(np.uint8), _ellipse(max(1, size // 3))) > 0)
+            h_bg = 0.5 * h_bg + 0.5 * _hist(bins, far.astype(np.float32))
+        return h_fg, h_bg
 
     def _anchor(self, p: Prompt, bins: np.ndarray | None) -> _Object:
         m = self._small(np.asarray(p.mask).astype(np.float32), cv2.INTER_AREA)
@@ -209,6 +247,46 @@ class _FlowSession:
         else:
             fg, bg = self._models(bins, m)
         return _Object(m.astype(np.float32), float((m > 0.5).sum()), fg, bg)
+
+    def _flow(self, gray: np.ndarray, objects: list[_Object]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Backward (current -> previous) and forward (h, w, 2) flow, fine where the objects are.
+
+        Flow is only needed near the tracked objects (the search band; the re-detection of a lost
+        object uses colour alone), so it is computed on the crop around them: the objects' boxes
+        widened by half their size plus twice their last motion. The finest DIS pyramid scale is
+        then the finest one whose cost stays within that of whole-frame flow at a quarter of the
+        working resolution (DIS's default): crop area / 4**scale <= frame area / 16 * ``flow_budget``.
+        A small object thus gets flow at full working resolution (DIS at a quarter resolution moves
+        a patch of 32 working pixels as one, which drags a small fast object's mask behind it).
+        Outside the crop the flow is zero.
+        """
+        o = self.o
+        x0, y0, x1, y1 = self.sw, self.sh, 0, 0
+        for ob in objects:
+            box = _bbox(ob.prob > 0.5) if not ob.absent else None
+            if box is None:
+                continue
+            bx0, by0, bx1, by1 = box
+            m = 0.5 * max(bx1 - bx0, by1 - by0) + 2 * float(np.abs(ob.vel).max()) + 16
+            x0, y0 = min(x0, int(bx0 - m)), min(y0, int(by0 - m))
+            x1, y1 = max(x1, int(bx1 + m)), max(y1, int(by1 + m))
+        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(self.sw, x1), min(self.sh, y1)
+        if not o.fine_flow:  # whole frame at DIS's default finest scale (a quarter resolution)
+            x0, y0, x1, y1 = 0, 0, self.sw, self.sh
+        flow_b = np.zeros((self.sh, self.sw, 2), np.float32)
+        flow_f = np.zeros_like(flow_b) if o.consistency else None
+        if x1 - x0 < 16 or y1 - y0 < 16:
+            return flow_b, flow_f
+        assert self.prev_gray is not None
+        area = (x1 - x0) * (y1 - y0)
+        budget = self.sw * self.sh / 16 * o.flow_budget
+        scale = next((s for s in range(3) if area / 4**s <= budget), 2) if o.fine_flow else 2
+        cur = np.ascontiguousarray(gray[y0:y1, x0:x1])
+        prev = np.ascontiguousarray(self.prev_gray[y0:y1, x0:x1])
+        flow_b[y0:y1, x0:x1] = self.dis[scale].calc(cur, prev, None)
+        if flow_f is not None:
+            flow_f[y0:y1, x0:x1] = self.dis[scale].calc(prev, cur, None)
+        return flow_b, flow_f
 
     # -- one frame -----------------------------------------------------------------------------
     def step(
@@ -221,10 +299,9 @@ class _FlowSession:
         prompted = {p.obj_id for p in prompts}
         flow_b = flow_f = None
         if self.prev_gray is not None and any(k not in prompted for k in self.objects):
-            flow_b = self.dis.calc(gray, self.prev_gray, None)  # (h, w, 2): current -> previous
-            if o.consistency:
-                flow_f = self.dis.calc(self.prev_gray, gray, None)  # previous -> current
+            flow_b, flow_f = self._flow(gray, [ob for k, ob in self.objects.items() if k not in prompted])
         self.prev_gray = gray
+        prev_bins, self.prev_bins = getattr(self, "prev_bins", None), bins
         guide = None
         if o.refine:
             guide = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) * (1.0 / 255.0)
@@ -267,7 +344,9 @@ class _FlowSession:
                 ob.absent = False
                 ob.lost_for = 0
             else:
-                prob = self._propagate(ob, flow_b, flow_f, err if flow_f is not None else None, bins, col_lut)
+                prob = self._propagate(
+                    ob, flow_b, flow_f, err if flow_f is not None else None, bins, col_lut, prev_bins
+                )
             area = float((prob > 0.5).sum())
             if area < o.absent_fraction * ob.area_ref:
                 ob.absent = True
@@ -344,6 +423,66 @@ class _FlowSession:
         keep = _fill_holes(big[labels])
         return np.where(keep, 0.9, 0.0).astype(np.float32)
 
+    def _bilateral(
+        self,
+        ob: _Object,
+        warped: np.ndarray,
+        bins: np.ndarray,
+        prev_bins: np.ndarray,
+        flow_f: np.ndarray | None,
+    ) -> np.ndarray:
+        """(h, w) log-odds that a pixel is the object given its colour AND position.
+
+        The previous frame's soft mask is splatted into a bilateral grid (x, y, Lab; Märki et al.,
+        CVPR 2016) at the positions the forward flow moves each pixel to, the grid is blurred over
+        neighbouring cells, and each current pixel reads back the object share of previous pixels of
+        its colour near it. Unlike a colour histogram, a look-alike next to the object (a second
+        animal, a fence) is background because its own pixels were background a frame ago. Cells
+        are ``bilateral_cell`` x sqrt(object area) wide; colours are quantised to 8 bins a channel.
+        """
+        h, w = warped.shape
+        c = max(3.0, self.o.bilateral_cell * float(np.sqrt(max(ob.area_ref, 1.0))))
+        core = warped > 0.5
+        box = _bbox(core | (ob.prob > 0.5))
+        out = np.zeros((h, w), np.float32)
+        if box is None:
+            return out
+        pad = 2 * c + self.o.band * np.sqrt(max(ob.area_ref, 1.0))
+        x0, y0 = int(max(0, box[0] - pad)), int(max(0, box[1] - pad))
+        x1, y1 = int(min(w, box[2] + pad)), int(min(h, box[3] + pad))
+        gw, gh = int((x1 - x0) / c) + 2, int((y1 - y0) / c) + 2
+
+        def col8(b: np.ndarray) -> np.ndarray:  # 16-bin Lab index -> 8-bin Lab index
+            return (((b >> 9) & 7) * 8 + ((b >> 5) & 7)) * 8 + ((b >> 1) & 7)
+
+        px = self.grid_x[y0:y1, x0:x1]
+        py = self.grid_y[y0:y1, x0:x1]
+        if flow_f is not None:
+            px = px + flow_f[y0:y1, x0:x1, 0]
+            py = py + flow_f[y0:y1, x0:x1, 1]
+        cx = np.clip(np.rint((px - x0) / c), 0, gw - 1).astype(np.int64)
+        cy = np.clip(np.rint((py - y0) / c), 0, gh - 1).astype(np.int64)
+        idx = (cy * gw + cx) * 512 + col8(prev_bins[y0:y1, x0:x1])
+        n = gh * gw * 512
+        fg = np.bincount(idx.ravel(), weights=ob.prob[y0:y1, x0:x1].ravel(), minlength=n)
+        tot = np.bincount(idx.ravel(), minlength=n).astype(np.float64)
+
+        def blur(g: np.ndarray) -> np.ndarray:  # [1, 2, 1] over both spatial axes
+            g = g.reshape(gh, gw, 512)
+            p = np.pad(g, ((1, 1), (1, 1), (0, 0)))
+            g = p[:-2] + 2 * p[1:-1] + p[2:]
+            return g[:, :-2] + 2 * g[:, 1:-1] + g[:, 2:]
+
+        fg, tot = blur(fg), blur(tot)
+        qx = np.clip(np.rint((self.grid_x[y0:y1, x0:x1] - x0) / c), 0, gw - 1).astype(np.int64)
+        qy = np.clip(np.rint((self.grid_y[y0:y1, x0:x1] - y0) / c), 0, gh - 1).astype(np.int64)
+        q = col8(bins[y0:y1, x0:x1])
+        f = fg[qy, qx, q]
+        t = tot[qy, qx, q]
+        # A pseudo-count of one pixel each way: unseen colours are neutral (log-odds 0).
+        out[y0:y1, x0:x1] = np.log((f + 1.0) / (t - f + 1.0)).astype(np.float32)
+        return np.clip(out, -4, 4)
+
     def _propagate(
         self,
         ob: _Object,
@@ -352,6 +491,7 @@ class _FlowSession:
         err: np.ndarray | None,
         bins: np.ndarray | None,
         col_lut: np.ndarray | None,
+        prev_bins: np.ndarray | None = None,
     ) -> np.ndarray:
         """Warp the object's previous soft mask and fuse it with the appearance model."""
         o = self.o
@@ -382,6 +522,8 @@ class _FlowSession:
                     acc = 0.5 * ((col[sure_fg] > 0).mean() + (col[sure_bg] < 0).mean())
                     w_app *= float(np.clip((acc - 0.6) / 0.3, 0.0, 1.5))
             logit = logit + w_app * col
+        if o.bilateral > 0 and bins is not None and prev_bins is not None:
+            logit = logit + o.bilateral * self._bilateral(ob, warped, bins, prev_bins, flow_f)
         # Search band: pixels near the warped mask only (objects do not teleport).
         core = warped > 0.5
         size = max(2, int(np.sqrt(max(core.sum(), 1)) * o.band))
@@ -427,7 +569,7 @@ class _FlowSession:
             keep = hit[labels]
             prob = np.where(keep, prob, np.minimum(prob, 0.49)).astype(np.float32)
             fgm = keep
-        filled = _fill_holes(fgm)
+        filled = _fill_holes(fgm) if o.fill_holes else fgm
         prob = np.where(filled & ~fgm, 0.51, prob).astype(np.float32)
         fgm = filled
         if bins is not None and fgm.any():
