@@ -123,8 +123,10 @@ def register(app: typer.Typer) -> None:
             raise InputError(
                 "serve", f"needs the serve extra ({exc.name} is missing): pip install 'garvideo[serve]'"
             ) from None
+        from garvideo.cli._checks import check_model_options
         from garvideo.cli.understand import _pipeline
 
+        check_model_options(tracker, device, dtype)  # before the model loads
         roots = []
         for root in allowed_root or []:
             if not root.is_dir():

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from garvideo.errors import InputError
 from garvideo.pipeline.clip import PreparedClip
-from garvideo.pipeline.generation import clip_prefix
+from garvideo.pipeline.generation import clip_prefix, clip_stage_timings
 from garvideo.pipeline.prompt import PromptInputs, check_budget, check_question
 from garvideo.pipeline.results import AnswerResult, DescribeResult, build_result, result_fields
 
@@ -129,9 +129,7 @@ def _batch_timings(clip: PreparedClip, run: dict[str, float]) -> dict[str, float
     """Stage timings of one batched request: the clip's own stages (decode, tracking, vision) on the first
     request reported for the clip (then 0), its prefill, and its share of the batch's generation time;
     ``total`` is their sum."""
-    first = not clip.timings_reported
-    clip.timings_reported = True
-    out = {k: (clip.timings.get(k, 0.0) if first else 0.0) for k in ("decode", "tracking", "vision")}
+    out = clip_stage_timings(clip)
     out.update(run)
     out["total"] = sum(out.values())
     return out

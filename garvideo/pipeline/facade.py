@@ -25,8 +25,8 @@ from garvideo.pipeline.budget import (
 )
 from garvideo.pipeline.clip import FrameMasks, PreparedClip, prepare_clip
 from garvideo.pipeline.encoding import encode_clip
-from garvideo.pipeline.generation import StreamFn, clip_prefix, request_timings, run_request
-from garvideo.pipeline.prompt import PromptInputs, build_prompt_inputs, check_budget, check_question
+from garvideo.pipeline.generation import StreamFn, request_timings, run_request
+from garvideo.pipeline.prompt import PromptInputs, build_prompt_inputs, check_question
 from garvideo.pipeline.results import AnswerResult, DescribeResult, build_result, result_fields
 
 __all__ = ["GarVideo", "load_model_or_none"]
@@ -259,25 +259,6 @@ class GarVideo:
         """
         return build_prompt_inputs(self.bundle, clip, question, options)
 
-    def _check_budget(self, inputs: PromptInputs, max_new_tokens: int, source: str) -> None:
-        check_budget(inputs, max_new_tokens, self.context_length(), source)
-
-    def _prefix(self, clip: PreparedClip, inputs: PromptInputs) -> tuple[Any, float]:
-        """The KV cache of the prompt prefix (from the clip's cache when an equal prefix was run)."""
-        return clip_prefix(self.bundle, clip, inputs)
-
-    def _run(
-        self,
-        clip: PreparedClip,
-        question: str | None,
-        options: Sequence[str] | None,
-        stream: StreamFn | None,
-        max_new_tokens: int | None,
-        generate_kwargs: dict[str, Any],
-        source: str,
-    ) -> tuple[Any, PromptInputs, dict[str, float]]:
-        return run_request(self, clip, question, options, stream, max_new_tokens, generate_kwargs, source)
-
     def _clip_for(self, clip_or_video: Any, prepare_kwargs: dict[str, Any]) -> PreparedClip:
         if isinstance(clip_or_video, PreparedClip):
             if any(v is not None for v in prepare_kwargs.values()):
@@ -287,11 +268,6 @@ class GarVideo:
             return clip_or_video
         kwargs = {k: v for k, v in prepare_kwargs.items() if v is not None}
         return self.prepare(clip_or_video, **kwargs)
-
-    @staticmethod
-    @staticmethod
-    def _timings(clip: PreparedClip, t_call: float, run: dict[str, float]) -> dict[str, float]:
-        return request_timings(clip, t_call, run)
 
     def _request(
         self,
@@ -309,8 +285,10 @@ class GarVideo:
         t0 = time.perf_counter()
         clip = self._clip_for(clip_or_video, {"masks": masks, "frame": frame, "frame_masks": frame_masks})
         source = "describe" if question is None else "--question"
-        gen, inputs, run = self._run(clip, question, options, stream, max_new_tokens, generate_kwargs, source)
-        timings = self._timings(clip, t0, run)
+        gen, inputs, run = run_request(
+            self, clip, question, options, stream, max_new_tokens, generate_kwargs, source
+        )
+        timings = request_timings(clip, t0, run)
         return result_fields(
             clip, self.model_name, gen.text, inputs.length, gen.num_tokens, timings, self.model_dtype
         )

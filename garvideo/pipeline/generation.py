@@ -13,7 +13,7 @@ from garvideo.pipeline.prompt import PromptInputs, check_budget
 if TYPE_CHECKING:
     from garvideo.pipeline.facade import GarVideo
 
-__all__ = ["StreamFn", "clip_prefix", "request_timings", "run_request"]
+__all__ = ["StreamFn", "clip_prefix", "clip_stage_timings", "request_timings", "run_request"]
 
 #: Prefix caches kept per clip (one per distinct prefix: e.g. describe and ask of a single object).
 _MAX_PREFIX_CACHES = 2
@@ -65,13 +65,20 @@ def run_request(
     return gen, inputs, {"prefill": prefill_s, "generation": gen_s}
 
 
+def clip_stage_timings(clip: PreparedClip) -> dict[str, float]:
+    """The clip's own stages (``decode``, ``tracking``, ``vision``) for the first request reported on it,
+    then zeros: work shared by the clip's requests is counted once."""
+    first = not clip.timings_reported
+    clip.timings_reported = True
+    return {k: (clip.timings.get(k, 0.0) if first else 0.0) for k in ("decode", "tracking", "vision")}
+
+
 def request_timings(clip: PreparedClip, t_call: float, run: dict[str, float]) -> dict[str, float]:
     """Stage timings of one request. The clip's own stages (decode, tracking, vision) are reported
     by the first request on it (then 0: shared work is counted once); ``total`` adds the clip's
     preparation time to this call's when it is reported here."""
     first = not clip.timings_reported
-    clip.timings_reported = True
-    out = {k: (clip.timings.get(k, 0.0) if first else 0.0) for k in ("decode", "tracking", "vision")}
+    out = clip_stage_timings(clip)
     out.update(run)
     call = time.perf_counter() - t_call
     # prepare() inside this call is already part of `call`; a clip prepared earlier is added once.
