@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -71,3 +72,15 @@ def run_cli(capsys):
         return int(exc.value.code or 0), out, err
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _no_stale_log_handlers():
+    """The CLI's ``main()`` points a root ``StreamHandler`` at the stderr of the moment (a test's capture
+    stream, closed after the test); drop it after each test so that a later test's log records do not
+    land on a closed stream ("--- Logging error ---" in its output)."""
+    yield
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if type(handler) is logging.StreamHandler:
+            root.removeHandler(handler)

@@ -203,6 +203,7 @@ def hub(monkeypatch, tmp_path, hiera_t_checkpoint):
     monkeypatch.delenv("GARVIDEO_SAM2_CHECKPOINT", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr("garvideo.hub.hub_unreachable", lambda timeout=3.0: None)  # "online"
 
     class Hub:
         calls: ClassVar[list] = []

@@ -113,10 +113,17 @@ def resolve_sam2(
     repo = sb.default_hub_checkpoint(device)
     if not download:
         return Sam2Resolution(None, f"no SAM 2.1 checkpoint on disk ({repo} not downloaded)")
-    if sb.hub_offline():
+    from garvideo.hub import hub_offline, hub_unreachable
+
+    if hub_offline():
         return Sam2Resolution(
             None,
             f"offline (HF_HUB_OFFLINE) and no SAM 2.1 checkpoint on disk, so {repo} cannot be downloaded",
+        )
+    unreachable = hub_unreachable()
+    if unreachable is not None:
+        return Sam2Resolution(
+            None, f"no SAM 2.1 checkpoint on disk and {unreachable}, so {repo} cannot be downloaded"
         )
     logger.info("tracker auto: downloading %s (no SAM 2 checkpoint on disk)", repo)
     try:

@@ -144,18 +144,6 @@ def default_hub_checkpoint(device: str | None = None) -> str:
     return DEFAULT_HUB_CHECKPOINT[kind]
 
 
-def hub_offline() -> bool:
-    """Whether the Hugging Face hub is switched off (``HF_HUB_OFFLINE``), read now, not at import."""
-    value = os.environ.get("HF_HUB_OFFLINE")
-    if value is not None:
-        return value.strip().lower() not in ("", "0", "false", "no", "off")
-    try:
-        from huggingface_hub import constants
-    except ImportError:
-        return True
-    return bool(constants.HF_HUB_OFFLINE)
-
-
 def download_hub_checkpoint(repo_id: str) -> str:
     """Download (or find in the cache) the ``.pt`` file of a SAM 2.1 hub id; its local path.
 

@@ -106,6 +106,7 @@ def configure_output(verbose: int) -> None:
     if verbose == 0:
         warnings.filterwarnings("ignore")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_VERBOSITY", "error")  # read by huggingface_hub at import
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
         os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
         for name in ("transformers", "huggingface_hub", "timm", "sam2", "PIL"):

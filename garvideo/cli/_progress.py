@@ -9,6 +9,7 @@ Every long-running command uses :func:`progress_bar`; the bar it yields is fed e
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,11 +43,12 @@ def progress_bar(
 
     Args:
         description: the label in front of the bar.
-        enabled: ``False`` (e.g. with ``--json``) yields ``None`` and draws nothing.
+        enabled: ``False`` (e.g. with ``--json``) yields ``None`` and draws nothing; so does a stderr
+            that is not a terminal.
         transient: remove the bar when done (``False`` leaves the final state on screen).
         show_failed: add a "failed N" column (fed by :meth:`ProgressBar.report`).
     """
-    if not enabled:
+    if not enabled or not sys.stderr.isatty():  # a log file or a pipe gets no bar (and no stray newline)
         yield None
         return
     from rich.console import Console

@@ -184,6 +184,8 @@ def describe(
             gv, vid, masks, frame, as_json, encode=missing is None, track_all_frames=overlay is not None
         )
         if missing is not None:
+            if not as_json:
+                _print_notes(clip.notes)  # which tracker ran, and why, even without the model
             if overlay is not None:
                 _write_overlay(vid, clip, overlay, None, as_json)
             raise missing

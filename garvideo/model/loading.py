@@ -101,6 +101,11 @@ def resolve_model_dir(model: PathLike | None = None) -> tuple[Path, str]:
         return Path(folder), name
     except Exception as exc:  # noqa: BLE001 - not cached: try the network below
         logger.debug("%s not in the local cache (%s); trying the hub", name, type(exc).__name__)
+    from garvideo.hub import hub_offline, hub_unreachable
+
+    unreachable = "offline (HF_HUB_OFFLINE)" if hub_offline() else hub_unreachable()
+    if unreachable is not None:
+        raise ModelUnavailableError(f"{_how_to_get_weights(name)} ({unreachable})")
     try:
         folder = snapshot_download(repo_id=name, allow_patterns=patterns)
     except Exception as exc:
