@@ -145,15 +145,25 @@ def _hist(bins: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return h / s if s > 0 else h
 
 
-def _distance(mask: np.ndarray) -> np.ndarray:
-    """(h, w) float32 Euclidean distance of every pixel to the nearest pixel of the bool mask.
+def _distance(mask: np.ndarray, reach: float) -> np.ndarray:
+    """(h, w) float32 Euclidean distance of every pixel to the nearest pixel of the bool mask, exact
+    up to ``reach`` (farther pixels: inf).
 
-    ``_distance(m) <= r`` is ``m`` dilated by a disc of radius r, at a cost that does not grow with
+    ``_distance(m, r) <= r`` is ``m`` dilated by a disc of radius r, at a cost that does not grow with
     r (a dilation with a large elliptical kernel dominated the tracker's time at full resolution).
+    It is computed on the mask's box widened by ``reach``: the whole mask lies in it, so the
+    distances there are the same as on the whole frame.
     """
-    if not mask.any():
-        return np.full(mask.shape, np.inf, np.float32)
-    return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    out = np.full(mask.shape, np.inf, np.float32)
+    box = _bbox(mask)
+    if box is None:
+        return out
+    m = int(np.ceil(reach)) + 1
+    x0, y0 = max(0, int(box[0]) - m), max(0, int(box[1]) - m)
+    x1, y1 = min(mask.shape[1], int(box[2]) + m), min(mask.shape[0], int(box[3]) + m)
+    crop = (~mask[y0:y1, x0:x1]).astype(np.uint8)
+    out[y0:y1, x0:x1] = cv2.distanceTransform(crop, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return out
 
 
 def _guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
@@ -201,10 +211,10 @@ class _Object:
 
 
 def _bbox(mask: np.ndarray) -> tuple[float, float, float, float] | None:
-    ys, xs = np.nonzero(mask)
-    if len(ys) == 0:
+    x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
+    if w == 0 or h == 0:
         return None
-    return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+    return float(x), float(y), float(x + w), float(y + h)
 
 
 class _FlowSession:
@@ -233,7 +243,7 @@ class _FlowSession:
     def _models(self, bins: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         fg = prob > 0.5
         size = max(2, int(np.sqrt(max(fg.sum(), 1)) * self.o.band))
-        dist = _distance(fg)
+        dist = _distance(fg, 2 * size)
         inner = max(1, size // 3)
         ring = (dist <= 2 * size) & (dist > inner)
         h_fg, h_bg = _hist(bins, fg.astype(np.float32)), _hist(bins, ring.astype(np.float32))
@@ -510,7 +520,7 @@ class _FlowSession:
         # computed on the band's bounding box only (the probability is 0 outside it).
         core = warped > 0.5
         size = max(2, int(np.sqrt(max(core.sum(), 1)) * o.band))
-        near = _distance(core) <= size
+        near = _distance(core, size) <= size
         col = None
         if bins is not None and col_lut is not None:
             col = np.clip(col_lut[bins], -4, 4)
