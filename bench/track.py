@@ -7,7 +7,7 @@ through a pool of ``--jobs`` processes (one OpenCV thread each). Writes ``bench/
 
 Usage:
     .venv/bin/python bench/track.py [--data ../shared/data/davis2016] [--trackers flow-v1,flow]
-        [--sequences blackswan,dog] [--jobs 2] [--loo bilateral=0.25,0.5,1.0]
+        [--sequences blackswan,dog] [--jobs 2] [--loo work_size=640,768,854]
         [--speed blackswan,camel] [--threads 2] [--sam2-checkpoint PATH]
 
 Tracker names (an ablation of the flow tracker, each step added to the one before):
@@ -16,14 +16,15 @@ default: forward/backward check, ring-background colour histograms with a per-fr
 weight, guided-filter refinement, occlusion handling); ``flow-fine`` (+ flow on the crop around the
 objects at the finest affordable scale); ``flow-globalbg`` (+ whole-frame background colours);
 ``flow-bilateral`` (+ the bilateral colour-and-position term); ``flow-noadaptive`` (the adaptive
-colour weight dropped); ``flow`` (holes in the mask no longer filled: the current defaults);
+colour weight dropped); ``flow-holes`` (holes in the mask no longer filled); ``flow`` (working
+resolution 854 instead of 640 pixels on the long side: the current defaults);
 ``sam2`` (needs a checkpoint).
 
 ``--loo NAME=V1,V2,...`` runs the ``flow`` tracker with each value of one option and reports the
 leave-one-out figure: for every sequence, the value best on the other sequences, scored on it.
-``--speed SEQ,...`` times ``flow-v1`` and ``flow`` one after the other on each sequence in this
-process (``--threads`` OpenCV threads, decoding included) and reports their frames/s and ratio,
-with the load average (the CPU is shared: compare the ratio, not the absolute figures).
+``--speed SEQ,...`` times ``flow-v1``, ``flow-holes`` and ``flow`` one after the other on each
+sequence in this process (``--threads`` OpenCV threads, decoding included) and reports their
+frames/s and the ratio flow / flow-v1, with the load average (the CPU is shared: compare the ratio, not the absolute figures).
 ``--sam2-speed 1024,512`` instead times the sam2 backend on CPU with a randomly initialised
 SAM 2.1 hiera-t at each image size (the speed does not depend on the weights) over
 ``--speed-frames`` frames of the first sequence, and writes ``bench/results/track_sam2_speed.json``.
@@ -47,7 +48,8 @@ from garvideo.trackers import Prompt, build_tracker, find_sam2_checkpoint
 from garvideo.trackers.flow import FlowOptions
 from garvideo.video import open_video
 
-_OFF = {"fine_flow": False, "global_bg": False, "bilateral": 0.0, "fill_holes": True}
+_OFF = {"work_size": 640, "fine_flow": False, "global_bg": False, "bilateral": 0.0, "fill_holes": True}
+_W640 = {"work_size": 640}  # the previous working resolution, for every step before "flow"
 VARIANTS: dict[str, tuple[str, dict]] = {
     "static": ("static", {}),
     "flow-plain": (
@@ -55,10 +57,14 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         {"consistency": False, "appearance": False, "refine": False, "redetect": False, **_OFF},
     ),
     "flow-v1": ("flow", {"adaptive": True, **_OFF}),
-    "flow-fine": ("flow", {"adaptive": True, "global_bg": False, "bilateral": 0.0, "fill_holes": True}),
-    "flow-globalbg": ("flow", {"adaptive": True, "bilateral": 0.0, "fill_holes": True}),
-    "flow-bilateral": ("flow", {"adaptive": True, "fill_holes": True}),
-    "flow-noadaptive": ("flow", {"fill_holes": True}),
+    "flow-fine": (
+        "flow",
+        {"adaptive": True, "global_bg": False, "bilateral": 0.0, "fill_holes": True, **_W640},
+    ),
+    "flow-globalbg": ("flow", {"adaptive": True, "bilateral": 0.0, "fill_holes": True, **_W640}),
+    "flow-bilateral": ("flow", {"adaptive": True, "fill_holes": True, **_W640}),
+    "flow-noadaptive": ("flow", {"fill_holes": True, **_W640}),
+    "flow-holes": ("flow", {**_W640}),
     "flow": ("flow", {}),
     "sam2": ("sam2", {}),
 }
@@ -123,12 +129,13 @@ def leave_one_out(scores: dict[str, dict[str, float]]) -> dict:
 
 
 def speed(seqs: list[str], data: Path, threads: int) -> dict:
-    """frames/s of flow-v1 and flow, one after the other on each sequence, in this process."""
+    """frames/s of flow-v1, flow-holes (the previous default, 640 pixels) and flow, one after the
+    other on each sequence, in this process; ratio is flow / flow-v1."""
     rows: dict[str, dict] = {}
-    print(f"{'speed':<14} {'flow-v1 fps':>11} {'flow fps':>9} {'ratio':>6}  load")
+    print(f"{'speed':<14} {'flow-v1 fps':>11} {'flow-holes fps':>14} {'flow fps':>9} {'ratio':>6}  load")
     for seq in seqs:
         r = {}
-        for v in ("flow-v1", "flow"):
+        for v in ("flow-v1", "flow-holes", "flow"):
             job = (
                 v,
                 {},
@@ -142,7 +149,8 @@ def speed(seqs: list[str], data: Path, threads: int) -> dict:
         r["load_average"] = os.getloadavg()
         rows[seq] = r
         print(
-            f"{seq:<14} {r['flow-v1']:11.1f} {r['flow']:9.1f} {r['ratio']:6.2f}  {r['load_average'][0]:.1f}"
+            f"{seq:<14} {r['flow-v1']:11.1f} {r['flow-holes']:14.1f} {r['flow']:9.1f} {r['ratio']:6.2f}  "
+            f"{r['load_average'][0]:.1f}"
         )
     return rows
 
@@ -201,11 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=SHARED / "data" / "davis2016")
     ap.add_argument(
         "--trackers",
-        default="static,flow-plain,flow-v1,flow-fine,flow-globalbg,flow-bilateral,flow-noadaptive,flow,sam2",
+        default="static,flow-plain,flow-v1,flow-fine,flow-globalbg,flow-bilateral,flow-noadaptive,flow-holes,"
+        "flow,sam2",
     )
     ap.add_argument("--sequences", default="", help="comma-separated; default: every sequence in --data")
     ap.add_argument("--jobs", type=int, default=2, help="processes for the quality runs")
-    ap.add_argument("--loo", default="bilateral=0.25,0.5,1.0", help="NAME=V1,V2,... ('' to skip)")
+    ap.add_argument("--loo", default="work_size=640,768,854", help="NAME=V1,V2,... ('' to skip)")
     ap.add_argument("--speed", default="", help="sequences to time flow-v1 against flow on")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sam2-checkpoint", default=None)
@@ -254,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.loo:
         loo_name, _, vals = args.loo.partition("=")
         loo_values = [float(x) for x in vals.split(",") if x]
+        if isinstance(getattr(FlowOptions(), loo_name), int):
+            loo_values = [int(x) for x in loo_values]
     # Every (setting, sequence) run as one job list, so the pool stays busy.
     settings: list[tuple[str, str, dict]] = [(v, v, {}) for v in variants]
     default_val = getattr(FlowOptions(), loo_name) if loo_name else None
