@@ -10,7 +10,7 @@ logits differ from the one-row logits by rounding, so a near-tie between the two
 and the text diverge from there.
 
 The plain tiny model tends to repeat one token, so a second variant scales its LLM's matrices ×16 (the
-``lively`` model of ``tests/test_batch_generation.py``): its greedy text changes from token to token, the
+``garvideo.model.tiny.lively_bundle``): its greedy text changes from token to token, the
 harsher test of near-ties. The timings are the tiny model's (overhead-bound), not GAR-1B's.
 
 Usage:
@@ -21,8 +21,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import copy
-import dataclasses
 import os
 import sys
 import tempfile
@@ -32,6 +30,8 @@ from typing import Any
 
 import torch
 from _common import SHARED, add_torch_args, command_line, torch_device, write_json
+
+from garvideo.model.tiny import lively_bundle
 
 FREE = ["What is <object0> doing?", "What colour is <object0>?", "Where is <object0> going?"]
 CHOICE = [
@@ -54,15 +54,6 @@ def clips(tmp: Path, n: int) -> list[tuple[Path, Any]]:
 
     clip = make_sample_clip(tmp)
     return [(clip.video_path, load_mask(clip.object_masks[0]))]
-
-
-def lively(bundle: Any) -> Any:
-    model = copy.deepcopy(bundle.model)
-    with torch.no_grad():
-        for name, p in model.mllm.model.language_model.named_parameters():
-            if p.dim() == 2 and "embed" not in name:
-                p.mul_(16.0)
-    return dataclasses.replace(bundle, model=model)
 
 
 def compare(bundle: Any, sources: list[tuple[Path, Any]], args: argparse.Namespace) -> dict[str, Any]:
@@ -133,7 +124,7 @@ def main() -> int:
         sources = clips(Path(tmp), args.clips)
         for dtype in ("float32", "bfloat16"):
             base = load_gar(folder, dtype=dtype, device=device)
-            for variant, bundle in (("tiny", base), ("tiny, LLM x16", lively(base))):
+            for variant, bundle in (("tiny", base), ("tiny, LLM x16", lively_bundle(base))):
                 r = compare(bundle, sources, args)
                 rows.append({"dtype": dtype, "model": variant, **r})
                 print(f"  {dtype:9s} {variant:14s} done", flush=True)

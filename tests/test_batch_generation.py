@@ -7,30 +7,17 @@ import pytest
 import torch
 
 from garvideo.errors import InputError
+from garvideo.model.tiny import lively_bundle
 from garvideo.pipeline import AnswerResult, DescribeResult, GarVideo, Question
 
 NEW = 8  # new tokens per request (the tiny model rarely emits EOS: rows run to their limit)
-
-
-def lively(bundle):
-    """The tiny GAR with its LLM's matrices scaled ×16: a real model whose greedy text varies from token to
-    token (the plain tiny model repeats one token, which would hide a wrong position or mask in decoding)."""
-    import copy
-    import dataclasses
-
-    model = copy.deepcopy(bundle.model)
-    with torch.no_grad():
-        for name, p in model.mllm.model.language_model.named_parameters():
-            if p.dim() == 2 and "embed" not in name:
-                p.mul_(16.0)
-    return dataclasses.replace(bundle, model=model)
 
 
 @pytest.fixture(scope="module")
 def bundle(tiny_model_dir):
     from garvideo.model import load_gar
 
-    return lively(load_gar(tiny_model_dir, dtype="float32", device="cpu"))
+    return lively_bundle(load_gar(tiny_model_dir, dtype="float32", device="cpu"))
 
 
 @pytest.fixture(scope="module")

@@ -164,3 +164,20 @@ def make_tiny_model(out_dir: PathLike, seed: int = 0, *, max_num_tiles: int = 4)
     save_model(model, processor, out)
     logger.info("wrote a tiny GAR to %s", out)
     return out
+
+
+def lively_bundle(bundle: Any, scale: float = 16.0) -> Any:
+    """A copy of a tiny :class:`~garvideo.model.GarBundle` with its LLM's matrices scaled by ``scale``.
+
+    The plain tiny model repeats one token, which would hide a wrong position or mask in decoding; scaled,
+    its greedy text varies from token to token. For tests and benchmarks that compare decoding paths.
+    """
+    import copy
+    import dataclasses
+
+    model = copy.deepcopy(bundle.model)
+    with torch.no_grad():
+        for name, p in model.mllm.model.language_model.named_parameters():
+            if p.dim() == 2 and "embed" not in name:
+                p.mul_(scale)
+    return dataclasses.replace(bundle, model=model)
