@@ -132,15 +132,23 @@ class FlowOptions:
     fill_holes: bool = False
 
 
-def _quantise_lab(rgb_small: np.ndarray) -> np.ndarray:
-    """(h, w, 3) uint8 RGB -> (h, w) int32 histogram bin index in quantised Lab."""
+def _quantise_lab(rgb_small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(h, w, 3) uint8 RGB -> (h, w) int32 histogram bin index in quantised Lab (16 bins a
+    channel) and (h, w) int32 bilateral-grid colour index (8 bins a channel)."""
     lab = cv2.cvtColor(rgb_small, cv2.COLOR_RGB2LAB)
     q = (lab >> 4).astype(np.int32)  # 256 / 16 = 16 bins per channel
-    return (q[..., 0] * _BINS + q[..., 1]) * _BINS + q[..., 2]
+    q8 = q >> 1  # 8 bins per channel
+    return (q[..., 0] * _BINS + q[..., 1]) * _BINS + q[..., 2], (q8[..., 0] * 8 + q8[..., 1]) * 8 + q8[..., 2]
 
 
-def _hist(bins: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    h = np.bincount(bins.ravel(), weights=weights.ravel(), minlength=_BINS**3).astype(np.float32)
+def _count(bins: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """(4096,) int64 pixel count of each colour bin (over the bool mask, if given)."""
+    return np.bincount((bins if mask is None else bins[mask]).ravel(), minlength=_BINS**3)
+
+
+def _hist(counts: np.ndarray) -> np.ndarray:
+    """Pixel counts -> (4096,) float32 normalised histogram."""
+    h = counts.astype(np.float32)
     s = h.sum()
     return h / s if s > 0 else h
 
@@ -155,15 +163,23 @@ def _distance(mask: np.ndarray, reach: float) -> np.ndarray:
     distances there are the same as on the whole frame.
     """
     out = np.full(mask.shape, np.inf, np.float32)
+    crop = _distance_crop(mask, reach)
+    if crop is not None:
+        out[crop[1]] = crop[0]
+    return out
+
+
+def _distance_crop(mask: np.ndarray, reach: float) -> tuple[np.ndarray, tuple[slice, slice]] | None:
+    """``_distance`` on the mask's box widened by ``reach`` only: (distances there, the box's
+    slices); outside the box every distance exceeds ``reach``. None for an empty mask."""
     box = _bbox(mask)
     if box is None:
-        return out
+        return None
     m = int(np.ceil(reach)) + 1
     x0, y0 = max(0, int(box[0]) - m), max(0, int(box[1]) - m)
     x1, y1 = min(mask.shape[1], int(box[2]) + m), min(mask.shape[0], int(box[3]) + m)
     crop = (~mask[y0:y1, x0:x1]).astype(np.uint8)
-    out[y0:y1, x0:x1] = cv2.distanceTransform(crop, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return out
+    return cv2.distanceTransform(crop, cv2.DIST_L2, cv2.DIST_MASK_PRECISE), np.s_[y0:y1, x0:x1]
 
 
 def _guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
@@ -230,6 +246,7 @@ class _FlowSession:
             d.setFinestScale(scale)
             self.dis[scale] = d
         self.prev_gray: np.ndarray | None = None
+        self.prev_col8: np.ndarray | None = None  # previous frame's bilateral colour index
         self.objects: dict[int, _Object] = {}
         gy, gx = np.mgrid[0 : self.sh, 0 : self.sw].astype(np.float32)
         self.grid_x, self.grid_y = gx, gy
@@ -241,17 +258,26 @@ class _FlowSession:
         return cv2.resize(x, (self.sw, self.sh), interpolation=interp)
 
     def _models(self, bins: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Object and background colour histograms.
+
+        Counted on the mask's neighbourhood only: the ring is (distance <= 2 size) minus
+        (distance <= inner), the far background the whole frame minus (distance <= inner)."""
         fg = prob > 0.5
         size = max(2, int(np.sqrt(max(fg.sum(), 1)) * self.o.band))
-        dist = _distance(fg, 2 * size)
+        crop = _distance_crop(fg, 2 * size)
         inner = max(1, size // 3)
-        ring = (dist <= 2 * size) & (dist > inner)
-        h_fg, h_bg = _hist(bins, fg.astype(np.float32)), _hist(bins, ring.astype(np.float32))
+        zero = np.zeros(_BINS**3, np.int64)
+        if crop is None:
+            n_fg = n_near = n_inner = zero
+        else:
+            dist, sl = crop
+            b = bins[sl]
+            n_fg, n_near, n_inner = _count(b, fg[sl]), _count(b, dist <= 2 * size), _count(b, dist <= inner)
+        h_fg, h_bg = _hist(n_fg), _hist(n_near - n_inner)
         if self.o.global_bg:
             # Everything outside the object's neighbourhood: a look-alike anywhere in the frame (a
             # second animal, a crowd, a fence) makes its colours background, not only a ring.
-            far = dist > inner
-            h_bg = 0.5 * h_bg + 0.5 * _hist(bins, far.astype(np.float32))
+            h_bg = 0.5 * h_bg + 0.5 * _hist(_count(bins) - n_inner)
         return h_fg, h_bg
 
     def _anchor(self, p: Prompt, bins: np.ndarray | None) -> _Object:
@@ -309,13 +335,13 @@ class _FlowSession:
         o = self.o
         small = self._small(image)
         gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-        bins = _quantise_lab(small) if o.appearance else None
+        bins, col8 = _quantise_lab(small) if o.appearance else (None, None)
         prompted = {p.obj_id for p in prompts}
         flow_b = flow_f = None
         if self.prev_gray is not None and any(k not in prompted for k in self.objects):
             flow_b, flow_f = self._flow(gray, [ob for k, ob in self.objects.items() if k not in prompted])
         self.prev_gray = gray
-        prev_bins, self.prev_bins = getattr(self, "prev_bins", None), bins
+        prev_col8, self.prev_col8 = self.prev_col8, col8
         guide = None
         if o.refine:
             guide = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) * (1.0 / 255.0)
@@ -359,7 +385,7 @@ class _FlowSession:
                 ob.lost_for = 0
             else:
                 prob = self._propagate(
-                    ob, flow_b, flow_f, err if flow_f is not None else None, bins, col_lut, prev_bins
+                    ob, flow_b, flow_f, err if flow_f is not None else None, bins, col_lut, col8, prev_col8
                 )
             area = float((prob > 0.5).sum())
             if area < o.absent_fraction * ob.area_ref:
@@ -441,8 +467,8 @@ class _FlowSession:
         self,
         ob: _Object,
         warped: np.ndarray,
-        bins: np.ndarray,
-        prev_bins: np.ndarray,
+        col8: np.ndarray,
+        prev_col8: np.ndarray,
         flow_f: np.ndarray | None,
     ) -> np.ndarray:
         """(h, w) log-odds that a pixel is the object given its colour AND position.
@@ -466,9 +492,6 @@ class _FlowSession:
         x1, y1 = int(min(w, box[2] + pad)), int(min(h, box[3] + pad))
         gw, gh = int((x1 - x0) / c) + 2, int((y1 - y0) / c) + 2
 
-        def col8(b: np.ndarray) -> np.ndarray:  # 16-bin Lab index -> 8-bin Lab index
-            return (((b >> 9) & 7) * 8 + ((b >> 5) & 7)) * 8 + ((b >> 1) & 7)
-
         px = self.grid_x[y0:y1, x0:x1]
         py = self.grid_y[y0:y1, x0:x1]
         if flow_f is not None:
@@ -476,7 +499,7 @@ class _FlowSession:
             py = py + flow_f[y0:y1, x0:x1, 1]
         cx = np.clip(np.rint((px - x0) / c), 0, gw - 1).astype(np.int64)
         cy = np.clip(np.rint((py - y0) / c), 0, gh - 1).astype(np.int64)
-        idx = (cy * gw + cx) * 512 + col8(prev_bins[y0:y1, x0:x1])
+        idx = (cy * gw + cx) * 512 + prev_col8[y0:y1, x0:x1]
         n = gh * gw * 512
         fg = np.bincount(idx.ravel(), weights=ob.prob[y0:y1, x0:x1].ravel(), minlength=n)
         tot = np.bincount(idx.ravel(), minlength=n).astype(np.float64)
@@ -488,11 +511,12 @@ class _FlowSession:
             return g[:, :-2] + 2 * g[:, 1:-1] + g[:, 2:]
 
         fg, tot = blur(fg), blur(tot)
-        qx = np.clip(np.rint((self.grid_x[y0:y1, x0:x1] - x0) / c), 0, gw - 1).astype(np.int64)
-        qy = np.clip(np.rint((self.grid_y[y0:y1, x0:x1] - y0) / c), 0, gh - 1).astype(np.int64)
-        q = col8(bins[y0:y1, x0:x1])
-        f = fg[qy, qx, q]
-        t = tot[qy, qx, q]
+        # Grid cell of each current pixel: one per column and one per row.
+        qx = np.clip(np.rint((self.grid_x[0, x0:x1] - x0) / c), 0, gw - 1).astype(np.int64)
+        qy = np.clip(np.rint((self.grid_y[y0:y1, 0] - y0) / c), 0, gh - 1).astype(np.int64)
+        q = (qy[:, None] * gw + qx[None, :]) * 512 + col8[y0:y1, x0:x1]
+        f = fg.ravel()[q]
+        t = tot.ravel()[q]
         # A pseudo-count of one pixel each way: unseen colours are neutral (log-odds 0).
         out[y0:y1, x0:x1] = np.log((f + 1.0) / (t - f + 1.0)).astype(np.float32)
         return np.clip(out, -4, 4)
@@ -505,7 +529,8 @@ class _FlowSession:
         err: np.ndarray | None,
         bins: np.ndarray | None,
         col_lut: np.ndarray | None,
-        prev_bins: np.ndarray | None = None,
+        col8: np.ndarray | None = None,
+        prev_col8: np.ndarray | None = None,
     ) -> np.ndarray:
         """Warp the object's previous soft mask and fuse it with the appearance model."""
         o = self.o
@@ -549,8 +574,8 @@ class _FlowSession:
                         acc = 0.5 * ((col[sure_fg] > 0).mean() + (col[sure_bg] < 0).mean())
                         w_app *= float(np.clip((acc - 0.6) / 0.3, 0.0, 1.5))
                 logit = logit + w_app * col[sl]
-            if o.bilateral > 0 and bins is not None and prev_bins is not None:
-                logit = logit + o.bilateral * self._bilateral(ob, warped, bins, prev_bins, flow_f)[sl]
+            if o.bilateral > 0 and col8 is not None and prev_col8 is not None:
+                logit = logit + o.bilateral * self._bilateral(ob, warped, col8, prev_col8, flow_f)[sl]
             prob[sl] = np.where(near[sl], 1.0 / (1.0 + np.exp(-logit)), 0.0)
         # Partly occluded (or just re-emerged): the part coming out from behind the occluder is not
         # in the warped mask. Re-seed from the object-coloured connected components (colour
