@@ -342,9 +342,7 @@ class _FlowSession:
             flow_b, flow_f = self._flow(gray, [ob for k, ob in self.objects.items() if k not in prompted])
         self.prev_gray = gray
         prev_col8, self.prev_col8 = self.prev_col8, col8
-        guide = None
-        if o.refine:
-            guide = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) * (1.0 / 255.0)
+        guide = image if o.refine else None  # the grey guide is made on the refined crop only
 
         out: dict[int, tuple[np.ndarray, float]] = {}
         for p in prompts:
@@ -360,14 +358,8 @@ class _FlowSession:
                     )
             return out
 
-        err = None
-        if flow_f is not None:
-            map_x = self.grid_x + flow_b[..., 0]
-            map_y = self.grid_y + flow_b[..., 1]
-            # Forward flow sampled where the backward flow points; consistent when they cancel.
-            fx = cv2.remap(flow_f[..., 0], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            fy = cv2.remap(flow_f[..., 1], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            err = (fx + flow_b[..., 0]) ** 2 + (fy + flow_b[..., 1]) ** 2
+        map_x = self.grid_x + flow_b[..., 0]
+        map_y = self.grid_y + flow_b[..., 1]
         col_lut = None
         for oid, ob in self.objects.items():
             if oid in out:
@@ -384,9 +376,7 @@ class _FlowSession:
                 ob.absent = False
                 ob.lost_for = 0
             else:
-                prob = self._propagate(
-                    ob, flow_b, flow_f, err if flow_f is not None else None, bins, col_lut, col8, prev_col8
-                )
+                prob = self._propagate(ob, flow_b, flow_f, (map_x, map_y), bins, col_lut, col8, prev_col8)
             area = float((prob > 0.5).sum())
             if area < o.absent_fraction * ob.area_ref:
                 ob.absent = True
@@ -420,12 +410,14 @@ class _FlowSession:
         # Object motion this frame: minus the mean backward flow over the mask. Frozen while the
         # object is partly hidden (constant velocity): the visible remnant next to a static
         # occluder moves with the occluder, not with the object.
-        if fgm.any() and unoccluded:
-            v = -flow_b[fgm].mean(axis=0)
+        box = _bbox(fgm)
+        if box is not None and unoccluded:
+            sl = np.s_[int(box[1]) : int(box[3]), int(box[0]) : int(box[2])]
+            v = -flow_b[sl][fgm[sl]].mean(axis=0)
             ob.vel = 0.5 * ob.vel + 0.5 * v.astype(np.float32)
         ob.recover = max(0, ob.recover - 1) if unoccluded else self.o.recover_frames
         if unoccluded:  # trust the mask's own box and area
-            ob.box = _bbox(fgm)
+            ob.box = box
             ob.area_ref = 0.8 * ob.area_ref + 0.2 * area
         elif ob.box is not None:  # partly occluded: the box keeps moving with the object
             ob.box = (
@@ -526,7 +518,7 @@ class _FlowSession:
         ob: _Object,
         flow_b: np.ndarray,
         flow_f: np.ndarray | None,
-        err: np.ndarray | None,
+        maps: tuple[np.ndarray, np.ndarray],
         bins: np.ndarray | None,
         col_lut: np.ndarray | None,
         col8: np.ndarray | None = None,
@@ -534,8 +526,7 @@ class _FlowSession:
     ) -> np.ndarray:
         """Warp the object's previous soft mask and fuse it with the appearance model."""
         o = self.o
-        map_x = self.grid_x + flow_b[..., 0]
-        map_y = self.grid_y + flow_b[..., 1]
+        map_x, map_y = maps  # grid + backward flow
         warped = cv2.remap(
             ob.prob, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
         )
@@ -546,23 +537,33 @@ class _FlowSession:
         core = warped > 0.5
         size = max(2, int(np.sqrt(max(core.sum(), 1)) * o.band))
         near = _distance(core, size) <= size
-        col = None
-        if bins is not None and col_lut is not None:
+        has_col = bins is not None and col_lut is not None
+        occluded = (
+            o.redetect and has_col and (core.sum() < o.occluded_fraction * ob.area_ref or ob.recover > 0)
+        )
+        col = None  # (h, w) colour log-odds, on the whole frame only when needed
+        if has_col and (occluded or o.adaptive):
             col = np.clip(col_lut[bins], -4, 4)
         prob = np.zeros_like(warped)
         band_box = _bbox(near)
         if band_box is not None:
             bx0, by0, bx1, by1 = (int(v) for v in band_box)
             sl = np.s_[by0:by1, bx0:bx1]
-            if err is not None:
+            if flow_f is not None:
+                # Forward flow sampled where the backward flow points; consistent when they cancel.
+                mx, my = map_x[sl], map_y[sl]
+                fx = cv2.remap(flow_f[..., 0], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                fy = cv2.remap(flow_f[..., 1], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
                 fb = flow_b[sl]
-                reliable = err[sl] <= 0.01 * (fb[..., 0] ** 2 + fb[..., 1] ** 2) + 0.5
+                err = (fx + fb[..., 0]) ** 2 + (fy + fb[..., 1]) ** 2
+                reliable = err <= 0.01 * (fb[..., 0] ** 2 + fb[..., 1] ** 2) + 0.5
                 w_flow = np.where(reliable, o.flow_weight, 0.25 * o.flow_weight).astype(np.float32)
             else:
                 w_flow = np.float32(o.flow_weight)
             wp = np.clip(warped[sl], 0.02, 0.98)
             logit = w_flow * np.log(wp / (1 - wp))
-            if col is not None:
+            if has_col:
+                assert bins is not None and col_lut is not None
                 w_app = o.appearance_weight
                 if o.adaptive:
                     # Trust the colours as much as they agree with the flow where the flow is sure.
@@ -570,10 +571,11 @@ class _FlowSession:
                     sure_bg = (warped < 0.1) & (
                         cv2.dilate(sure_fg.astype(np.uint8), _KERNEL7, iterations=2) > 0
                     )
-                    if sure_fg.any() and sure_bg.any():
+                    if col is not None and sure_fg.any() and sure_bg.any():
                         acc = 0.5 * ((col[sure_fg] > 0).mean() + (col[sure_bg] < 0).mean())
                         w_app *= float(np.clip((acc - 0.6) / 0.3, 0.0, 1.5))
-                logit = logit + w_app * col[sl]
+                col_sl = col[sl] if col is not None else np.clip(col_lut[bins[sl]], -4, 4)
+                logit = logit + w_app * col_sl
             if o.bilateral > 0 and col8 is not None and prev_col8 is not None:
                 logit = logit + o.bilateral * self._bilateral(ob, warped, col8, prev_col8, flow_f)[sl]
             prob[sl] = np.where(near[sl], 1.0 / (1.0 + np.exp(-logit)), 0.0)
@@ -582,11 +584,6 @@ class _FlowSession:
         # log-odds above redetect_logit) that reach the search band or the box predicted by the
         # constant-velocity model, of plausible size (redetect_area .. 1.5 x the area before the
         # occlusion); each is taken whole, so the mask grows to the full visible extent.
-        occluded = (
-            o.redetect
-            and col is not None
-            and (core.sum() < o.occluded_fraction * ob.area_ref or ob.recover > 0)
-        )
         seed = None
         if occluded:
             assert col is not None
@@ -629,19 +626,21 @@ class _FlowSession:
         return prob
 
     def _full(self, prob: np.ndarray, guide: np.ndarray | None) -> np.ndarray:
-        """Working-resolution soft mask -> full-resolution bool mask (boundary refined)."""
+        """Working-resolution soft mask -> full-resolution bool mask (boundary refined with the
+        (H, W, 3) uint8 RGB frame ``guide``)."""
         up = cv2.resize(prob, (self.w, self.h), interpolation=cv2.INTER_LINEAR)
         if guide is None:
             return up > 0.5
         # Refine only in a band around the boundary; elsewhere the decision is clear.
-        ys, xs = np.nonzero(up > 0.02)
-        if len(ys) == 0:
+        box = _bbox(up > 0.02)
+        if box is None:
             return up > 0.5
         r = 2 * self.o.refine_radius + 2
-        y0, y1 = max(0, ys.min() - r), min(self.h, ys.max() + r + 1)
-        x0, x1 = max(0, xs.min() - r), min(self.w, xs.max() + r + 1)
+        y0, y1 = max(0, int(box[1]) - r), min(self.h, int(box[3]) + r)
+        x0, x1 = max(0, int(box[0]) - r), min(self.w, int(box[2]) + r)
         crop = up[y0:y1, x0:x1]
-        ref = _guided_filter(guide[y0:y1, x0:x1], crop, self.o.refine_radius, self.o.refine_eps)
+        grey = cv2.cvtColor(guide[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY).astype(np.float32) * (1.0 / 255.0)
+        ref = _guided_filter(grey, crop, self.o.refine_radius, self.o.refine_eps)
         out = np.zeros((self.h, self.w), dtype=bool)
         out[y0:y1, x0:x1] = ref > 0.5
         return out
