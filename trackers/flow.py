@@ -496,11 +496,15 @@ class _FlowSession:
         fg = np.bincount(idx.ravel(), weights=ob.prob[y0:y1, x0:x1].ravel(), minlength=n)
         tot = np.bincount(idx.ravel(), minlength=n).astype(np.float64)
 
-        def blur(g: np.ndarray) -> np.ndarray:  # [1, 2, 1] over both spatial axes
+        def blur(g: np.ndarray) -> np.ndarray:  # [1, 2, 1] over both spatial axes, zero outside
             g = g.reshape(gh, gw, 512)
-            p = np.pad(g, ((1, 1), (1, 1), (0, 0)))
-            g = p[:-2] + 2 * p[1:-1] + p[2:]
-            return g[:, :-2] + 2 * g[:, 1:-1] + g[:, 2:]
+            r = 2 * g
+            r[1:] += g[:-1]
+            r[:-1] += g[1:]
+            out = 2 * r
+            out[:, 1:] += r[:, :-1]
+            out[:, :-1] += r[:, 1:]
+            return out
 
         fg, tot = blur(fg), blur(tot)
         # Grid cell of each current pixel: one per column and one per row.
