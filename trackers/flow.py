@@ -136,9 +136,10 @@ def _quantise_lab(rgb_small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(h, w, 3) uint8 RGB -> (h, w) int32 histogram bin index in quantised Lab (16 bins a
     channel) and (h, w) int32 bilateral-grid colour index (8 bins a channel)."""
     lab = cv2.cvtColor(rgb_small, cv2.COLOR_RGB2LAB)
-    q = (lab >> 4).astype(np.int32)  # 256 / 16 = 16 bins per channel
-    q8 = q >> 1  # 8 bins per channel
-    return (q[..., 0] * _BINS + q[..., 1]) * _BINS + q[..., 2], (q8[..., 0] * 8 + q8[..., 1]) * 8 + q8[..., 2]
+    l, a, b = cv2.split(lab >> 4)  # 256 / 16 = 16 bins per channel
+    bins = (l.astype(np.uint16) << 8 | a.astype(np.uint16) << 4 | b).astype(np.int32)  # (l*16+a)*16+b
+    l, a, b = l >> 1, a >> 1, b >> 1  # 8 bins per channel
+    return bins, (l.astype(np.uint16) << 6 | a.astype(np.uint16) << 3 | b).astype(np.int32)
 
 
 def _count(bins: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
