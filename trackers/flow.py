@@ -264,7 +264,7 @@ class _FlowSession:
         Counted on the mask's neighbourhood only: the ring is (distance <= 2 size) minus
         (distance <= inner), the far background the whole frame minus (distance <= inner)."""
         fg = prob > 0.5
-        size = max(2, int(np.sqrt(max(fg.sum(), 1)) * self.o.band))
+        size = max(2, int(np.sqrt(max(np.count_nonzero(fg), 1)) * self.o.band))
         crop = _distance_crop(fg, 2 * size)
         inner = max(1, size // 3)
         zero = np.zeros(_BINS**3, np.int64)
@@ -287,7 +287,7 @@ class _FlowSession:
             fg = bg = np.zeros(_BINS**3, np.float32)
         else:
             fg, bg = self._models(bins, m)
-        return _Object(m.astype(np.float32), float((m > 0.5).sum()), fg, bg)
+        return _Object(m.astype(np.float32), float(np.count_nonzero(m > 0.5)), fg, bg)
 
     def _flow(self, gray: np.ndarray, objects: list[_Object]) -> tuple[np.ndarray, np.ndarray | None]:
         """Backward (current -> previous) and forward (h, w, 2) flow, fine where the objects are.
@@ -378,13 +378,14 @@ class _FlowSession:
                 ob.lost_for = 0
             else:
                 prob = self._propagate(ob, flow_b, flow_f, (map_x, map_y), bins, col_lut, col8, prev_col8)
-            area = float((prob > 0.5).sum())
+            fgm = prob > 0.5
+            area = float(np.count_nonzero(fgm))
             if area < o.absent_fraction * ob.area_ref:
                 ob.absent = True
                 ob.lost_for = 0
                 out[oid] = (np.zeros((self.h, self.w), bool), 0.0)
                 continue
-            self._update_motion(ob, prob > 0.5, flow_b, area)
+            self._update_motion(ob, fgm, flow_b, area)
             ob.prob = prob
             score = float(min(1.0, area / max(1.0, 0.1 * ob.area_ref)))
             out[oid] = (self._full(prob, guide), max(score, 0.51))
@@ -495,7 +496,7 @@ class _FlowSession:
         idx = (cy * gw + cx) * 512 + prev_col8[y0:y1, x0:x1]
         n = gh * gw * 512
         fg = np.bincount(idx.ravel(), weights=ob.prob[y0:y1, x0:x1].ravel(), minlength=n)
-        tot = np.bincount(idx.ravel(), minlength=n).astype(np.float64)
+        tot = np.bincount(idx.ravel(), minlength=n)  # int64: exact counts, blurred exactly
 
         def blur(g: np.ndarray) -> np.ndarray:  # [1, 2, 1] over both spatial axes, zero outside
             g = g.reshape(gh, gw, 512)
@@ -515,8 +516,8 @@ class _FlowSession:
         f = fg.ravel()[q]
         t = tot.ravel()[q]
         # A pseudo-count of one pixel each way: unseen colours are neutral (log-odds 0).
-        out[y0:y1, x0:x1] = np.log((f + 1.0) / (t - f + 1.0)).astype(np.float32)
-        return np.clip(out, -4, 4)
+        out[y0:y1, x0:x1] = np.clip(np.log((f + 1.0) / (t - f + 1.0)).astype(np.float32), -4, 4)
+        return out  # 0 outside the box
 
     def _propagate(
         self,
@@ -540,11 +541,13 @@ class _FlowSession:
         # Search band: pixels near the warped mask only (objects do not teleport). The fusion is
         # computed on the band's bounding box only (the probability is 0 outside it).
         core = warped > 0.5
-        size = max(2, int(np.sqrt(max(core.sum(), 1)) * o.band))
+        size = max(2, int(np.sqrt(max(np.count_nonzero(core), 1)) * o.band))
         near = _distance(core, size) <= size
         has_col = bins is not None and col_lut is not None
         occluded = (
-            o.redetect and has_col and (core.sum() < o.occluded_fraction * ob.area_ref or ob.recover > 0)
+            o.redetect
+            and has_col
+            and (np.count_nonzero(core) < o.occluded_fraction * ob.area_ref or ob.recover > 0)
         )
         col = None  # (h, w) colour log-odds, on the whole frame only when needed
         if has_col and (occluded or o.adaptive):
@@ -618,12 +621,13 @@ class _FlowSession:
             keep = hit[labels]
             prob = np.where(keep, prob, np.minimum(prob, 0.49)).astype(np.float32)
             fgm = keep
-        filled = _fill_holes(fgm) if o.fill_holes else fgm
-        prob = np.where(filled & ~fgm, 0.51, prob).astype(np.float32)
-        fgm = filled
+        if o.fill_holes:
+            filled = _fill_holes(fgm)
+            prob = np.where(filled & ~fgm, 0.51, prob).astype(np.float32)
+            fgm = filled
         if bins is not None and fgm.any():
             conf_fg = fgm & (prob > 0.8)
-            if conf_fg.sum() > 16:
+            if np.count_nonzero(conf_fg) > 16:
                 nfg, nbg = self._models(bins, conf_fg.astype(np.float32))
                 r = o.update_rate
                 ob.run_fg = (1 - r) * ob.run_fg + r * nfg
