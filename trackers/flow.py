@@ -542,7 +542,15 @@ class _FlowSession:
         # computed on the band's bounding box only (the probability is 0 outside it).
         core = warped > 0.5
         size = max(2, int(np.sqrt(max(np.count_nonzero(core), 1)) * o.band))
-        near = _distance(core, size) <= size
+        near = np.zeros(core.shape, bool)
+        dist = _distance_crop(core, size)
+        band_box = None
+        if dist is not None:
+            near[dist[1]] = dist[0] <= size
+            band_box = _bbox(near[dist[1]])
+            if band_box is not None:  # crop -> frame coordinates
+                ox, oy = dist[1][1].start, dist[1][0].start
+                band_box = (band_box[0] + ox, band_box[1] + oy, band_box[2] + ox, band_box[3] + oy)
         has_col = bins is not None and col_lut is not None
         occluded = (
             o.redetect
@@ -553,7 +561,6 @@ class _FlowSession:
         if has_col and (occluded or o.adaptive):
             col = np.clip(col_lut[bins], -4, 4)
         prob = np.zeros_like(warped)
-        band_box = _bbox(near)
         if band_box is not None:
             bx0, by0, bx1, by1 = (int(v) for v in band_box)
             sl = np.s_[by0:by1, bx0:bx1]
