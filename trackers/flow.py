@@ -132,15 +132,24 @@ class FlowOptions:
     fill_holes: bool = False
 
 
-def _quantise_lab(rgb_small: np.ndarray) -> np.ndarray:
-    """(h, w, 3) uint8 RGB -> (h, w) int32 histogram bin index in quantised Lab."""
+def _quantise_lab(rgb_small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(h, w, 3) uint8 RGB -> (h, w) int32 histogram bin index in quantised Lab (16 bins a
+    channel) and (h, w) int32 bilateral-grid colour index (8 bins a channel)."""
     lab = cv2.cvtColor(rgb_small, cv2.COLOR_RGB2LAB)
-    q = (lab >> 4).astype(np.int32)  # 256 / 16 = 16 bins per channel
-    return (q[..., 0] * _BINS + q[..., 1]) * _BINS + q[..., 2]
+    l, a, b = cv2.split(lab >> 4)  # 256 / 16 = 16 bins per channel
+    bins = (l.astype(np.uint16) << 8 | a.astype(np.uint16) << 4 | b).astype(np.int32)  # (l*16+a)*16+b
+    l, a, b = l >> 1, a >> 1, b >> 1  # 8 bins per channel
+    return bins, (l.astype(np.uint16) << 6 | a.astype(np.uint16) << 3 | b).astype(np.int32)
 
 
-def _hist(bins: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    h = np.bincount(bins.ravel(), weights=weights.ravel(), minlength=_BINS**3).astype(np.float32)
+def _count(bins: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """(4096,) int64 pixel count of each colour bin (over the bool mask, if given)."""
+    return np.bincount((bins if mask is None else bins[mask]).ravel(), minlength=_BINS**3)
+
+
+def _hist(counts: np.ndarray) -> np.ndarray:
+    """Pixel counts -> (4096,) float32 normalised histogram."""
+    h = counts.astype(np.float32)
     s = h.sum()
     return h / s if s > 0 else h
 
@@ -155,15 +164,23 @@ def _distance(mask: np.ndarray, reach: float) -> np.ndarray:
     distances there are the same as on the whole frame.
     """
     out = np.full(mask.shape, np.inf, np.float32)
+    crop = _distance_crop(mask, reach)
+    if crop is not None:
+        out[crop[1]] = crop[0]
+    return out
+
+
+def _distance_crop(mask: np.ndarray, reach: float) -> tuple[np.ndarray, tuple[slice, slice]] | None:
+    """``_distance`` on the mask's box widened by ``reach`` only: (distances there, the box's
+    slices); outside the box every distance exceeds ``reach``. None for an empty mask."""
     box = _bbox(mask)
     if box is None:
-        return out
+        return None
     m = int(np.ceil(reach)) + 1
     x0, y0 = max(0, int(box[0]) - m), max(0, int(box[1]) - m)
     x1, y1 = min(mask.shape[1], int(box[2]) + m), min(mask.shape[0], int(box[3]) + m)
     crop = (~mask[y0:y1, x0:x1]).astype(np.uint8)
-    out[y0:y1, x0:x1] = cv2.distanceTransform(crop, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return out
+    return cv2.distanceTransform(crop, cv2.DIST_L2, cv2.DIST_MASK_PRECISE), np.s_[y0:y1, x0:x1]
 
 
 def _guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
@@ -230,6 +247,7 @@ class _FlowSession:
             d.setFinestScale(scale)
             self.dis[scale] = d
         self.prev_gray: np.ndarray | None = None
+        self.prev_col8: np.ndarray | None = None  # previous frame's bilateral colour index
         self.objects: dict[int, _Object] = {}
         gy, gx = np.mgrid[0 : self.sh, 0 : self.sw].astype(np.float32)
         self.grid_x, self.grid_y = gx, gy
@@ -241,17 +259,26 @@ class _FlowSession:
         return cv2.resize(x, (self.sw, self.sh), interpolation=interp)
 
     def _models(self, bins: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Object and background colour histograms.
+
+        Counted on the mask's neighbourhood only: the ring is (distance <= 2 size) minus
+        (distance <= inner), the far background the whole frame minus (distance <= inner)."""
         fg = prob > 0.5
-        size = max(2, int(np.sqrt(max(fg.sum(), 1)) * self.o.band))
-        dist = _distance(fg, 2 * size)
+        size = max(2, int(np.sqrt(max(np.count_nonzero(fg), 1)) * self.o.band))
+        crop = _distance_crop(fg, 2 * size)
         inner = max(1, size // 3)
-        ring = (dist <= 2 * size) & (dist > inner)
-        h_fg, h_bg = _hist(bins, fg.astype(np.float32)), _hist(bins, ring.astype(np.float32))
+        zero = np.zeros(_BINS**3, np.int64)
+        if crop is None:
+            n_fg = n_near = n_inner = zero
+        else:
+            dist, sl = crop
+            b = bins[sl]
+            n_fg, n_near, n_inner = _count(b, fg[sl]), _count(b, dist <= 2 * size), _count(b, dist <= inner)
+        h_fg, h_bg = _hist(n_fg), _hist(n_near - n_inner)
         if self.o.global_bg:
             # Everything outside the object's neighbourhood: a look-alike anywhere in the frame (a
             # second animal, a crowd, a fence) makes its colours background, not only a ring.
-            far = dist > inner
-            h_bg = 0.5 * h_bg + 0.5 * _hist(bins, far.astype(np.float32))
+            h_bg = 0.5 * h_bg + 0.5 * _hist(_count(bins) - n_inner)
         return h_fg, h_bg
 
     def _anchor(self, p: Prompt, bins: np.ndarray | None) -> _Object:
@@ -260,7 +287,7 @@ class _FlowSession:
             fg = bg = np.zeros(_BINS**3, np.float32)
         else:
             fg, bg = self._models(bins, m)
-        return _Object(m.astype(np.float32), float((m > 0.5).sum()), fg, bg)
+        return _Object(m.astype(np.float32), float(np.count_nonzero(m > 0.5)), fg, bg)
 
     def _flow(self, gray: np.ndarray, objects: list[_Object]) -> tuple[np.ndarray, np.ndarray | None]:
         """Backward (current -> previous) and forward (h, w, 2) flow, fine where the objects are.
@@ -309,16 +336,14 @@ class _FlowSession:
         o = self.o
         small = self._small(image)
         gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-        bins = _quantise_lab(small) if o.appearance else None
+        bins, col8 = _quantise_lab(small) if o.appearance else (None, None)
         prompted = {p.obj_id for p in prompts}
         flow_b = flow_f = None
         if self.prev_gray is not None and any(k not in prompted for k in self.objects):
             flow_b, flow_f = self._flow(gray, [ob for k, ob in self.objects.items() if k not in prompted])
         self.prev_gray = gray
-        prev_bins, self.prev_bins = getattr(self, "prev_bins", None), bins
-        guide = None
-        if o.refine:
-            guide = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) * (1.0 / 255.0)
+        prev_col8, self.prev_col8 = self.prev_col8, col8
+        guide = image if o.refine else None  # the grey guide is made on the refined crop only
 
         out: dict[int, tuple[np.ndarray, float]] = {}
         for p in prompts:
@@ -334,14 +359,8 @@ class _FlowSession:
                     )
             return out
 
-        err = None
-        if flow_f is not None:
-            map_x = self.grid_x + flow_b[..., 0]
-            map_y = self.grid_y + flow_b[..., 1]
-            # Forward flow sampled where the backward flow points; consistent when they cancel.
-            fx = cv2.remap(flow_f[..., 0], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            fy = cv2.remap(flow_f[..., 1], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            err = (fx + flow_b[..., 0]) ** 2 + (fy + flow_b[..., 1]) ** 2
+        map_x = self.grid_x + flow_b[..., 0]
+        map_y = self.grid_y + flow_b[..., 1]
         col_lut = None
         for oid, ob in self.objects.items():
             if oid in out:
@@ -358,16 +377,15 @@ class _FlowSession:
                 ob.absent = False
                 ob.lost_for = 0
             else:
-                prob = self._propagate(
-                    ob, flow_b, flow_f, err if flow_f is not None else None, bins, col_lut, prev_bins
-                )
-            area = float((prob > 0.5).sum())
+                prob = self._propagate(ob, flow_b, flow_f, (map_x, map_y), bins, col_lut, col8, prev_col8)
+            fgm = prob > 0.5
+            area = float(np.count_nonzero(fgm))
             if area < o.absent_fraction * ob.area_ref:
                 ob.absent = True
                 ob.lost_for = 0
                 out[oid] = (np.zeros((self.h, self.w), bool), 0.0)
                 continue
-            self._update_motion(ob, prob > 0.5, flow_b, area)
+            self._update_motion(ob, fgm, flow_b, area)
             ob.prob = prob
             score = float(min(1.0, area / max(1.0, 0.1 * ob.area_ref)))
             out[oid] = (self._full(prob, guide), max(score, 0.51))
@@ -394,12 +412,14 @@ class _FlowSession:
         # Object motion this frame: minus the mean backward flow over the mask. Frozen while the
         # object is partly hidden (constant velocity): the visible remnant next to a static
         # occluder moves with the occluder, not with the object.
-        if fgm.any() and unoccluded:
-            v = -flow_b[fgm].mean(axis=0)
+        box = _bbox(fgm)
+        if box is not None and unoccluded:
+            sl = np.s_[int(box[1]) : int(box[3]), int(box[0]) : int(box[2])]
+            v = -flow_b[sl][fgm[sl]].mean(axis=0)
             ob.vel = 0.5 * ob.vel + 0.5 * v.astype(np.float32)
         ob.recover = max(0, ob.recover - 1) if unoccluded else self.o.recover_frames
         if unoccluded:  # trust the mask's own box and area
-            ob.box = _bbox(fgm)
+            ob.box = box
             ob.area_ref = 0.8 * ob.area_ref + 0.2 * area
         elif ob.box is not None:  # partly occluded: the box keeps moving with the object
             ob.box = (
@@ -441,8 +461,8 @@ class _FlowSession:
         self,
         ob: _Object,
         warped: np.ndarray,
-        bins: np.ndarray,
-        prev_bins: np.ndarray,
+        col8: np.ndarray,
+        prev_col8: np.ndarray,
         flow_f: np.ndarray | None,
     ) -> np.ndarray:
         """(h, w) log-odds that a pixel is the object given its colour AND position.
@@ -466,9 +486,6 @@ class _FlowSession:
         x1, y1 = int(min(w, box[2] + pad)), int(min(h, box[3] + pad))
         gw, gh = int((x1 - x0) / c) + 2, int((y1 - y0) / c) + 2
 
-        def col8(b: np.ndarray) -> np.ndarray:  # 16-bin Lab index -> 8-bin Lab index
-            return (((b >> 9) & 7) * 8 + ((b >> 5) & 7)) * 8 + ((b >> 1) & 7)
-
         px = self.grid_x[y0:y1, x0:x1]
         py = self.grid_y[y0:y1, x0:x1]
         if flow_f is not None:
@@ -476,41 +493,46 @@ class _FlowSession:
             py = py + flow_f[y0:y1, x0:x1, 1]
         cx = np.clip(np.rint((px - x0) / c), 0, gw - 1).astype(np.int64)
         cy = np.clip(np.rint((py - y0) / c), 0, gh - 1).astype(np.int64)
-        idx = (cy * gw + cx) * 512 + col8(prev_bins[y0:y1, x0:x1])
+        idx = (cy * gw + cx) * 512 + prev_col8[y0:y1, x0:x1]
         n = gh * gw * 512
         fg = np.bincount(idx.ravel(), weights=ob.prob[y0:y1, x0:x1].ravel(), minlength=n)
-        tot = np.bincount(idx.ravel(), minlength=n).astype(np.float64)
+        tot = np.bincount(idx.ravel(), minlength=n)  # int64: exact counts, blurred exactly
 
-        def blur(g: np.ndarray) -> np.ndarray:  # [1, 2, 1] over both spatial axes
+        def blur(g: np.ndarray) -> np.ndarray:  # [1, 2, 1] over both spatial axes, zero outside
             g = g.reshape(gh, gw, 512)
-            p = np.pad(g, ((1, 1), (1, 1), (0, 0)))
-            g = p[:-2] + 2 * p[1:-1] + p[2:]
-            return g[:, :-2] + 2 * g[:, 1:-1] + g[:, 2:]
+            r = 2 * g
+            r[1:] += g[:-1]
+            r[:-1] += g[1:]
+            out = 2 * r
+            out[:, 1:] += r[:, :-1]
+            out[:, :-1] += r[:, 1:]
+            return out
 
         fg, tot = blur(fg), blur(tot)
-        qx = np.clip(np.rint((self.grid_x[y0:y1, x0:x1] - x0) / c), 0, gw - 1).astype(np.int64)
-        qy = np.clip(np.rint((self.grid_y[y0:y1, x0:x1] - y0) / c), 0, gh - 1).astype(np.int64)
-        q = col8(bins[y0:y1, x0:x1])
-        f = fg[qy, qx, q]
-        t = tot[qy, qx, q]
+        # Grid cell of each current pixel: one per column and one per row.
+        qx = np.clip(np.rint((self.grid_x[0, x0:x1] - x0) / c), 0, gw - 1).astype(np.int64)
+        qy = np.clip(np.rint((self.grid_y[y0:y1, 0] - y0) / c), 0, gh - 1).astype(np.int64)
+        q = (qy[:, None] * gw + qx[None, :]) * 512 + col8[y0:y1, x0:x1]
+        f = fg.ravel()[q]
+        t = tot.ravel()[q]
         # A pseudo-count of one pixel each way: unseen colours are neutral (log-odds 0).
-        out[y0:y1, x0:x1] = np.log((f + 1.0) / (t - f + 1.0)).astype(np.float32)
-        return np.clip(out, -4, 4)
+        out[y0:y1, x0:x1] = np.clip(np.log((f + 1.0) / (t - f + 1.0)).astype(np.float32), -4, 4)
+        return out  # 0 outside the box
 
     def _propagate(
         self,
         ob: _Object,
         flow_b: np.ndarray,
         flow_f: np.ndarray | None,
-        err: np.ndarray | None,
+        maps: tuple[np.ndarray, np.ndarray],
         bins: np.ndarray | None,
         col_lut: np.ndarray | None,
-        prev_bins: np.ndarray | None = None,
+        col8: np.ndarray | None = None,
+        prev_col8: np.ndarray | None = None,
     ) -> np.ndarray:
         """Warp the object's previous soft mask and fuse it with the appearance model."""
         o = self.o
-        map_x = self.grid_x + flow_b[..., 0]
-        map_y = self.grid_y + flow_b[..., 1]
+        map_x, map_y = maps  # grid + backward flow
         warped = cv2.remap(
             ob.prob, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
         )
@@ -519,25 +541,44 @@ class _FlowSession:
         # Search band: pixels near the warped mask only (objects do not teleport). The fusion is
         # computed on the band's bounding box only (the probability is 0 outside it).
         core = warped > 0.5
-        size = max(2, int(np.sqrt(max(core.sum(), 1)) * o.band))
-        near = _distance(core, size) <= size
-        col = None
-        if bins is not None and col_lut is not None:
+        size = max(2, int(np.sqrt(max(np.count_nonzero(core), 1)) * o.band))
+        near = np.zeros(core.shape, bool)
+        dist = _distance_crop(core, size)
+        band_box = None
+        if dist is not None:
+            near[dist[1]] = dist[0] <= size
+            band_box = _bbox(near[dist[1]])
+            if band_box is not None:  # crop -> frame coordinates
+                ox, oy = dist[1][1].start, dist[1][0].start
+                band_box = (band_box[0] + ox, band_box[1] + oy, band_box[2] + ox, band_box[3] + oy)
+        has_col = bins is not None and col_lut is not None
+        occluded = (
+            o.redetect
+            and has_col
+            and (np.count_nonzero(core) < o.occluded_fraction * ob.area_ref or ob.recover > 0)
+        )
+        col = None  # (h, w) colour log-odds, on the whole frame only when needed
+        if has_col and (occluded or o.adaptive):
             col = np.clip(col_lut[bins], -4, 4)
         prob = np.zeros_like(warped)
-        band_box = _bbox(near)
         if band_box is not None:
             bx0, by0, bx1, by1 = (int(v) for v in band_box)
             sl = np.s_[by0:by1, bx0:bx1]
-            if err is not None:
+            if flow_f is not None:
+                # Forward flow sampled where the backward flow points; consistent when they cancel.
+                mx, my = map_x[sl], map_y[sl]
+                fx = cv2.remap(flow_f[..., 0], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                fy = cv2.remap(flow_f[..., 1], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
                 fb = flow_b[sl]
-                reliable = err[sl] <= 0.01 * (fb[..., 0] ** 2 + fb[..., 1] ** 2) + 0.5
+                err = (fx + fb[..., 0]) ** 2 + (fy + fb[..., 1]) ** 2
+                reliable = err <= 0.01 * (fb[..., 0] ** 2 + fb[..., 1] ** 2) + 0.5
                 w_flow = np.where(reliable, o.flow_weight, 0.25 * o.flow_weight).astype(np.float32)
             else:
                 w_flow = np.float32(o.flow_weight)
             wp = np.clip(warped[sl], 0.02, 0.98)
             logit = w_flow * np.log(wp / (1 - wp))
-            if col is not None:
+            if has_col:
+                assert bins is not None and col_lut is not None
                 w_app = o.appearance_weight
                 if o.adaptive:
                     # Trust the colours as much as they agree with the flow where the flow is sure.
@@ -545,23 +586,19 @@ class _FlowSession:
                     sure_bg = (warped < 0.1) & (
                         cv2.dilate(sure_fg.astype(np.uint8), _KERNEL7, iterations=2) > 0
                     )
-                    if sure_fg.any() and sure_bg.any():
+                    if col is not None and sure_fg.any() and sure_bg.any():
                         acc = 0.5 * ((col[sure_fg] > 0).mean() + (col[sure_bg] < 0).mean())
                         w_app *= float(np.clip((acc - 0.6) / 0.3, 0.0, 1.5))
-                logit = logit + w_app * col[sl]
-            if o.bilateral > 0 and bins is not None and prev_bins is not None:
-                logit = logit + o.bilateral * self._bilateral(ob, warped, bins, prev_bins, flow_f)[sl]
+                col_sl = col[sl] if col is not None else np.clip(col_lut[bins[sl]], -4, 4)
+                logit = logit + w_app * col_sl
+            if o.bilateral > 0 and col8 is not None and prev_col8 is not None:
+                logit = logit + o.bilateral * self._bilateral(ob, warped, col8, prev_col8, flow_f)[sl]
             prob[sl] = np.where(near[sl], 1.0 / (1.0 + np.exp(-logit)), 0.0)
         # Partly occluded (or just re-emerged): the part coming out from behind the occluder is not
         # in the warped mask. Re-seed from the object-coloured connected components (colour
         # log-odds above redetect_logit) that reach the search band or the box predicted by the
         # constant-velocity model, of plausible size (redetect_area .. 1.5 x the area before the
         # occlusion); each is taken whole, so the mask grows to the full visible extent.
-        occluded = (
-            o.redetect
-            and col is not None
-            and (core.sum() < o.occluded_fraction * ob.area_ref or ob.recover > 0)
-        )
         seed = None
         if occluded:
             assert col is not None
@@ -591,12 +628,13 @@ class _FlowSession:
             keep = hit[labels]
             prob = np.where(keep, prob, np.minimum(prob, 0.49)).astype(np.float32)
             fgm = keep
-        filled = _fill_holes(fgm) if o.fill_holes else fgm
-        prob = np.where(filled & ~fgm, 0.51, prob).astype(np.float32)
-        fgm = filled
+        if o.fill_holes:
+            filled = _fill_holes(fgm)
+            prob = np.where(filled & ~fgm, 0.51, prob).astype(np.float32)
+            fgm = filled
         if bins is not None and fgm.any():
             conf_fg = fgm & (prob > 0.8)
-            if conf_fg.sum() > 16:
+            if np.count_nonzero(conf_fg) > 16:
                 nfg, nbg = self._models(bins, conf_fg.astype(np.float32))
                 r = o.update_rate
                 ob.run_fg = (1 - r) * ob.run_fg + r * nfg
@@ -604,19 +642,21 @@ class _FlowSession:
         return prob
 
     def _full(self, prob: np.ndarray, guide: np.ndarray | None) -> np.ndarray:
-        """Working-resolution soft mask -> full-resolution bool mask (boundary refined)."""
+        """Working-resolution soft mask -> full-resolution bool mask (boundary refined with the
+        (H, W, 3) uint8 RGB frame ``guide``)."""
         up = cv2.resize(prob, (self.w, self.h), interpolation=cv2.INTER_LINEAR)
         if guide is None:
             return up > 0.5
         # Refine only in a band around the boundary; elsewhere the decision is clear.
-        ys, xs = np.nonzero(up > 0.02)
-        if len(ys) == 0:
+        box = _bbox(up > 0.02)
+        if box is None:
             return up > 0.5
         r = 2 * self.o.refine_radius + 2
-        y0, y1 = max(0, ys.min() - r), min(self.h, ys.max() + r + 1)
-        x0, x1 = max(0, xs.min() - r), min(self.w, xs.max() + r + 1)
+        y0, y1 = max(0, int(box[1]) - r), min(self.h, int(box[3]) + r)
+        x0, x1 = max(0, int(box[0]) - r), min(self.w, int(box[2]) + r)
         crop = up[y0:y1, x0:x1]
-        ref = _guided_filter(guide[y0:y1, x0:x1], crop, self.o.refine_radius, self.o.refine_eps)
+        grey = cv2.cvtColor(guide[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY).astype(np.float32) * (1.0 / 255.0)
+        ref = _guided_filter(grey, crop, self.o.refine_radius, self.o.refine_eps)
         out = np.zeros((self.h, self.w), dtype=bool)
         out[y0:y1, x0:x1] = ref > 0.5
         return out
