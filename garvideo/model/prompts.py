@@ -237,8 +237,12 @@ def build_multi_region_prompt(
         raise InputError("region_order", f"expected one of {', '.join(REGION_ORDERS)}, got {region_order!r}")
     present = [(i, r) for i, r in zip(indices, runs) if r > 0]
     if region_order == "python-set":
-        rank = {token: n for n, token in enumerate({prompt_token(i) for i, _ in present})}
-        present.sort(key=lambda ir: rank[prompt_token(ir[0])])
+        # Official: ``set(re.findall(r"<Prompt\d+>", question))``, iterated. A set's order depends on the
+        # hash seed *and* on insertion order (collisions), so build it exactly that way. Regions the
+        # question does not mention (the official code asserts there are none) follow in ascending order.
+        official = list(set(re.findall(r"<Prompt\d+>", question)))
+        rank = {token: n for n, token in enumerate(official)}
+        present.sort(key=lambda ir: rank.get(prompt_token(ir[0]), len(official) + ir[0]))
     objects = OBJECTS_INTRO + "".join(f"{prompt_token(i)}; " for i, _ in present)
     lines = "".join(f"{prompt_token(i)}: {_placeholders(i, r)}\n" for i, r in present)
     return f"{objects}\n{lines}\n{question}"
