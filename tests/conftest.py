@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # The default dtype is "auto" (bf16 on CPUs with native bf16): tests compare float32 results, so pin it.
 os.environ.setdefault("GARVIDEO_DTYPE", "float32")
+# A shell that starts the suite in the background (``make test &``) ignores SIGINT, and the ignoring is
+# inherited by every subprocess: the Ctrl-C tests would then wait for a KeyboardInterrupt that never
+# comes. Restore Python's default handler (the children then start with SIGINT at its default).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
