@@ -7,7 +7,7 @@ through a pool of ``--jobs`` processes (one OpenCV thread each). Writes ``bench/
 
 Usage:
     .venv/bin/python bench/track.py [--data ../shared/data/davis2016] [--trackers flow-v1,flow]
-        [--sequences blackswan,dog] [--jobs 2] [--loo work_size=640,768,854]
+        [--sequences blackswan,dog] [--jobs 2] [--loo "motion=0.5,1,1.5;motion_positive=0.25,0.5,0.75"]
         [--speed blackswan,camel] [--threads 2] [--sam2-checkpoint PATH]
 
 Tracker names (an ablation of the flow tracker, each step added to the one before):
@@ -16,13 +16,16 @@ default: forward/backward check, ring-background colour histograms with a per-fr
 weight, guided-filter refinement, occlusion handling); ``flow-fine`` (+ flow on the crop around the
 objects at the finest affordable scale); ``flow-globalbg`` (+ whole-frame background colours);
 ``flow-bilateral`` (+ the bilateral colour-and-position term); ``flow-noadaptive`` (the adaptive
-colour weight dropped); ``flow-holes`` (holes in the mask no longer filled); ``flow`` (working
-resolution 854 instead of 640 pixels on the long side: the current defaults);
+colour weight dropped); ``flow-holes`` (holes in the mask no longer filled); ``flow-768`` (working
+resolution 768 instead of 640 pixels on the long side: the previous default); ``flow-negmotion`` (+ the
+motion term, negative side only: moving like the background counts against a pixel); ``flow`` (+ its
+positive side, capped at ``motion_positive``: the current defaults);
 ``sam2`` (needs a checkpoint).
 
-``--loo NAME=V1,V2,...`` runs the ``flow`` tracker with each value of one option and reports the
-leave-one-out figure: for every sequence, the value best on the other sequences, scored on it.
-``--speed SEQ,...`` times ``flow-v1``, ``flow-holes`` and ``flow`` one after the other on each
+``--loo NAME=V1,V2,...[;NAME2=...]`` runs the ``flow`` tracker at every combination of the values
+(a grid over one or more options) and reports the leave-one-out figure: for every sequence, the
+combination best on the other sequences, scored on it.
+``--speed SEQ,...`` times ``flow-v1``, ``flow-768`` and ``flow`` one after the other on each
 sequence in this process (``--threads`` OpenCV threads, decoding included) and reports their
 frames/s and the ratio flow / flow-v1, with the load average (the CPU is shared: compare the ratio, not the absolute figures).
 ``--sam2-speed 1024,512`` instead times the sam2 backend on CPU with a randomly initialised
@@ -33,6 +36,7 @@ SAM 2.1 hiera-t at each image size (the speed does not depend on the weights) ov
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing
 import os
 import sys
@@ -48,8 +52,15 @@ from garvideo.trackers import Prompt, build_tracker, find_sam2_checkpoint
 from garvideo.trackers.flow import FlowOptions
 from garvideo.video import open_video
 
-_OFF = {"work_size": 640, "fine_flow": False, "global_bg": False, "bilateral": 0.0, "fill_holes": True}
-_W640 = {"work_size": 640}  # the previous working resolution, for every step before "flow"
+_OFF = {
+    "work_size": 640,
+    "fine_flow": False,
+    "global_bg": False,
+    "bilateral": 0.0,
+    "fill_holes": True,
+    "motion": 0.0,
+}
+_W640 = {"work_size": 640, "motion": 0.0}  # the earlier working resolution, no motion term
 VARIANTS: dict[str, tuple[str, dict]] = {
     "static": ("static", {}),
     "flow-plain": (
@@ -65,6 +76,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "flow-bilateral": ("flow", {"adaptive": True, "fill_holes": True, **_W640}),
     "flow-noadaptive": ("flow", {"fill_holes": True, **_W640}),
     "flow-holes": ("flow", {**_W640}),
+    "flow-768": ("flow", {"motion": 0.0}),
+    "flow-negmotion": ("flow", {"motion_positive": 0.0}),
     "flow": ("flow", {}),
     "sam2": ("sam2", {}),
 }
@@ -128,14 +141,35 @@ def leave_one_out(scores: dict[str, dict[str, float]]) -> dict:
     }
 
 
+def _parse_grid(spec: str) -> list[dict]:
+    """``"a=1,2;b=0.5"`` -> every combination, ``[{"a": 1, "b": 0.5}, {"a": 2, "b": 0.5}]`` (values
+    typed like the FlowOptions field). ``""`` -> []."""
+    axes: list[tuple[str, list]] = []
+    defaults = FlowOptions()
+    for part in (p for p in spec.split(";") if p.strip()):
+        name, _, vals = part.partition("=")
+        name = name.strip()
+        if not hasattr(defaults, name):
+            raise SystemExit(f"--loo: {name!r} is not a flow option")
+        cast = type(getattr(defaults, name))
+        axes.append((name, [cast(float(x)) for x in vals.split(",") if x]))
+    if not axes:
+        return []
+    return [dict(zip([n for n, _ in axes], combo)) for combo in itertools.product(*(v for _, v in axes))]
+
+
+def _grid_label(combo: dict) -> str:
+    return "flow[" + ",".join(f"{k}={v:g}" for k, v in combo.items()) + "]"
+
+
 def speed(seqs: list[str], data: Path, threads: int) -> dict:
-    """frames/s of flow-v1, flow-holes (the previous default, 640 pixels) and flow, one after the
-    other on each sequence, in this process; ratio is flow / flow-v1."""
+    """frames/s of flow-v1, flow-768 (the previous default: no motion term) and flow, one after the
+    other on each sequence, in this process; ratio is flow / flow-768."""
     rows: dict[str, dict] = {}
-    print(f"{'speed':<14} {'flow-v1 fps':>11} {'flow-holes fps':>14} {'flow fps':>9} {'ratio':>6}  load")
+    print(f"{'speed':<14} {'flow-v1 fps':>11} {'flow-768 fps':>12} {'flow fps':>9} {'ratio':>6}  load")
     for seq in seqs:
         r = {}
-        for v in ("flow-v1", "flow-holes", "flow"):
+        for v in ("flow-v1", "flow-768", "flow"):
             job = (
                 v,
                 {},
@@ -145,11 +179,11 @@ def speed(seqs: list[str], data: Path, threads: int) -> dict:
                 {},
             )
             r[v] = run_one(job)["fps"]
-        r["ratio"] = r["flow"] / r["flow-v1"]
+        r["ratio"] = r["flow"] / r["flow-768"]
         r["load_average"] = os.getloadavg()
         rows[seq] = r
         print(
-            f"{seq:<14} {r['flow-v1']:11.1f} {r['flow-holes']:14.1f} {r['flow']:9.1f} {r['ratio']:6.2f}  "
+            f"{seq:<14} {r['flow-v1']:11.1f} {r['flow-768']:12.1f} {r['flow']:9.1f} {r['ratio']:6.2f}  "
             f"{r['load_average'][0]:.1f}"
         )
     return rows
@@ -210,12 +244,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--trackers",
         default="static,flow-plain,flow-v1,flow-fine,flow-globalbg,flow-bilateral,flow-noadaptive,flow-holes,"
-        "flow,sam2",
+        "flow-768,flow-negmotion,flow,sam2",
     )
     ap.add_argument("--sequences", default="", help="comma-separated; default: every sequence in --data")
     ap.add_argument("--jobs", type=int, default=2, help="processes for the quality runs")
-    ap.add_argument("--loo", default="work_size=640,768,854", help="NAME=V1,V2,... ('' to skip)")
-    ap.add_argument("--speed", default="", help="sequences to time flow-v1 against flow on")
+    ap.add_argument(
+        "--loo",
+        default="motion=0.5,1,1.5;motion_positive=0.25,0.5,0.75",
+        help="NAME=V1,V2,...[;NAME2=...]: a grid of flow options ('' to skip)",
+    )
+    ap.add_argument("--speed", default="", help="sequences to time flow-v1, flow-768 and flow on")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sam2-checkpoint", default=None)
     ap.add_argument("--image-size", type=int, default=None)
@@ -259,20 +297,14 @@ def main(argv: list[str] | None = None) -> int:
             extra = {"sam2_checkpoint": ckpt}
             if args.image_size:
                 extra["image_size"] = args.image_size
-    loo_name, loo_values = "", []
-    if args.loo:
-        loo_name, _, vals = args.loo.partition("=")
-        loo_values = [float(x) for x in vals.split(",") if x]
-        if isinstance(getattr(FlowOptions(), loo_name), int):
-            loo_values = [int(x) for x in loo_values]
+    grid = _parse_grid(args.loo)
     # Every (setting, sequence) run as one job list, so the pool stays busy.
     settings: list[tuple[str, str, dict]] = [(v, v, {}) for v in variants]
-    default_val = getattr(FlowOptions(), loo_name) if loo_name else None
-    for val in loo_values:
-        label = f"flow[{loo_name}={val:g}]"
-        if "flow" in variants and val == default_val:
+    defaults = FlowOptions()
+    for combo in grid:
+        if "flow" in variants and all(getattr(defaults, k) == v for k, v in combo.items()):
             continue  # the default setting: the "flow" run itself
-        settings.append((label, "flow", {loo_name: val}))
+        settings.append((_grid_label(combo), "flow", combo))
     jobs = [
         (base, over, args.data / "JPEGImages" / "480p" / s, args.data / "Annotations" / "480p" / s, 1, extra)
         for _, base, over in settings
@@ -293,15 +325,19 @@ def main(argv: list[str] | None = None) -> int:
         results[label]["mean"] = mean
         print(f"{label:<24} {'MEAN':<14} {mean['J']:6.3f} {mean['F']:6.3f} {mean['JF']:6.3f}", flush=True)
     loo = None
-    if loo_name and loo_values:
+    if grid:
         scores = {}
-        for val in loo_values:
-            label = "flow" if ("flow" in variants and val == default_val) else f"flow[{loo_name}={val:g}]"
-            scores[f"{val:g}"] = {s: results[label][s]["JF"] for s in seqs}
-        loo = {"option": loo_name, "default": default_val, **leave_one_out(scores)}
+        for combo in grid:
+            label = _grid_label(combo)
+            if label not in results:
+                label = "flow"
+            scores[_grid_label(combo)] = {s: results[label][s]["JF"] for s in seqs}
+        default_label = _grid_label({k: getattr(defaults, k) for k in grid[0]})
+        loo = {"grid": args.loo, "default": default_label, **leave_one_out(scores)}
         print(
-            f"leave-one-out over {loo_name} in {{{', '.join(scores)}}}: J&F {loo['loo_mean_JF']:.3f} "
-            f"(chosen: {', '.join(f'{s}={v}' for s, v in loo['chosen'].items())})"
+            f"leave-one-out over {args.loo}: J&F {loo['loo_mean_JF']:.3f} "
+            f"(the default {default_label}: {loo['per_value_mean'][default_label]:.3f}; "
+            f"chosen: {', '.join(f'{s}={v}' for s, v in loo['chosen'].items())})"
         )
     speed_rows = (
         speed([s for s in args.speed.split(",") if s], args.data, args.threads) if args.speed else None
