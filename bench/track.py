@@ -19,7 +19,8 @@ objects at the finest affordable scale); ``flow-globalbg`` (+ whole-frame backgr
 colour weight dropped); ``flow-holes`` (holes in the mask no longer filled); ``flow-768`` (working
 resolution 768 instead of 640 pixels on the long side: the previous default); ``flow-negmotion`` (+ the
 motion term, negative side only: moving like the background counts against a pixel); ``flow`` (+ its
-positive side, capped at ``motion_positive``: the current defaults);
+positive side, capped at ``motion_positive``: the current defaults); ``flow-ungated`` (the defaults
+with motion evidence also where the flow fails its forward/backward check: an ablation, not a step);
 ``sam2`` (needs a checkpoint).
 
 ``--loo NAME=V1,V2,...[;NAME2=...]`` runs the ``flow`` tracker at every combination of the values
@@ -78,6 +79,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "flow-holes": ("flow", {**_W640}),
     "flow-768": ("flow", {"motion": 0.0}),
     "flow-negmotion": ("flow", {"motion_positive": 0.0}),
+    "flow-ungated": ("flow", {"motion_reliable": False}),
     "flow": ("flow", {}),
     "sam2": ("sam2", {}),
 }
@@ -244,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--trackers",
         default="static,flow-plain,flow-v1,flow-fine,flow-globalbg,flow-bilateral,flow-noadaptive,flow-holes,"
-        "flow-768,flow-negmotion,flow,sam2",
+        "flow-768,flow-negmotion,flow-ungated,flow,sam2",
     )
     ap.add_argument("--sequences", default="", help="comma-separated; default: every sequence in --data")
     ap.add_argument("--jobs", type=int, default=2, help="processes for the quality runs")

@@ -29,7 +29,9 @@ resolution (long side ``work_size`` pixels):
    the object moves distinctly is likely background (a wall, a crowd, a fence the mask has leaked
    onto), one that moves like the object is mildly likely object (motion segmentation in the spirit
    of Papazoglou & Ferrari, ICCV 2013). Leaks onto a static or panning background are what the
-   colour terms cannot undo once the warp carries them; this term does.
+   colour terms cannot undo once the warp carries them; this term does. It is silent where the flow
+   fails the forward/backward check (a disocclusion behind a moving object gets the object's
+   motion from DIS, and would otherwise hold the mask back on the trail the object left).
 4. **Fusion.** Flow and appearance are combined in log-odds, inside a search band around the
    warped mask (objects do not teleport); connected components that do not touch the warped mask
    are dropped (holes are kept: ``fill_holes``).
@@ -98,7 +100,9 @@ class FlowOptions:
         motion: weight of the motion log-odds (0: off); the log-odds lie in [-2, ``motion_positive``].
         motion_positive: most a pixel moving like the object adds (log-odds). Small: many other
             things move (water, spray, other people), while moving like the background is strong
-            evidence (``bench/track.py --loo motion_positive=0.25,0.5,0.75``).
+            evidence (``bench/track.py --loo "motion=0.5,1,1.5;motion_positive=0.25,0.5,0.75"``).
+        motion_reliable: no motion evidence where the flow fails the forward/backward check (off:
+            for ablations only).
         anchor_weight: share of the prompt frame's colour histograms in the appearance model.
         update_rate: how fast the running histograms follow the recent frames.
         flow_weight, appearance_weight: weights of the warped mask and of the colour log-odds.
@@ -142,6 +146,7 @@ class FlowOptions:
     fill_holes: bool = False
     motion: float = 1.0
     motion_positive: float = 0.5
+    motion_reliable: bool = True
 
 
 def _quantise_lab(rgb_small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -677,6 +682,7 @@ class _FlowSession:
                 reliable = err <= 0.01 * (fb[..., 0] ** 2 + fb[..., 1] ** 2) + 0.5
                 w_flow = np.where(reliable, o.flow_weight, 0.25 * o.flow_weight).astype(np.float32)
             else:
+                reliable = None
                 w_flow = np.float32(o.flow_weight)
             wp = np.clip(warped[sl], 0.02, 0.98)
             logit = w_flow * np.log(wp / (1 - wp))
@@ -697,6 +703,10 @@ class _FlowSession:
             if o.motion > 0:
                 mot = self._motion(flow_b, core, near, sl)
                 if mot is not None:
+                    if reliable is not None and o.motion_reliable:
+                        # No motion evidence where the flow fails its forward/backward check
+                        # (disocclusions: DIS fills them with the neighbouring object's motion).
+                        mot = np.where(reliable, mot, 0.0)
                     logit = logit + o.motion * mot
             if o.bilateral > 0 and col8 is not None and prev_col8 is not None:
                 logit = logit + o.bilateral * self._bilateral(ob, warped, col8, prev_col8, flow_f)[sl]
