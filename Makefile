@@ -1,9 +1,11 @@
 # Two entry points, each doing its own set-up on a fresh machine:
 #   make demo   - create .venv, install, generate the sample clip, run `garvideo describe` on it
-#   make test   - create .venv, install, run the whole test suite
+#   make test   - create .venv, install, run the whole test suite (under the project's transformers,
+#                 then again under transformers 4.56.2, the official GAR code's pin and our lower bound)
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+COMPAT := .venv-tf456
 OUTDIR ?= out
 
 .PHONY: install browser demo test lint clean
@@ -20,6 +22,10 @@ $(BIN)/garvideo: pyproject.toml
 	touch $@
 
 install: $(BIN)/garvideo
+
+# A second venv over .venv with transformers 4.56.2 (and the tokenizers / huggingface_hub it needs).
+$(COMPAT)/bin/python: $(BIN)/garvideo tools/compat_venv.py
+	$(BIN)/python tools/compat_venv.py $(COMPAT)
 
 # The web demo's browser test drives Debian's chromium (headless, through playwright's Python package;
 # no browser download). As root, install it when missing; otherwise the test says what is missing.
@@ -38,11 +44,13 @@ demo: install
 		echo "demo: tracked the sample clip, overlay at $(OUTDIR)/sample/overlay.mp4; the description needs GAR weights (see above)"; \
 	else exit $$rc; fi
 
-test: install browser
+test: install browser $(COMPAT)/bin/python
 	GARVIDEO_REQUIRE_BROWSER=$$([ "$$(id -u)" = 0 ] && echo 1 || echo 0) $(BIN)/python -m pytest -q tests
+	@echo "== the same suite under transformers 4.56.2 =="
+	GARVIDEO_REQUIRE_BROWSER=$$([ "$$(id -u)" = 0 ] && echo 1 || echo 0) $(COMPAT)/bin/python -m pytest -q -p no:cacheprovider tests
 
 lint: install
-	$(BIN)/ruff check garvideo trackers eval demos tests bench
+	$(BIN)/ruff check garvideo trackers eval demos tests bench tools
 
 clean:
-	rm -rf $(VENV) $(OUTDIR)
+	rm -rf $(VENV) $(COMPAT) $(OUTDIR)

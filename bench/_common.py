@@ -103,9 +103,7 @@ def gar_bundle(config: Any, device: Any, dtype: Any, name: str, max_num_tiles: i
 def gar_processor(max_num_tiles: int) -> Any:
     """A :class:`garvideo.model.processing.GarProcessor` with PLM's image processor (up to
     ``max_num_tiles`` tiles) and the tiny model's byte-level tokenizer with the real special-token ids."""
-    from transformers import PerceptionLMImageProcessor
-
-    from garvideo.model.processing import GarProcessor
+    from garvideo.model.processing import GarProcessor, PerceptionLMImageProcessor
     from garvideo.model.tiny import build_tiny_tokenizer
 
     return GarProcessor(

@@ -9,7 +9,7 @@ import numpy as np
 from transformers import LlamaConfig, PreTrainedTokenizerFast
 
 from garvideo.model import apply_chat_template, load_gar
-from garvideo.model.configuration import GarConfig
+from garvideo.model.configuration import GarConfig, rope_settings
 
 
 def test_config_uses_the_v4_keys(tiny_model_dir: Path) -> None:
@@ -30,7 +30,7 @@ def test_config_uses_the_v4_keys(tiny_model_dir: Path) -> None:
     )
     # transformers 5 reads the v4 keys back into rope_parameters (the LM garvideo builds uses llama3 rope)
     back = GarConfig.from_pretrained(tiny_model_dir).mllm_config.text_config
-    assert back.rope_parameters["rope_type"] == "llama3" and back.rope_parameters["rope_theta"] == 500000.0
+    assert rope_settings(back)["rope_type"] == "llama3" and rope_settings(back)["rope_theta"] == 500000.0
     assert isinstance(back, LlamaConfig)
 
 
@@ -91,5 +91,5 @@ def test_the_transformers_5_layout_still_loads(tiny_model_dir: Path) -> None:
     text["dtype"] = text.pop("torch_dtype", None)
     v5 = GarConfig.from_dict(cfg)
     v4 = GarConfig.from_pretrained(tiny_model_dir)
-    assert v5.mllm_config.text_config.rope_parameters == v4.mllm_config.text_config.rope_parameters
+    assert rope_settings(v5.mllm_config.text_config) == rope_settings(v4.mllm_config.text_config)
     assert v5.to_dict() == v4.to_dict()

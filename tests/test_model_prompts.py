@@ -172,9 +172,8 @@ def test_image_path_agrees_with_transformers_perception_lm(tiny_model_dir):
 def test_last_mask_box_switch_reproduces_the_official_multi_region_boxes():
     """MultiRegionDataset boxes every region with the last mask (masks_np[mask_id] after a loop)."""
     import numpy as np
-    from transformers import PerceptionLMImageProcessor
 
-    from garvideo.model.processing import GarProcessor, mask_box
+    from garvideo.model.processing import GarProcessor, PerceptionLMImageProcessor, mask_box
 
     proc = GarProcessor(PerceptionLMImageProcessor(max_num_tiles=1), tokenizer=None)
     img = np.zeros((60, 80, 3), np.uint8)

@@ -140,6 +140,12 @@ class GarConfig:
             raise InputError(source, "'mllm_config' must be an object")
         mllm = dict(mllm)
         mllm.pop("model_type", None)
+        vision = mllm.get("vision_config")
+        if isinstance(vision, dict) and "num_classes" in vision and "num_labels" not in vision:
+            # TimmWrapperConfig writes its head size as ``num_classes`` (0: no classifier). Built from
+            # keyword arguments, transformers 4.56 ignores that key and falls back to 2 labels, which the
+            # next save writes as ``num_classes: 2``: pass it on as ``num_labels``.
+            mllm["vision_config"] = {**vision, "num_labels": int(vision["num_classes"])}
         try:
             mllm_config = PerceptionLMConfig(**mllm)
         except (TypeError, ValueError) as exc:
@@ -253,6 +259,15 @@ def v4_mllm_dict(mllm: dict[str, Any], *, vision_width: int) -> dict[str, Any]:
         _v4_dtype_keys(vision)
         vision.setdefault("num_features", int(vision_width))
     return mllm
+
+
+def rope_settings(text_config: Any) -> dict[str, Any]:
+    """A text config's rope settings as one dict, whichever way this transformers keeps them (5.x:
+    ``rope_parameters``; 4.56: ``rope_theta`` and ``rope_scaling``, ``None`` for plain rope)."""
+    if getattr(text_config, "rope_parameters", None) is not None:
+        return dict(text_config.rope_parameters)
+    scaling = getattr(text_config, "rope_scaling", None) or {"rope_type": "default"}
+    return {"rope_theta": float(text_config.rope_theta), **scaling}
 
 
 def _json_default(obj: Any) -> Any:

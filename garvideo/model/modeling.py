@@ -55,7 +55,7 @@ from typing import Any, Literal
 import torch
 import torchvision
 from torch import nn
-from transformers import PerceptionLMForConditionalGeneration
+from transformers import PerceptionLMForConditionalGeneration, TimmWrapperModel
 
 from garvideo.errors import InputError
 from garvideo.model.configuration import GarConfig
@@ -163,8 +163,13 @@ class GarModel(nn.Module):
         super().__init__()
         self.config = config
         mllm_config = config.mllm_config
-        mllm_config._attn_implementation = attn_implementation
+        mllm_config._attn_implementation = attn_implementation  # recursive on the sub-configs
         mllm_config.text_config._attn_implementation = attn_implementation
+        # The vision tower (transformers' TimmWrapper around timm's PE) runs timm's own attention,
+        # which uses F.scaled_dot_product_attention whatever this flag says. transformers 4.56 refuses
+        # "sdpa" for it and 5.x warns on "eager": give it the value this transformers accepts.
+        vision_sdpa = getattr(TimmWrapperModel, "_supports_sdpa", False)
+        mllm_config.vision_config._attn_implementation = "sdpa" if vision_sdpa else "eager"
         self.mllm = PerceptionLMForConditionalGeneration(mllm_config)
         self.mask_patch_embedding = nn.Conv2d(
             in_channels=3,

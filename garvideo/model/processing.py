@@ -66,6 +66,9 @@ except (
 from garvideo.errors import InputError
 from garvideo.model.prompts import MAX_REGIONS
 
+# PerceptionLM's image-processor defaults (transformers' PerceptionLMFastImageProcessorKwargs docs).
+_PLM_DEFAULTS = {"vision_input_type": "thumb+tile", "tile_size": 448, "max_num_tiles": 36}
+
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -223,6 +226,11 @@ class GarProcessor:
     """
 
     def __init__(self, image_processor: PerceptionLMImageProcessor, tokenizer: Any) -> None:
+        # transformers 4.56's fast processor leaves the settings it is not given at None (5.x fills in
+        # the defaults): give them PerceptionLM's documented defaults.
+        for key, default in _PLM_DEFAULTS.items():
+            if getattr(image_processor, key, None) is None:
+                setattr(image_processor, key, default)
         self.image_processor = image_processor
         self.tokenizer = tokenizer
 

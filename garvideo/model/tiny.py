@@ -130,27 +130,23 @@ def make_tiny_model(out_dir: PathLike, seed: int = 0, *, max_num_tiles: int = 4)
     The mask patch embedding gets small random weights (not zeros), so that masks change the outputs of
     the tiny model as they do in a trained one.
     """
-    from transformers import PerceptionLMImageProcessor
-
     from garvideo.model.loading import build_model, save_model
-    from garvideo.model.processing import GarProcessor
+    from garvideo.model.processing import GarProcessor, PerceptionLMImageProcessor
 
     out = Path(out_dir)
     config_dict = tiny_config_dict()
     config_dict[RANDOM_INIT_KEY] = True  # the marker tools and the web demo read (GarBundle.random_weights)
     config = GarConfig.from_dict(config_dict)
-    gen = torch.random.fork_rng(devices=[])
-    with gen:
-        torch.manual_seed(int(seed))
+    with torch.random.fork_rng(devices=[]):  # transformers' own initialisation draws from the global RNG
         model = build_model(config)
-        with torch.no_grad():
-            model.mask_patch_embedding.weight.normal_(0.0, 0.02)
-            # With tied embeddings, greedy decoding of a random model tends to pick whitespace or special
-            # tokens, which decode to an empty string. Shrinking those rows makes the tiny model emit
-            # visible (meaningless) text, so smoke runs and demos show that generation happened.
-            emb = model.get_input_embeddings().weight  # (vocab, D)
-            emb[:_BYTE_PIECES].mul_(0.01)
-            emb[LLAMA3_VOCAB:].mul_(0.01)
+    with torch.no_grad():
+        _seeded_init(model, int(seed))
+        # With tied embeddings, greedy decoding of a random model tends to pick whitespace or special
+        # tokens, which decode to an empty string. Shrinking those rows makes the tiny model emit
+        # visible (meaningless) text, so smoke runs and demos show that generation happened.
+        emb = model.get_input_embeddings().weight  # (vocab, D)
+        emb[:_BYTE_PIECES].mul_(0.01)
+        emb[LLAMA3_VOCAB:].mul_(0.01)
     model = model.to(torch.bfloat16)
     model.tie_weights()
     image_processor = PerceptionLMImageProcessor(
@@ -164,6 +160,29 @@ def make_tiny_model(out_dir: PathLike, seed: int = 0, *, max_num_tiles: int = 4)
     save_model(model, processor, out)
     logger.info("wrote a tiny GAR to %s", out)
     return out
+
+
+def _seeded_init(model: torch.nn.Module, seed: int) -> None:
+    """Give every parameter values drawn from ``seed`` alone, by name, in sorted order.
+
+    transformers' own initialisation differs between releases (4.56 and 5.x give different tensors for
+    the same seed), so the tiny model would too, and the golden values made with the official code
+    (``tests/golden``) would only hold under one of them. The scheme follows what they both do: LayerNorm
+    and RMSNorm weights 1, biases 0, PE's layer-scale ``gamma_*`` 0.1, every other tensor (matrices,
+    convolutions, the class token, position and token embeddings, the mask patch embedding)
+    N(0, 0.02^2). Tied weights (the LM head) are drawn once.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    for name, p in sorted(model.named_parameters()):
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf.startswith("gamma_"):
+            p.fill_(0.1)
+        elif leaf == "bias":
+            p.zero_()
+        elif p.dim() == 1:
+            p.fill_(1.0)
+        else:
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float32).mul_(0.02).to(p.dtype))
 
 
 def lively_bundle(bundle: Any, scale: float = 16.0) -> Any:
