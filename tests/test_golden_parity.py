@@ -43,8 +43,8 @@ def golden_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     expected = _golden("synthetic_describe")["meta"]["weights_sha256"]
     assert stages.weights_sha256(folder) == expected, (
-        "make_tiny_model(seed) no longer gives the golden weights (torch or transformers initialisation "
-        "changed?); regenerate the goldens with tools/make_golden.py"
+        "make_tiny_model(seed) no longer gives the golden weights (torch's random generator or the tiny "
+        "model's layout changed?); regenerate the goldens with tools/make_golden.py"
     )
     return folder
 
