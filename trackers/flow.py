@@ -538,7 +538,7 @@ class _FlowSession:
     ) -> np.ndarray | None:
         """(band-box) motion log-odds (:func:`_motion_logodds`), or None when it says nothing.
 
-        The background model is fitted to the flow crop outside the search band ``near`` (every 8th
+        The background model is fitted to the flow crop outside the search band ``near`` (every 4th
         pixel each way: an affine fit needs few samples); the object's own motion is the median residual
         over the warped core. None when the crop is too small, or when the object does not move
         distinctly from the background (median residual below twice the noise + 0.5 px: a static
