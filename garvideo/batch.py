@@ -283,6 +283,7 @@ def make_pipeline(
     device: str | None = None,
     env: Mapping[str, str] | None = None,
     dtype: str | None = None,
+    tracker_options: Mapping[str, Any] | None = None,
 ) -> Any:
     """The :class:`garvideo.pipeline.GarVideo` of a batch or eval run.
 
@@ -306,6 +307,7 @@ def make_pipeline(
         "roi_mode": roi_mode,
         "device": device,
         "dtype": dtype,
+        "tracker_options": dict(tracker_options or {}),
     }
     if max_new_tokens is not None:
         kwargs["max_new_tokens"] = max_new_tokens

@@ -375,3 +375,23 @@ def test_flow_keeps_two_crossing_objects_apart(tmp_path):
     assert min(ja) > 0.8, np.round(ja, 2)
     assert min(jb) > 0.6, np.round(jb, 2)
     assert max(swapped) < 0.05, np.round(swapped, 2)
+
+
+def test_parse_flow_options_types_and_errors():
+    from garvideo.trackers import parse_flow_options
+
+    got = parse_flow_options(
+        ["work_size=640", " motion = 0.5 ", "refine=false", "consistency=1", "preset=fast"]
+    )
+    assert got == {"work_size": 640, "motion": 0.5, "refine": False, "consistency": True, "preset": "fast"}
+    assert isinstance(got["work_size"], int) and isinstance(got["motion"], float)
+    assert parse_flow_options([]) == {}
+    for item, needle in [
+        ("bogus=1", "unknown flow option"),
+        ("refine=maybe", "refine takes a bool"),
+        ("work_size=6.5", "work_size takes a int"),
+        ("=3", "KEY=VALUE"),
+        ("preset=slowest", "preset: must be one of"),
+    ]:
+        with pytest.raises(InputError, match=needle):
+            parse_flow_options([item])

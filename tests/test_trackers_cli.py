@@ -166,3 +166,56 @@ def test_batch_says_which_tracker_ran(sample_clip, tmp_path, run_cli, tiny_model
     assert code == 0, err
     info = json.loads(out)
     assert info["tracker"] == "static" and info["tracker_reason"] == "static: --tracker static"
+
+
+def test_flow_options_reach_the_tracker_and_bad_ones_are_one_line(sample_clip, tmp_path, run_cli):
+    """--flow-option KEY=VALUE sets FlowOptions fields (typed as the field); the tracker's settings are
+    in the JSON summary's "info". A bad item stops every command at once, naming --flow-option."""
+    code, stdout, err = run_cli(
+        "track", sample_clip.video_path, "--mask", sample_clip.prompt_mask, "--tracker", "flow",
+        "--flow-option", "work_size=320", "--flow-option", "motion=0", "--flow-option", "refine=off",
+        "--end", "4", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    info = json.loads(stdout)["info"]
+    assert (info["work_size"], info["motion"], info["refine"]) == (320, 0.0, False)
+    bad = [
+        (["--flow-option", "bogus=1"], "unknown flow option 'bogus'"),
+        (["--flow-option", "work_size=big"], "work_size takes a int, got 'big'"),
+        (["--flow-option", "motion"], "expected KEY=VALUE"),
+        (["--flow-option", "work_size=8"], "work_size: must be at least 32"),  # FlowTracker refuses it
+    ]
+    for extra, needle in bad:
+        code, _, err = run_cli(
+            "track", sample_clip.video_path, "--mask", sample_clip.prompt_mask, *extra, "--json"
+        )
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (extra, err)
+        assert needle in lines[0], (extra, err)
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        json.dumps(
+            {
+                "id": 1,
+                "video": str(sample_clip.video_path),
+                "mask": str(sample_clip.prompt_mask),
+                "question": "What is <object0>?",
+            }
+        )
+        + "\n"
+    )
+    for argv in (
+        ["describe", sample_clip.video_path, "--mask", sample_clip.prompt_mask],
+        [
+            "ask",
+            sample_clip.video_path,
+            "--mask",
+            sample_clip.prompt_mask,
+            "--question",
+            "What is <object0>?",
+        ],
+        ["batch", questions, "--out", tmp_path / "a.jsonl"],
+    ):
+        code, _, err = run_cli(*argv, "--flow-option", "bogus=1")
+        assert code == 2 and err.strip().splitlines()[-1].startswith("error: --flow-option"), (argv, err)
+    assert not (tmp_path / "a.jsonl").exists()  # refused before anything was written

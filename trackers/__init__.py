@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from garvideo.errors import InputError
 from garvideo.trackers.base import Prompt, Session, Tracker, TrackResult, VideoLike
-from garvideo.trackers.flow import FlowOptions, FlowTracker
+from garvideo.trackers.flow import FlowOptions, FlowTracker, parse_flow_options
 from garvideo.trackers.prompts import build_prompts, masks_from_prompts, parse_box, parse_points
 from garvideo.trackers.static import StaticTracker
 
@@ -57,6 +57,7 @@ __all__ = [
     "find_sam2_checkpoint",
     "masks_from_prompts",
     "parse_box",
+    "parse_flow_options",
     "parse_points",
     "resolve_sam2",
 ]

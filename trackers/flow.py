@@ -148,6 +148,12 @@ class FlowOptions:
     motion_positive: float = 0.5
     motion_reliable: bool = True
 
+    def __post_init__(self) -> None:
+        if self.preset not in _PRESETS:
+            raise InputError("preset", f"must be one of {', '.join(_PRESETS)}, got {self.preset!r}")
+        if self.work_size < 32:
+            raise InputError("work_size", f"must be at least 32, got {self.work_size}")
+
 
 def _quantise_lab(rgb_small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(h, w, 3) uint8 RGB -> (h, w) int32 histogram bin index in quantised Lab (16 bins a
@@ -783,6 +789,41 @@ class _FlowSession:
         self.prev_gray = None
 
 
+def parse_flow_options(items: Sequence[str]) -> dict[str, object]:
+    """``["work_size=640", "motion=0", "refine=false"]`` -> ``{"work_size": 640, "motion": 0.0, "refine": False}``.
+
+    Each item is ``KEY=VALUE`` with KEY a :class:`FlowOptions` field; VALUE is read as that field's type
+    (bool: true/false, yes/no, on/off, 1/0).
+
+    Raises:
+        InputError: (named ``--flow-option``) an item without ``=``, an unknown key, or a value of the
+            wrong type.
+    """
+    fields = {f.name: f for f in dataclasses.fields(FlowOptions)}
+    defaults = FlowOptions()
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or not key or not raw:
+            raise InputError("--flow-option", f"expected KEY=VALUE, got {item!r}")
+        if key not in fields:
+            raise InputError("--flow-option", f"unknown flow option {key!r} (options: {', '.join(fields)})")
+        kind = type(getattr(defaults, key))
+        try:
+            if kind is bool:
+                low = raw.lower()
+                if low not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+                    raise ValueError(raw)
+                out[key] = low in ("true", "yes", "on", "1")
+            else:
+                out[key] = kind(raw)
+        except ValueError:
+            raise InputError("--flow-option", f"{key} takes a {kind.__name__}, got {raw!r}") from None
+    FlowOptions(**out)  # type: ignore[arg-type]  # the value checks, now rather than at tracking time
+    return out
+
+
 class FlowTracker(Tracker):
     """Weight-free tracker: DIS optical flow + colour appearance models + guided-filter refinement.
 
@@ -802,10 +843,6 @@ class FlowTracker(Tracker):
         if unknown:
             raise InputError("flow tracker options", f"unknown option(s): {', '.join(sorted(unknown))}")
         self.options = FlowOptions(**options)  # type: ignore[arg-type]
-        if self.options.preset not in _PRESETS:
-            raise InputError("preset", f"must be one of {', '.join(_PRESETS)}, got {self.options.preset!r}")
-        if self.options.work_size < 32:
-            raise InputError("work_size", f"must be at least 32, got {self.options.work_size}")
         if threads is not None:
             if threads < 1:
                 raise InputError("threads", f"must be at least 1, got {threads}")

@@ -50,6 +50,16 @@ TrackerOpt = Annotated[
         "else a download of SAM 2.1 when online; flow when offline), sam2, flow or static.",
     ),
 ]
+FlowOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--flow-option",
+        help="A setting of the flow tracker, KEY=VALUE; repeat for more (e.g. work_size=640: faster; "
+        "motion=0: no motion term). Keys: the fields of garvideo.trackers.FlowOptions. Used when the "
+        "flow tracker runs (--tracker flow, or auto without SAM 2).",
+        show_default=False,
+    ),
+]
 Sam2Opt = Annotated[
     str | None,
     typer.Option(

@@ -15,6 +15,7 @@ from garvideo.cli._options import (
     BatchSizeOpt,
     DeviceOpt,
     DtypeOpt,
+    FlowOpt,
     KeyframesOpt,
     KOpt,
     ModelOpt,
@@ -72,6 +73,7 @@ def batch(
     out: Annotated[Path, typer.Option("--out", "-o", help="Answers JSONL (resumed when it exists).")],
     model: ModelOpt = None,
     tracker: TrackerOpt = "auto",
+    flow_option: FlowOpt = None,
     num_frames: KOpt = 8,
     keyframes: KeyframesOpt = "uniform",
     roi_mode: RoiOpt = "official",
@@ -106,6 +108,7 @@ def batch(
 
     qs = plan_batch(questions, out, root=root, shard=shard)  # bad input fails before the model loads
     from garvideo.cli._checks import check_model_options
+    from garvideo.trackers import parse_flow_options
 
     check_model_options(tracker, device, dtype)
     gv = make_pipeline(
@@ -117,6 +120,7 @@ def batch(
         max_new_tokens=max_new_tokens,
         device=device,
         dtype=dtype,
+        tracker_options=parse_flow_options(flow_option or []),
     )
     stats = RunnerStats()
     with resumable_run("batch QA", enabled=not as_json) as update:

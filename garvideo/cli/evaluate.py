@@ -16,6 +16,7 @@ from garvideo.cli._options import (
     BatchSizeOpt,
     DeviceOpt,
     DtypeOpt,
+    FlowOpt,
     KeyframesOpt,
     KOpt,
     ModelOpt,
@@ -85,6 +86,7 @@ def videorefer_q(
         ),
     ] = "single",
     tracker: TrackerOpt = "auto",
+    flow_option: FlowOpt = None,
     num_frames: KOpt = 8,
     model: ModelOpt = None,
     keyframes: KeyframesOpt = "uniform",
@@ -129,6 +131,7 @@ def videorefer_q(
     plan_run(data, video_root, mode=mode, limit=limit, types=kinds, shard=shard)  # fail before any model work
     check_output(out, shard)
     from garvideo.cli._checks import check_model_options
+    from garvideo.trackers import parse_flow_options
 
     check_model_options(tracker, device, dtype)
     gv = make_pipeline(
@@ -140,6 +143,7 @@ def videorefer_q(
         max_new_tokens=max_new_tokens,
         device=device,
         dtype=dtype,
+        tracker_options=parse_flow_options(flow_option or []),
     )
     with resumable_run(f"VideoRefer-Bench-Q ({mode})", enabled=not as_json) as update:
         result = run_videorefer_q(

@@ -17,6 +17,7 @@ import typer
 from garvideo.cli._options import (
     DeviceOpt,
     DtypeOpt,
+    FlowOpt,
     KeyframesOpt,
     KOpt,
     ModelOpt,
@@ -81,6 +82,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         tracker: TrackerOpt = "auto",
         sam2_checkpoint: Sam2Opt = None,
+        flow_option: FlowOpt = None,
         num_frames: KOpt = 8,
         keyframes: KeyframesOpt = "uniform",
         roi_mode: RoiOpt = "official",
@@ -143,6 +145,7 @@ def register(app: typer.Typer) -> None:
             device,
             dtype,
             max_new_tokens,
+            flow_option=flow_option,
         )
         gv.bundle  # noqa: B018 - load the model (and fail) before listening
         gv.tracker  # noqa: B018 - build the tracker ("auto" resolves here)

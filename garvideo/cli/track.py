@@ -12,6 +12,7 @@ import typer
 from garvideo.cli._options import (
     BoxOpt,
     DeviceOpt,
+    FlowOpt,
     FrameOpt,
     MaskOpt,
     PointsOpt,
@@ -31,6 +32,7 @@ def track(
     frame: FrameOpt = 0,
     tracker: TrackerOpt = "auto",
     sam2_checkpoint: Sam2Opt = None,
+    flow_option: FlowOpt = None,
     sam2_config: Annotated[
         str | None,
         typer.Option(
@@ -82,7 +84,7 @@ def track(
     from garvideo.cli._checks import check_device, check_frame, check_tracker, interrupt_hint
     from garvideo.errors import InputError
     from garvideo.masks import load_masks, save_palette_png, track_to_rle, write_track_rle
-    from garvideo.trackers import build_prompts, build_tracker
+    from garvideo.trackers import build_prompts, build_tracker, parse_flow_options
     from garvideo.trackers.prompts import require_sam2
     from garvideo.video import open_video
 
@@ -99,6 +101,7 @@ def track(
         raise InputError(out, "is a file; --out takes a folder (one palette PNG per frame is written there)")
     check_tracker(tracker)
     check_device(device)
+    flow_options = parse_flow_options(flow_option or [])
     with interrupt_hint("tracking stopped; nothing was written") as stage, open_video(video) as vid:
         check_frame(frame, vid.num_frames)
         masks = load_masks(mask or [], (vid.height, vid.width), resize=resize_masks)
@@ -114,7 +117,7 @@ def track(
             }.items()
             if v is not None
         }
-        trk = build_tracker(tracker, **options)
+        trk = build_tracker(tracker, **options, **flow_options)
         require_sam2(trk, prompts)
         with progress_bar(f"tracking ({trk.name})", enabled=not as_json) as bar:
             result = trk.track(

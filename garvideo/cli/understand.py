@@ -17,6 +17,7 @@ from garvideo.cli._options import (
     BoxOpt,
     DeviceOpt,
     DtypeOpt,
+    FlowOpt,
     FrameOpt,
     KeyframesOpt,
     KOpt,
@@ -44,10 +45,13 @@ def _pipeline(
     device: str | None,
     dtype: str | None,
     max_new_tokens: int | None,
+    *,
+    flow_option: list[str] | None = None,
 ) -> Any:
     from garvideo.pipeline import DEFAULT_MAX_NEW_TOKENS, GarVideo
+    from garvideo.trackers import parse_flow_options
 
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = parse_flow_options(flow_option or [])
     if sam2_checkpoint is not None:
         options["sam2_checkpoint"] = str(sam2_checkpoint)
     return GarVideo(
@@ -137,6 +141,7 @@ def describe(
     include_prompt_frame: IncludeOpt = False,
     tracker: TrackerOpt = "auto",
     sam2_checkpoint: Sam2Opt = None,
+    flow_option: FlowOpt = None,
     model: ModelOpt = None,
     roi_mode: RoiOpt = "official",
     device: DeviceOpt = None,
@@ -175,6 +180,7 @@ def describe(
         device,
         dtype,
         max_new_tokens,
+        flow_option=flow_option,
     )
     vid, masks = _load(video, mask, resize_masks, points, box, frame, gv)
     check_objects(len(masks))
@@ -236,6 +242,7 @@ def ask(
     include_prompt_frame: IncludeOpt = False,
     tracker: TrackerOpt = "auto",
     sam2_checkpoint: Sam2Opt = None,
+    flow_option: FlowOpt = None,
     model: ModelOpt = None,
     roi_mode: RoiOpt = "official",
     device: DeviceOpt = None,
@@ -266,6 +273,7 @@ def ask(
         device,
         dtype,
         max_new_tokens,
+        flow_option=flow_option,
     )
     vid, masks = _load(video, mask, resize_masks, points, box, frame, gv)
     check_objects(len(masks))
