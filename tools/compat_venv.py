@@ -18,6 +18,7 @@ import subprocess
 import sys
 import sysconfig
 import venv
+from collections.abc import Sequence
 from pathlib import Path
 
 PINS = [
@@ -32,31 +33,35 @@ PINS = [
 ]
 
 
+def _ask(py: Path, code: str) -> str:
+    """What ``code`` prints, run by the interpreter ``py``."""
+    return subprocess.run([str(py), "-c", code], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def make_overlay_venv(target: Path, pins: Sequence[str], *, no_deps: bool = True) -> Path:
+    """A fresh venv at ``target`` with ``pins`` installed, that also sees this interpreter's packages
+    (after its own: the pins shadow them). Returns its python."""
+    venv.EnvBuilder(with_pip=True, clear=True).create(target)
+    py = target / "bin" / "python"
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", *(["--no-deps"] if no_deps else []), *pins], check=True
+    )
+    purelib = _ask(py, "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    # addsitedir (not a bare path) so that the project venv's own .pth files (the editable install of
+    # garvideo) are processed too.
+    ours = sysconfig.get_paths()["purelib"]
+    (Path(purelib) / "zz-project-venv.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
+    return py
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: compat_venv.py DIR", file=sys.stderr)
         return 2
     target = Path(argv[0]).resolve()
-    venv.EnvBuilder(with_pip=True, clear=True).create(target)
-    py = target / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", *PINS], check=True)
-    purelib = subprocess.run(
-        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    # addsitedir (not a bare path) so that the project venv's own .pth files (the editable install of
-    # garvideo) are processed too.
-    ours = sysconfig.get_paths()["purelib"]
-    (Path(purelib) / "zz-project-venv.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
-    version = subprocess.run(
-        [str(py), "-c", "import transformers; print(transformers.__version__)"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    print(f"{target}: transformers {version} over {ours}")
+    py = make_overlay_venv(target, PINS)
+    version = _ask(py, "import transformers; print(transformers.__version__)")
+    print(f"{target}: transformers {version} over {sysconfig.get_paths()['purelib']}")
     return 0
 
 

@@ -43,7 +43,6 @@ import json
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -86,16 +85,9 @@ def _cases():
 
 # -- setup (garvideo's interpreter) ------------------------------------------------------------------------
 def setup_venv(venv: Path) -> None:
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    py = venv / "bin" / "python"
-    site = subprocess.run(
-        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    (Path(site) / "zz_garvideo_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([str(py), "-m", "pip", "install", "-q", *PINS], check=True)
+    from compat_venv import make_overlay_venv  # tools/ is on sys.path when this script runs
+
+    make_overlay_venv(venv, PINS, no_deps=False)
 
 
 def official_package(checkout: Path, dest: Path) -> Path:
