@@ -389,12 +389,18 @@ class OpenCVVideo(Video):
             self._cap = None
 
 
+BACKEND_ENV = "GARVIDEO_VIDEO_BACKEND"  # the reader "auto" means: auto (decord, then OpenCV), decord, opencv
+
+
 def open_video(path: PathLike, *, backend: str = "auto", fps: float = 0.0) -> Video:
     """Open a video file or a folder of frames.
 
     Args:
         path: a video file or a folder of JPEG/PNG frames (sorted by name).
-        backend: ``"auto"`` (decord, then OpenCV), ``"decord"`` or ``"opencv"``; ignored for folders.
+        backend: ``"auto"`` (decord, then OpenCV; ``$GARVIDEO_VIDEO_BACKEND`` overrides it),
+            ``"decord"`` or ``"opencv"``; ignored for folders. decord decodes ahead of a slow reader
+            (tracking, model inference): about 0.7 GB more at 1280x720 than OpenCV, which stays flat
+            (``bench/track_memory.py``); ``GARVIDEO_VIDEO_BACKEND=opencv`` trades that for OpenCV's reader.
         fps: frame rate to report for a frame folder (a folder has none of its own).
 
     Returns:
@@ -411,6 +417,10 @@ def open_video(path: PathLike, *, backend: str = "auto", fps: float = 0.0) -> Vi
         return FrameFolderVideo(p, fps=fps)
     if backend not in ("auto", "decord", "opencv"):
         raise InputError("--backend", f"unknown video backend {backend!r} (use auto, decord or opencv)")
+    if backend == "auto":
+        backend = os.environ.get(BACKEND_ENV, "").strip() or "auto"
+        if backend not in ("auto", "decord", "opencv"):
+            raise InputError(BACKEND_ENV, f"unknown video backend {backend!r} (use auto, decord or opencv)")
     if p.stat().st_size == 0:
         raise InputError(p, "video file is empty")
     errors = []

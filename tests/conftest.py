@@ -14,6 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # The default dtype is "auto" (bf16 on CPUs with native bf16): tests compare float32 results, so pin it.
 os.environ.setdefault("GARVIDEO_DTYPE", "float32")
+os.environ.pop("GARVIDEO_VIDEO_BACKEND", None)  # tests expect "auto" to mean decord, then OpenCV
 # A shell that starts the suite in the background (``make test &``) ignores SIGINT, and the ignoring is
 # inherited by every subprocess: the Ctrl-C tests would then wait for a KeyboardInterrupt that never
 # comes. Restore Python's default handler (the children then start with SIGINT at its default).
