@@ -83,7 +83,8 @@ class FlowOptions:
     Attributes:
         work_size: long side, in pixels, of the working resolution (flow, fusion, appearance); on
             the ten shared DAVIS-2016 sequences (854x480) 768 is as good as full resolution and
-            better than 640 (``bench/track.py --loo work_size=640,768,854``).
+            better than 640 (``bench/track.py --loo work_size=640,768,854``, measured before the
+            motion term was added).
         preset: DIS optical-flow preset (``ultrafast``, ``fast``, ``medium``).
         consistency, appearance, refine, redetect, adaptive: switch the forward/backward check, the
             colour models, the guided-filter boundary refinement, the occlusion handling, the
