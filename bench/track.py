@@ -48,9 +48,10 @@ import numpy as np
 from _common import RESULTS, SHARED, peak_rss_mb, write_json
 from PIL import Image
 
+from garvideo.errors import InputError
 from garvideo.eval.vos import evaluate_sequence
 from garvideo.trackers import Prompt, build_tracker, find_sam2_checkpoint
-from garvideo.trackers.flow import FlowOptions
+from garvideo.trackers.flow import FlowOptions, parse_flow_options
 from garvideo.video import open_video
 
 _OFF = {
@@ -145,16 +146,16 @@ def leave_one_out(scores: dict[str, dict[str, float]]) -> dict:
 
 def _parse_grid(spec: str) -> list[dict]:
     """``"a=1,2;b=0.5"`` -> every combination, ``[{"a": 1, "b": 0.5}, {"a": 2, "b": 0.5}]`` (values
-    typed like the FlowOptions field). ``""`` -> []."""
+    typed and checked as ``--flow-option`` reads them). ``""`` -> []."""
     axes: list[tuple[str, list]] = []
-    defaults = FlowOptions()
     for part in (p for p in spec.split(";") if p.strip()):
         name, _, vals = part.partition("=")
         name = name.strip()
-        if not hasattr(defaults, name):
-            raise SystemExit(f"--loo: {name!r} is not a flow option")
-        cast = type(getattr(defaults, name))
-        axes.append((name, [cast(float(x)) for x in vals.split(",") if x]))
+        try:
+            values = [parse_flow_options([f"{name}={x}"])[name] for x in vals.split(",") if x]
+        except InputError as exc:
+            raise SystemExit(f"--loo: {exc}") from None
+        axes.append((name, values))
     if not axes:
         return []
     return [dict(zip([n for n, _ in axes], combo)) for combo in itertools.product(*(v for _, v in axes))]

@@ -800,8 +800,8 @@ def parse_flow_options(items: Sequence[str]) -> dict[str, object]:
         InputError: (named ``--flow-option``) an item without ``=``, an unknown key, or a value of the
             wrong type.
     """
-    fields = {f.name: f for f in dataclasses.fields(FlowOptions)}
     defaults = FlowOptions()
+    fields = [f.name for f in dataclasses.fields(FlowOptions)]
     out: dict[str, object] = {}
     for item in items:
         key, sep, raw = item.partition("=")

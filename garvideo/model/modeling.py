@@ -55,7 +55,7 @@ from typing import Any, Literal
 import torch
 import torchvision
 from torch import nn
-from transformers import PerceptionLMForConditionalGeneration, TimmWrapperModel
+from transformers import PerceptionLMForConditionalGeneration
 
 from garvideo.errors import InputError
 from garvideo.model.configuration import GarConfig
@@ -168,6 +168,8 @@ class GarModel(nn.Module):
         # The vision tower (transformers' TimmWrapper around timm's PE) runs timm's own attention,
         # which uses F.scaled_dot_product_attention whatever this flag says. transformers 4.56 refuses
         # "sdpa" for it and 5.x warns on "eager": give it the value this transformers accepts.
+        from transformers import TimmWrapperModel  # here, not at import: it imports timm
+
         vision_sdpa = getattr(TimmWrapperModel, "_supports_sdpa", False)
         mllm_config.vision_config._attn_implementation = "sdpa" if vision_sdpa else "eager"
         self.mllm = PerceptionLMForConditionalGeneration(mllm_config)
