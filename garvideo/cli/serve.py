@@ -92,9 +92,33 @@ def register(app: typer.Typer) -> None:
         max_queue: Annotated[
             int,
             typer.Option(
-                "--max-queue", min=0, help="Requests waiting besides the running one; more get 503."
+                "--max-queue", min=0, help="Requests waiting besides those generating; more get 503."
             ),
         ] = 32,
+        max_batch_size: Annotated[
+            int,
+            typer.Option(
+                "--max-batch-size",
+                min=1,
+                help="Most concurrent requests generated together in one batch (1: one at a time).",
+            ),
+        ] = 8,
+        batch_wait_ms: Annotated[
+            float,
+            typer.Option(
+                "--batch-wait-ms",
+                min=0.0,
+                help="Longest wait for more requests to join a batch while others are still being prepared.",
+            ),
+        ] = 20.0,
+        prepare_workers: Annotated[
+            int,
+            typer.Option(
+                "--prepare-workers",
+                min=1,
+                help="Threads preparing requests (decode, track, encode) while the model generates.",
+            ),
+        ] = 2,
         max_upload_mb: Annotated[
             float,
             typer.Option("--max-upload-mb", min=0.001, help="Largest request body (data: URL videos), MB."),
@@ -110,7 +134,8 @@ def register(app: typer.Typer) -> None:
 
         A request gives a video (video_url: file:// under --allowed-root, or data:video/mp4;base64,...),
         the objects in extra_body.masks (COCO RLE or base64 PNG) and a question about <object0>, ...
-        (no text: a description). Answers stream with stream=true. One model: requests are queued.
+        (no text: a description). Answers stream with stream=true. Concurrent requests are prepared in
+        parallel and generated together in batches (--max-batch-size); GET /metrics is Prometheus text.
         Prints 'listening on http://HOST:PORT' on stderr once the model is loaded.
 
         Example: garvideo serve --model /tmp/tiny-gar --allowed-root ~/videos --port 8000
@@ -118,6 +143,7 @@ def register(app: typer.Typer) -> None:
         from garvideo.errors import InputError
 
         try:
+            import prometheus_client  # noqa: F401 - GET /metrics
             import uvicorn
 
             from garvideo.serve import ServeConfig, create_app
@@ -155,6 +181,9 @@ def register(app: typer.Typer) -> None:
             max_queue=max_queue,
             max_upload_mb=max_upload_mb,
             cache_size=cache_size,
+            max_batch_size=max_batch_size,
+            batch_wait_ms=batch_wait_ms,
+            prepare_workers=prepare_workers,
         )
         sock = _bind(host, port)
         bound_host, bound_port = sock.getsockname()[:2]

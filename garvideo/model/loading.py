@@ -455,7 +455,7 @@ class GarBundle:
             **generate_kwargs: ``max_new_tokens`` (default 1024), ``do_sample``, ``temperature``, …
         """
         if on_text is not None and streamer is None:
-            streamer = _CallbackStreamer(self.tokenizer, on_text)
+            streamer = self.text_streamer(on_text)
         t0 = time.perf_counter()
         with torch.inference_mode():
             ids = self.model.generate(
@@ -486,6 +486,7 @@ class GarBundle:
         *,
         prefixes: Sequence[PrefixCache | None] | None = None,
         max_new_tokens: int | Sequence[int] = 1024,
+        on_token: Callable[[int, int, bool], bool | None] | None = None,
     ) -> list[GenerationResult]:
         """Greedy decoding of several prompts at once (see :meth:`GarModel.generate_batch`).
 
@@ -493,6 +494,8 @@ class GarBundle:
             inputs_embeds: per row ``(1, S_i, D)``; with a prefix, only the part after it.
             prefixes: per row a :class:`PrefixCache` from :meth:`prefill` (shared, not changed) or ``None``.
             max_new_tokens: one limit for all rows, or one per row.
+            on_token: ``on_token(row, token_id, last)`` for each new token; ``False`` stops that row
+                (:meth:`GarModel.generate_batch`).
 
         Returns:
             One :class:`GenerationResult` per row, in order (``seconds`` is the whole batch's).
@@ -504,12 +507,20 @@ class GarBundle:
                 prefixes=prefixes,
                 max_new_tokens=max_new_tokens,
                 eos_token_id=self.processor.eos_token_id,
+                on_token=on_token,
             )
         seconds = time.perf_counter() - t0
-        return [
-            GenerationResult(text=clean_answer(self.processor.decode(ids)), token_ids=ids, seconds=seconds)
-            for ids in rows
-        ]
+        return [self.generation_result(ids, seconds) for ids in rows]
+
+    def generation_result(self, token_ids: Sequence[int], seconds: float) -> GenerationResult:
+        """A row's :class:`GenerationResult`: its new token ids decoded into the answer text."""
+        ids = [int(t) for t in token_ids]
+        return GenerationResult(text=clean_answer(self.processor.decode(ids)), token_ids=ids, seconds=seconds)
+
+    def text_streamer(self, on_text: Callable[[str], None]) -> Any:
+        """A streamer (``put(ids)``, ``end()``) calling ``on_text`` with each new piece of decoded text, as
+        :meth:`generate` streams with ``on_text=``."""
+        return _CallbackStreamer(self.tokenizer, on_text)
 
     def generate_from_batch(
         self,
@@ -517,12 +528,15 @@ class GarBundle:
         suffix_ids: Sequence[torch.Tensor],
         *,
         max_new_tokens: int | Sequence[int] = 1024,
+        on_token: Callable[[int, int, bool], bool | None] | None = None,
     ) -> list[GenerationResult]:
         """:meth:`generate_batch` where row ``i`` continues ``prefixes[i]`` with plain-text ids ``suffix_ids[i]``
         ``(1, S_i)``."""
         with torch.inference_mode():
             suffixes = [self.model.embed_prompt(ids) for ids in suffix_ids]
-        return self.generate_batch(suffixes, prefixes=prefixes, max_new_tokens=max_new_tokens)
+        return self.generate_batch(
+            suffixes, prefixes=prefixes, max_new_tokens=max_new_tokens, on_token=on_token
+        )
 
     # -- pieces for the video pipeline ------------------------------------------------------------------
     def preprocess_frames(

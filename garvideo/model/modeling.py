@@ -48,7 +48,7 @@ import contextlib
 import copy
 import inspect
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -433,6 +433,7 @@ class GarModel(nn.Module):
         prefixes: Sequence[PrefixCache | None] | None = None,
         max_new_tokens: int | Sequence[int] = 1024,
         eos_token_id: int | Sequence[int] | None = None,
+        on_token: Callable[[int, int, bool], bool | None] | None = None,
     ) -> list[list[int]]:
         """Greedy decoding of several prompts at once; row ``i`` gets the tokens that :meth:`generate` would
         give it alone, up to float rounding (identical tokens unless two logits are within rounding).
@@ -450,6 +451,10 @@ class GarModel(nn.Module):
             prefixes: per row a :class:`PrefixCache` from :meth:`prefill`, or ``None``.
             max_new_tokens: one limit for all rows, or one per row.
             eos_token_id: the token id(s) that end a row (``None``: rows run to their limit).
+            on_token: ``on_token(row, token_id, last)`` is called with each new token of each row as it is
+                chosen (the rows of one step in row order; ``last``: the row ends with this token, at an EOS
+                or its limit); returning ``False`` stops the row there (it leaves the batch at once and keeps
+                the tokens it has). The hook for per-row streaming, early answers and cancellation.
 
         Returns:
             Per row, the new token ids.
@@ -537,7 +542,10 @@ class GarModel(nn.Module):
             keep = []
             for j, (r, t) in enumerate(zip(rows, nxt.tolist())):
                 tokens[r].append(t)
-                if t not in eos and len(tokens[r]) < limits[r]:
+                last = t in eos or len(tokens[r]) >= limits[r]
+                if on_token is not None and on_token(r, t, last) is False:
+                    last = True
+                if not last:
                     keep.append(j)
             if not keep:
                 break

@@ -5,21 +5,28 @@ appearance, questions with an equal prompt prefix next to each other), cuts that
 to ``batch_size`` and generates each batch at once (:meth:`garvideo.model.GarBundle.generate_from_batch`:
 each row continues its clip's prefix KV cache, which is prefilled once per clip and prefix and shared by
 the rows). Results come back in input order. A batch of one takes the single-question path.
+
+Per row, as the batch runs (the hooks ``garvideo serve`` answers concurrent requests with): a question's
+``stream`` gets its text as its row produces it; ``on_result`` gets each row's result as soon as the row
+has ended (rows that end early leave the batch); a ``stream`` that raises stops its row only, and with
+``return_exceptions=True`` each question's error is its entry of the result list.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import torch
 
 from garvideo.errors import InputError
 from garvideo.pipeline.clip import PreparedClip
-from garvideo.pipeline.generation import clip_prefix, clip_stage_timings
+from garvideo.pipeline.generation import StreamFn, clip_prefix, clip_stage_timings
 from garvideo.pipeline.prompt import PromptInputs, check_budget, check_question
-from garvideo.pipeline.results import AnswerResult, DescribeResult, build_result, result_fields
+from garvideo.pipeline.results import build_result, result_fields
 
 if TYPE_CHECKING:
     from garvideo.pipeline.facade import GarVideo
@@ -44,6 +51,9 @@ class Question:
     question: str | None = None
     options: Sequence[str] | None = None
     max_new_tokens: int | None = None
+    stream: StreamFn | None = None
+    """Called with each new piece of this question's text as its row produces it (as ``stream=`` of
+    :meth:`GarVideo.describe`); an exception it raises stops this row only (e.g. a client gone away)."""
 
 
 @dataclass
@@ -57,6 +67,7 @@ class _Planned:
     max_new_tokens: int
     inputs: PromptInputs
     prefix_key: tuple[int, ...]
+    stream: StreamFn | None = None
 
 
 def _plan(gv: GarVideo, index: int, q: Question) -> _Planned:
@@ -71,7 +82,7 @@ def _plan(gv: GarVideo, index: int, q: Question) -> _Planned:
     inputs = gv.prompt_inputs(q.clip, q.question, options)
     check_budget(inputs, new, gv.context_length(), "describe" if q.question is None else "--question")
     key = tuple(inputs.input_ids[0, : inputs.prefix_length].tolist())
-    return _Planned(index, q.clip, q.question, options, new, inputs, key)
+    return _Planned(index, q.clip, q.question, options, new, inputs, key, q.stream)
 
 
 def batch_order(planned: Sequence[_Planned]) -> list[_Planned]:
@@ -87,47 +98,137 @@ def batch_order(planned: Sequence[_Planned]) -> list[_Planned]:
     )
 
 
+ResultFn = Callable[[int, Any], None]
+"""``on_result(index, outcome)``: a question's result (:class:`DescribeResult` / :class:`AnswerResult`) or error."""
+
+
 def run_batch(
-    gv: GarVideo, questions: Sequence[Question], *, batch_size: int = 8
-) -> list[DescribeResult | AnswerResult]:
-    """The work of :meth:`GarVideo.run_batch`."""
+    gv: GarVideo,
+    questions: Sequence[Question],
+    *,
+    batch_size: int = 8,
+    return_exceptions: bool = False,
+    on_result: ResultFn | None = None,
+) -> list[Any]:
+    """The work of :meth:`GarVideo.run_batch`.
+
+    Args:
+        return_exceptions: ``False``: a bad question raises before any generation, and an error during a
+            batch (a ``stream`` that raised included) is raised when that batch ends. ``True``: each
+            question's error is its entry of the list (the others are answered), as ``asyncio.gather``.
+        on_result: ``on_result(index, result_or_exception)`` for each question, as soon as its outcome is
+            known (a row that ends early is reported before its batch ends), in the calling thread.
+    """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise InputError("--batch-size", f"must be a positive integer, got {batch_size!r}")
-    planned = [_plan(gv, i, q) for i, q in enumerate(questions)]  # every question checked before any work
-    results: list[DescribeResult | AnswerResult | None] = [None] * len(planned)
+    outcomes: list[Any] = [None] * len(questions)
+    done = [False] * len(questions)
+
+    def finish(index: int, outcome: Any) -> None:
+        if done[index]:
+            return
+        done[index] = True
+        outcomes[index] = outcome
+        if on_result is not None:
+            on_result(index, outcome)
+
+    planned: list[_Planned] = []
+    failed: list[tuple[int, BaseException]] = []
+    for i, q in enumerate(questions):  # every question checked before any work
+        try:
+            planned.append(_plan(gv, i, q))
+        except Exception as exc:
+            if not return_exceptions:
+                raise
+            failed.append((i, exc))
+    for i, exc in failed:
+        finish(i, exc)
     order = batch_order(planned)
-    bundle = gv.bundle
     for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        prefill: dict[int, float] = {}
-        prefixes = []
-        for p in batch:
+        _run_one_batch(gv, order[start : start + batch_size], finish)
+        if not return_exceptions:
+            errors = [outcomes[p.index] for p in order[start : start + batch_size]]
+            first = next((e for e in errors if isinstance(e, BaseException)), None)
+            if first is not None:
+                raise first
+    return outcomes
+
+
+def _run_one_batch(gv: GarVideo, batch: Sequence[_Planned], finish: Callable[[int, Any], None]) -> None:
+    """Generate one batch; every row's outcome (result or exception) goes to ``finish`` as it is known."""
+    bundle = gv.bundle
+    rows: list[_Planned] = []
+    prefixes = []
+    prefill: dict[int, float] = {}
+    for p in batch:
+        try:
             gv.encode(p.clip)
             cache, seconds = clip_prefix(bundle, p.clip, p.inputs)
-            prefixes.append(cache)
-            prefill[p.index] = seconds
-        suffixes = [p.inputs.input_ids[:, p.inputs.prefix_length :] for p in batch]
-        t0 = time.perf_counter()
-        if len(batch) == 1:
-            gens = [bundle.generate_from(prefixes[0], suffixes[0], max_new_tokens=batch[0].max_new_tokens)]
-        else:
-            gens = bundle.generate_from_batch(
-                prefixes, suffixes, max_new_tokens=[p.max_new_tokens for p in batch]
+        except Exception as exc:  # noqa: BLE001 - this row's outcome
+            finish(p.index, exc)
+            continue
+        rows.append(p)
+        prefixes.append(cache)
+        prefill[p.index] = seconds
+    if not rows:
+        return
+    suffixes = [p.inputs.input_ids[:, p.inputs.prefix_length :] for p in rows]
+    n = len(rows)
+
+    def result(p: _Planned, gen: Any, generation_s: float) -> Any:
+        timings = _batch_timings(p.clip, {"prefill": prefill[p.index], "generation": generation_s})
+        fields = result_fields(
+            p.clip, gv.model_name, gen.text, p.inputs.length, gen.num_tokens, timings, gv.model_dtype
+        )
+        return build_result(fields, p.question, p.options)
+
+    t0 = time.perf_counter()
+    if n == 1:
+        p = rows[0]
+        try:
+            gen = bundle.generate_from(
+                prefixes[0], suffixes[0], on_text=p.stream, max_new_tokens=p.max_new_tokens
             )
-        share = (time.perf_counter() - t0) / len(batch)
-        logger.debug("batch of %d generated in %.2fs", len(batch), share * len(batch))
-        for p, gen in zip(batch, gens):
-            timings = _batch_timings(p.clip, {"prefill": prefill[p.index], "generation": share})
-            fields = result_fields(
-                p.clip, gv.model_name, gen.text, p.inputs.length, gen.num_tokens, timings, gv.model_dtype
-            )
-            results[p.index] = build_result(fields, p.question, p.options)
-    return [r for r in results if r is not None]
+        except Exception as exc:  # noqa: BLE001 - this row's outcome (e.g. its stream raised)
+            finish(p.index, exc)
+            return
+        finish(p.index, result(p, gen, time.perf_counter() - t0))
+        return
+
+    streamers = [None if p.stream is None else bundle.text_streamer(p.stream) for p in rows]
+    tokens: list[list[int]] = [[] for _ in rows]
+
+    def on_token(r: int, token: int, last: bool) -> bool:
+        tokens[r].append(token)
+        p, streamer = rows[r], streamers[r]
+        try:
+            if streamer is not None:
+                streamer.put(torch.tensor([token]))
+                if last:
+                    streamer.end()
+        except Exception as exc:  # noqa: BLE001 - the row's stream stopped it (e.g. the client went away)
+            finish(p.index, exc)
+            return False
+        if last:
+            # The row's share of the batch's generation time so far (all rows' shares add up to it).
+            elapsed = time.perf_counter() - t0
+            finish(p.index, result(p, bundle.generation_result(tokens[r], elapsed), elapsed / n))
+        return True
+
+    try:
+        bundle.generate_from_batch(
+            prefixes, suffixes, max_new_tokens=[p.max_new_tokens for p in rows], on_token=on_token
+        )
+    except Exception as exc:  # noqa: BLE001 - the batch failed: every row still running gets the error
+        for p in rows:
+            finish(p.index, exc)
+    logger.debug("batch of %d generated in %.2fs", n, time.perf_counter() - t0)
 
 
 def _batch_timings(clip: PreparedClip, run: dict[str, float]) -> dict[str, float]:
     """Stage timings of one batched request: the clip's own stages (decode, tracking, vision) on the first
-    request reported for the clip (then 0), its prefill, and its share of the batch's generation time;
+    request reported for the clip (then 0), its prefill, and its share of the batch's generation time (the
+    time until its row ended over the batch's rows: equal shares when the rows end together);
     ``total`` is their sum."""
     out = clip_stage_timings(clip)
     out.update(run)

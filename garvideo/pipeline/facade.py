@@ -352,7 +352,12 @@ class GarVideo:
         return build_result(fields, question, options)  # type: ignore[return-value] - an AnswerResult
 
     def run_batch(
-        self, questions: Sequence[Question], *, batch_size: int = 8
+        self,
+        questions: Sequence[Question],
+        *,
+        batch_size: int = 8,
+        return_exceptions: bool = False,
+        on_result: Callable[[int, Any], None] | None = None,
     ) -> list[DescribeResult | AnswerResult]:
         """Answer many describe / ask requests on prepared clips, generating up to ``batch_size`` at once.
 
@@ -362,6 +367,10 @@ class GarVideo:
         Args:
             questions: :class:`Question` items (``question=None`` for a describe request).
             batch_size: the most questions generated at once (1: one by one).
+            return_exceptions: give each question's error as its entry of the list instead of raising (the
+                other questions are answered); a :attr:`Question.stream` that raises stops its row only.
+            on_result: ``on_result(index, result_or_error)`` for each question as soon as its row has ended
+                (rows that end early leave the batch and are reported before it ends).
 
         Returns:
             One result per question, in input order: a :class:`DescribeResult` for ``question=None``, else an
@@ -373,7 +382,9 @@ class GarVideo:
             InputError: a bad question (checked for all questions before any generation), a prompt over the
                 context, ``batch_size < 1``.
         """
-        return run_batch(self, questions, batch_size=batch_size)
+        return run_batch(
+            self, questions, batch_size=batch_size, return_exceptions=return_exceptions, on_result=on_result
+        )
 
 
 def load_model_or_none(gv: GarVideo) -> ModelUnavailableError | None:

@@ -1,21 +1,24 @@
 """The ``garvideo serve`` application: an OpenAI-compatible chat-completions API in front of
 :class:`garvideo.pipeline.GarVideo` (FastAPI; run by uvicorn from :mod:`garvideo.cli.serve`).
 
-A request goes through three stages:
+A request goes through four stages:
 
-1. **admission** (event loop): the API key, then a slot in the bounded queue (``max_queue`` waiting
-   besides the one running; full: 503 with ``Retry-After``), then the body (at most
+1. **admission** (event loop): the API key, then a place in the bounded queue (``max_queue`` waiting
+   besides the rows generating; full: 503 with ``Retry-After``), then the body (at most
    ``max_upload_mb``: 413) and its schema (400);
 2. **checking** (a worker thread): the video URL (403 outside the allowed roots), its content hash,
    the masks (size, emptiness, object count), the ``<objectN>`` references — all before queueing, so a
    bad request is answered at once;
-3. **the model** (one thread, requests in arrival order): the prepared clip from the cache (or
-   :meth:`GarVideo.prepare`), then :meth:`GarVideo.describe` / :meth:`GarVideo.ask` with ``stream=``.
-   Requests on one clip wait for each other in this thread, so a clip is prepared once and every
-   later request on it finds it in the cache.
+3. **preparation** (a pool of ``prepare_workers`` threads, while the model generates earlier requests):
+   the prepared clip from the cache, or :meth:`GarVideo.prepare` (decode, track, encode the keyframes);
+   requests on one clip arriving together wait for one preparation;
+4. **the model** (one thread): the ready requests, in arrival order, answered together in one batch of
+   up to ``max_batch_size`` rows by :meth:`GarVideo.run_batch` (see :class:`Engine`); each row streams
+   its own text and is answered as soon as it ends.
 
-Generation stops when the client goes away: the ``stream=`` callback raises once the request is
-marked disconnected (checked between tokens), and a request still waiting is dropped before it runs.
+Generation stops when the client goes away: the row's ``stream`` callback raises once the request is
+marked disconnected (checked between tokens) and the row leaves its batch; a request still waiting is
+dropped before it runs. ``GET /metrics`` exports the counters (:mod:`garvideo.serve.metrics`).
 
 This module has no model or prompt logic: what the model sees is the pipeline's business.
 """
@@ -47,6 +50,7 @@ from starlette.responses import StreamingResponse
 from garvideo.errors import InputError
 from garvideo.serve.cache import ClipCache
 from garvideo.serve.media import MediaStore, ObjectSpec, VideoSource, clip_key, decode_masks, too_large
+from garvideo.serve.metrics import CONTENT_TYPE, StatusCounter
 from garvideo.serve.prompts import check_prompts, prepare_kwargs
 from garvideo.serve.schema import ApiError, ChatRequest, chunk_body, completion_body, error_body, new_id
 
@@ -70,6 +74,10 @@ _PARAMS = {
 }
 
 
+DEFAULT_MAX_BATCH_SIZE = 8
+"""Rows generated together by default (``--max-batch-size``; see docs/serve.md for the measurement)."""
+
+
 @dataclass
 class ServeConfig:
     """The server's settings (``garvideo serve`` options).
@@ -77,9 +85,15 @@ class ServeConfig:
     Attributes:
         allowed_roots: folders ``file://`` URLs may point into (none: only ``data:`` URLs).
         api_key: when set, every ``/v1`` request needs ``Authorization: Bearer <api_key>``.
-        max_queue: requests waiting besides the one running; more answer 503.
+        max_queue: requests waiting besides those generating (and, while the model is idle, besides the
+            next batch); more answer 503.
         max_upload_mb: the largest request body (and decoded upload) accepted.
         cache_size: prepared clips kept.
+        max_batch_size: the most requests generated together in one batch (1: one at a time).
+        batch_wait_ms: how long a batch waits for more requests to be ready, at most, while others are
+            still being checked or prepared (it starts at once when nothing else is coming).
+        prepare_workers: threads preparing requests (video decoding, tracking, keyframe encoding) while
+            the model generates.
     """
 
     allowed_roots: list[Path] = field(default_factory=list)
@@ -87,6 +101,9 @@ class ServeConfig:
     max_queue: int = 32
     max_upload_mb: float = 100.0
     cache_size: int = 8
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    batch_wait_ms: float = 20.0
+    prepare_workers: int = 2
 
     @property
     def max_upload_bytes(self) -> int:
@@ -99,7 +116,7 @@ class ClientGone(Exception):
 
 @dataclass
 class Job:
-    """A checked request, ready for the model thread."""
+    """A checked request, ready to be prepared and answered."""
 
     video: VideoSource
     frame: int
@@ -113,93 +130,327 @@ class Job:
     notes: list[str]
 
 
+@dataclass(eq=False)
+class Ticket:
+    """An admitted request's place in the server: ``waiting`` (checked, prepared or ready), ``running``
+    (a row of the batch being generated), ``finished`` (its row ended), ``released`` (answer sent)."""
+
+    t_admit: float
+    state: str = "waiting"
+
+
+@dataclass(eq=False)
+class Task:
+    """A job on its way through the preparation pool and the model thread; ``future`` gets
+    ``(result, cached)`` or the error."""
+
+    job: Job
+    ticket: Ticket
+    on_text: Callable[[str], None] | None
+    future: Future = field(default_factory=Future)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    clip: Any = None
+    cached: bool = False
+    first_text: bool = False
+    engine: Any = None
+
+    def cancel(self) -> None:
+        """The client went away: the request leaves its queue or its batch row (at its next token)."""
+        self.cancelled.set()
+        if self.engine is not None:
+            self.engine.wake()
+
+
 class Engine:
-    """One model, one thread: runs jobs in arrival order, keeps the prepared clips, counts requests."""
+    """One model, one model thread; requests prepared by a worker pool and generated in batches.
+
+    A request is admitted (or 503), checked, then handed to :meth:`submit`: a preparation worker finds its
+    clip in the cache or prepares it (decode, track, encode; one preparation per clip key even when
+    several requests on it arrive together) while the model thread generates earlier requests. The model
+    thread takes the ready requests in arrival order, up to ``max_batch_size`` greedy ones (waiting up to
+    ``batch_wait_ms`` for more while others are still being prepared), and answers them together with
+    :meth:`GarVideo.run_batch`: each row streams its own text, a row that ends early is answered at once
+    and leaves the batch, a cancelled row leaves at its next token. Sampled requests (``temperature`` > 0)
+    are generated alone. New requests wait for the running batch to end (batch at a time: rows do not
+    join a running batch).
+    """
 
     def __init__(self, gv: Any, config: ServeConfig) -> None:
+        from garvideo.serve.metrics import ServeMetrics
+
+        if config.max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {config.max_batch_size}")
+        if config.prepare_workers < 1:
+            raise ValueError(f"prepare_workers must be >= 1, got {config.prepare_workers}")
         self.gv = gv
         self.config = config
         self.cache = ClipCache(config.cache_size)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="garvideo-model")
-        self._lock = threading.Lock()
+        self._prep = ThreadPoolExecutor(
+            max_workers=config.prepare_workers, thread_name_prefix="garvideo-prepare"
+        )
+        # SAM 2's predictor keeps per-video state: its tracking runs one at a time; the other trackers are
+        # stateless per call.
+        self._track_lock = threading.Lock() if gv.tracker_name == "sam2" else contextlib.nullcontext()
+        self._cond = threading.Condition()
+        self._ready: list[Task] = []
+        self._preparing: dict[str, Future] = {}  # clip key -> its preparation in progress
         self._in_flight = 0
-        self._running = False  # the model thread is working on a request
+        self._waiting = 0  # admitted, not yet generating
+        self._running = 0  # rows of the batch being generated
         self._stopping = threading.Event()  # set on shutdown: running and waiting requests stop
-        self._seconds = 1.0  # running mean of a request's time in the model thread (for Retry-After)
+        self._seconds = 1.0  # running mean of a batch's time in the model thread (for Retry-After)
         self.counts = {"served": 0, "failed": 0, "cancelled": 0, "rejected": 0}
+        self.metrics = ServeMetrics(
+            {
+                "garvideo_queue_depth": ("Requests admitted and not yet generating", lambda: self._waiting),
+                "garvideo_running_rows": ("Rows of the batch being generated", lambda: self._running),
+                "garvideo_in_flight": ("Requests admitted and not yet answered", lambda: self._in_flight),
+                "garvideo_clip_cache_clips": ("Prepared clips kept", lambda: len(self.cache)),
+                "garvideo_clip_cache_hits": ("Clip cache hits since start", lambda: self.cache.hits),
+                "garvideo_clip_cache_misses": ("Clip cache misses since start", lambda: self.cache.misses),
+            }
+        )
+        self._thread = threading.Thread(target=self._loop, name="garvideo-model", daemon=True)
+        self._thread.start()
 
     # -- admission ----------------------------------------------------------------------------------------
-    def admit(self) -> None:
-        """Take a slot (waiting or running) or raise 503 with ``Retry-After``."""
-        with self._lock:
-            if self._in_flight >= self.config.max_queue + 1:
+    def admit(self) -> Ticket:
+        """Take a place (waiting) or raise 503 with ``Retry-After``."""
+        with self._cond:
+            idle_rows = self.config.max_batch_size if self._running == 0 else 0
+            if self._waiting >= self.config.max_queue + idle_rows:
                 self.counts["rejected"] += 1
-                retry = max(1, math.ceil(self._seconds * self._in_flight))
+                self.metrics.outcomes.labels("rejected").inc()
+                batches = math.ceil((self._waiting + 1) / self.config.max_batch_size)
+                retry = max(1, math.ceil(self._seconds * batches))
                 raise ApiError(
                     503,
-                    f"the server is busy ({self._in_flight} requests in flight, --max-queue "
-                    f"{self.config.max_queue}); retry in {retry} s",
+                    f"the server is busy ({self._in_flight} requests in flight, {self._waiting} waiting, "
+                    f"--max-queue {self.config.max_queue}); retry in {retry} s",
                     None,
                     "queue_full",
                     {"Retry-After": str(retry)},
                 )
             self._in_flight += 1
+            self._waiting += 1
+            return Ticket(time.perf_counter())
 
-    def release(self) -> None:
-        with self._lock:
+    def release(self, ticket: Ticket) -> None:
+        """The request is answered (or failed, or its client left)."""
+        with self._cond:
+            if ticket.state in ("released", "running-released"):
+                return
+            if ticket.state == "waiting":
+                self._waiting -= 1
+            ticket.state = "released" if ticket.state != "running" else "running-released"
             self._in_flight -= 1
+            self._cond.notify_all()
 
     def count(self, what: str) -> None:
-        with self._lock:
+        with self._cond:
             self.counts[what] += 1
+        self.metrics.outcomes.labels(what).inc()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
 
     def status(self) -> dict[str, Any]:
-        with self._lock:
+        with self._cond:
             return {
                 "in_flight": self._in_flight,
-                "running": self._running,
+                "running": self._running > 0,
+                "running_rows": self._running,
+                "waiting": self._waiting,
                 "max_queue": self.config.max_queue,
+                "max_batch_size": self.config.max_batch_size,
                 "requests": dict(self.counts),
                 "cache": self.cache.stats(),
             }
 
-    # -- the model thread ---------------------------------------------------------------------------------
-    def submit(self, job: Job, on_text: Callable[[str], None] | None, cancel: threading.Event) -> Future:
-        return self._executor.submit(self._run, job, on_text, cancel)
-
-    def _run(self, job: Job, on_text: Callable[[str], None] | None, cancel: threading.Event) -> Any:
-        if cancel.is_set() or self._stopping.is_set():
-            raise ClientGone
-        t0 = time.perf_counter()
-        self._running = True
+    # -- preparation (worker pool) ------------------------------------------------------------------------
+    def submit(self, job: Job, on_text: Callable[[str], None] | None, ticket: Ticket) -> Task:
+        """Prepare ``job`` in the pool, then answer it in a batch; the task's future gets the outcome."""
+        task = Task(job, ticket, on_text, engine=self)
+        if self._stopping.is_set():
+            task.future.set_exception(ClientGone())
+            return task
         try:
-            clip = self.cache.get(job.key)
-            cached = clip is not None
-            if clip is None:
-                kwargs = prepare_kwargs(self.gv, job.objects, job.frame, job.video.path)
-                clip = self.gv.prepare(job.video.path, num_frames=job.num_frames, **kwargs)
-                self.cache.put(job.key, clip)
+            self._prep.submit(self._prepare, task)
+        except RuntimeError:  # shut down meanwhile
+            task.future.set_exception(ClientGone())
+        return task
 
-            def stream(piece: str) -> None:
-                if cancel.is_set() or self._stopping.is_set():
-                    raise ClientGone
-                if on_text is not None:
-                    on_text(piece)
+    def _prepare(self, task: Task) -> None:
+        try:
+            if task.cancelled.is_set() or self._stopping.is_set():
+                raise ClientGone
+            task.clip, task.cached = self._clip_for(task.job)
+        except BaseException as exc:  # noqa: BLE001 - the request's outcome
+            self._finish(task, exc)
+            return
+        with self._cond:
+            self._ready.append(task)
+            self._cond.notify_all()
 
-            kw = {"stream": stream, "max_new_tokens": job.max_new_tokens, **job.generate_kwargs}
-            if job.question is None:
-                result = self.gv.describe(clip, **kw)
+    def _clip_for(self, job: Job) -> tuple[Any, bool]:
+        """The job's prepared clip, held for the job (``True``: it was in the cache or prepared by another
+        request meanwhile)."""
+        while True:
+            mine = other = None
+            with self._cond:
+                clip = self.cache.acquire(job.key)
+                if clip is not None:
+                    return clip, True
+                other = self._preparing.get(job.key)
+                if other is None:
+                    mine = self._preparing[job.key] = Future()
+            if other is not None:
+                with contextlib.suppress(BaseException):
+                    other.result()  # then look again (a failed preparation is retried: its own error)
+                continue
+            try:
+                with self._track_lock:
+                    kwargs = prepare_kwargs(self.gv, job.objects, job.frame, job.video.path)
+                    clip = self.gv.prepare(job.video.path, num_frames=job.num_frames, **kwargs)
+                self.cache.put(job.key, clip, hold=True)
+                return clip, False
+            finally:
+                with self._cond:
+                    self._preparing.pop(job.key, None)
+                mine.set_result(None)  # type: ignore[union-attr]
+
+    # -- the model thread ---------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                batch = self._next_batch()
+                if batch is None:
+                    return
+                for t in batch:
+                    if t.ticket.state == "waiting":
+                        self._waiting -= 1
+                        t.ticket.state = "running"
+                self._running = len(batch)
+            self._run(batch)
+
+    def _drop_cancelled(self) -> None:
+        """Under the lock: requests whose client left before their batch are answered ``ClientGone``."""
+        gone = [t for t in self._ready if t.cancelled.is_set() or self._stopping.is_set()]
+        if gone:
+            self._ready = [t for t in self._ready if t not in gone]
+            for t in gone:
+                self._finish(t, ClientGone())
+
+    def _next_batch(self) -> list[Task] | None:
+        """Under the lock: the next batch (``None`` on shutdown)."""
+        while True:
+            self._drop_cancelled()
+            if self._stopping.is_set():
+                return None
+            if self._ready:
+                break
+            self._cond.wait()
+        first = self._ready[0]
+        if first.job.generate_kwargs:  # sampling: generated alone
+            self._ready.pop(0)
+            return [first]
+        limit = self.config.max_batch_size
+        deadline = time.monotonic() + self.config.batch_wait_ms / 1000
+        while True:
+            greedy = [t for t in self._ready if not t.job.generate_kwargs]
+            coming = self._waiting - len(self._ready)  # admitted, still being checked or prepared
+            left = deadline - time.monotonic()
+            if len(greedy) >= limit or coming <= 0 or left <= 0 or self._stopping.is_set():
+                break
+            self._cond.wait(left)
+            self._drop_cancelled()
+        batch = [t for t in self._ready if not t.job.generate_kwargs][:limit]
+        if not batch:  # every greedy one was cancelled meanwhile
+            return self._next_batch()
+        self._ready = [t for t in self._ready if t not in batch]
+        return batch
+
+    def _stream_fn(self, task: Task) -> Callable[[str], None]:
+        def stream(piece: str) -> None:
+            if task.cancelled.is_set() or self._stopping.is_set():
+                raise ClientGone
+            if task.on_text is not None:
+                if not task.first_text:
+                    task.first_text = True
+                    self.metrics.first_token_seconds.observe(time.perf_counter() - task.ticket.t_admit)
+                task.on_text(piece)
+
+        return stream
+
+    def _run(self, batch: list[Task]) -> None:
+        from garvideo.pipeline import Question
+
+        t0 = time.perf_counter()
+        self.metrics.batch_rows.observe(len(batch))
+        for t in batch:
+            self.metrics.queue_seconds.observe(t0 - t.ticket.t_admit)
+        try:
+            if len(batch) == 1 and batch[0].job.generate_kwargs:
+                t = batch[0]
+                kw = {"stream": self._stream_fn(t), "max_new_tokens": t.job.max_new_tokens}
+                kw.update(t.job.generate_kwargs)
+                if t.job.question is None:
+                    result = self.gv.describe(t.clip, **kw)
+                else:
+                    result = self.gv.ask(t.clip, t.job.question, t.job.options, **kw)
+                self._finish(t, result)
             else:
-                result = self.gv.ask(clip, job.question, job.options, **kw)
-            return result, cached
+                questions = [
+                    Question(t.clip, t.job.question, t.job.options, t.job.max_new_tokens, self._stream_fn(t))
+                    for t in batch
+                ]
+                self.gv.run_batch(
+                    questions,
+                    batch_size=len(questions),
+                    return_exceptions=True,
+                    on_result=lambda i, outcome: self._finish(batch[i], outcome),
+                )
+        except BaseException as exc:  # noqa: BLE001 - every row not answered yet gets the error
+            for t in batch:
+                self._finish(t, exc)
         finally:
-            self._running = False
-            with self._lock:
+            for t in batch:  # nothing is left unanswered
+                self._finish(t, RuntimeError("the request was not answered"))
+            with self._cond:
+                self._running = 0
                 self._seconds = 0.8 * self._seconds + 0.2 * (time.perf_counter() - t0)
+
+    def _finish(self, task: Task, outcome: Any) -> None:
+        """The request's outcome (once): its row leaves the batch, its clip is let go, its future is set."""
+        if task.future.done():
+            return
+        with self._cond:
+            if task.ticket.state in ("running", "running-released"):
+                self._running -= 1
+                task.ticket.state = "finished" if task.ticket.state == "running" else "released"
+            self._cond.notify_all()
+        if task.clip is not None:
+            self.cache.release(task.clip)
+        self.metrics.request_seconds.observe(time.perf_counter() - task.ticket.t_admit)
+        if isinstance(outcome, BaseException):
+            if task.cancelled.is_set() and not isinstance(outcome, ClientGone):
+                outcome = ClientGone()
+            task.future.set_exception(outcome)
+        else:
+            self.metrics.generated_tokens.inc(int(outcome.new_tokens))
+            self.metrics.prompt_tokens.inc(int(outcome.prompt_tokens))
+            task.future.set_result((outcome, task.cached))
 
     def close(self) -> None:
         self._stopping.set()
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self.wake()
+        self._prep.shutdown(wait=True, cancel_futures=True)
+        self._thread.join()
+        with self._cond:
+            left, self._ready = self._ready, []
+        for t in left:
+            self._finish(t, ClientGone())
         self.cache.clear()
 
 
@@ -355,7 +606,8 @@ class _ClosingStream(StreamingResponse):
 def create_app(gv: Any, config: ServeConfig | None = None) -> Any:
     """The FastAPI app serving ``gv`` (a :class:`garvideo.pipeline.GarVideo`, model loaded or not).
 
-    Routes: ``GET /health`` (no key needed), ``GET /v1/models``, ``POST /v1/chat/completions``.
+    Routes: ``GET /health`` and ``GET /metrics`` (Prometheus text; no key needed), ``GET /v1/models``,
+    ``POST /v1/chat/completions``.
     """
     config = config or ServeConfig()
     upload_dir = Path(tempfile.mkdtemp(prefix="garvideo-serve-"))
@@ -374,6 +626,7 @@ def create_app(gv: Any, config: ServeConfig | None = None) -> Any:
     app = FastAPI(title="garvideo", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine = engine
     app.state.media = media
+    app.add_middleware(StatusCounter, counter=engine.metrics.http, path="/v1/chat/completions")
 
     def error_response(err: ApiError) -> Any:
         return JSONResponse(error_body(err.status, err.message, err.param, err.code), err.status, err.headers)
@@ -414,6 +667,10 @@ def create_app(gv: Any, config: ServeConfig | None = None) -> Any:
             **engine.status(),
         }
 
+    @app.get("/metrics")
+    async def metrics() -> Any:
+        return Response(engine.metrics.render(), media_type=CONTENT_TYPE)
+
     @app.get("/v1/models")
     async def models(request: Request) -> Any:
         check_key(request)
@@ -443,17 +700,17 @@ def create_app(gv: Any, config: ServeConfig | None = None) -> Any:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def wait_for(fut: asyncio.Future, request: Request, cancel: threading.Event) -> None:
-        """Wait for ``fut``, marking the request cancelled if the client goes away meanwhile."""
+    async def wait_for(fut: asyncio.Future, request: Request, task: Task) -> None:
+        """Wait for ``fut``, cancelling the request if the client goes away meanwhile."""
         while not fut.done():
             await asyncio.wait({fut}, timeout=0.25)
             if not fut.done() and await request.is_disconnected():
-                cancel.set()
+                task.cancel()
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:
         check_key(request)
-        engine.admit()
+        ticket = engine.admit()
         handed_over = False
         try:
             req = _parse(await read_body(request))
@@ -465,11 +722,11 @@ def create_app(gv: Any, config: ServeConfig | None = None) -> Any:
                     "model_not_found",
                 )
             job = await run_in_threadpool(build_job, req, gv, media)
-            cancel = threading.Event()
             rid = new_id()
             if not req.stream:
-                fut = asyncio.wrap_future(engine.submit(job, None, cancel))
-                await wait_for(fut, request, cancel)
+                task = engine.submit(job, None, ticket)
+                fut = asyncio.wrap_future(task.future)
+                await wait_for(fut, request, task)
                 try:
                     result, cached = fut.result()
                 except ClientGone:
@@ -490,15 +747,15 @@ def create_app(gv: Any, config: ServeConfig | None = None) -> Any:
             def on_text(piece: str) -> None:
                 loop.call_soon_threadsafe(events.put_nowait, ("text", piece))
 
-            done = engine.submit(job, on_text, cancel)
-            done.add_done_callback(lambda f: loop.call_soon_threadsafe(events.put_nowait, ("done", f)))
+            task = engine.submit(job, on_text, ticket)
+            task.future.add_done_callback(lambda f: loop.call_soon_threadsafe(events.put_nowait, ("done", f)))
 
             async def next_event() -> tuple[str, Any] | None:
                 while True:
                     with contextlib.suppress(asyncio.TimeoutError):
                         return await asyncio.wait_for(events.get(), 0.25)
                     if await request.is_disconnected():
-                        cancel.set()
+                        task.cancel()
                         return None
 
             # Wait for the first piece (or the outcome) before answering, so an error that only the model
@@ -521,13 +778,13 @@ def create_app(gv: Any, config: ServeConfig | None = None) -> Any:
 
             def close_stream() -> None:
                 if not state["finished"]:
-                    cancel.set()  # the client went away: the model thread stops at its next token
+                    task.cancel()  # the client went away: its row stops at its next token
                     if not state["counted"]:
                         state["counted"] = True
                         engine.count("cancelled")
                 if not state["released"]:
                     state["released"] = True
-                    engine.release()
+                    engine.release(ticket)
 
             async def sse() -> AsyncIterator[str]:
                 try:
@@ -571,6 +828,6 @@ def create_app(gv: Any, config: ServeConfig | None = None) -> Any:
             )
         finally:
             if not handed_over:
-                engine.release()
+                engine.release(ticket)
 
     return app
