@@ -262,6 +262,7 @@ class Engine:
                 "running": self._running > 0,
                 "running_rows": self._running,
                 "waiting": self._waiting,
+                "ready": len(self._ready),
                 "max_queue": self.config.max_queue,
                 "max_batch_size": self.config.max_batch_size,
                 "requests": dict(self.counts),
