@@ -19,6 +19,10 @@ depend on the weights):
    text; the check fails (exit 1) when it does not.
 5. **Eval throughput**, GAR-1B's shape in bf16 on the shared VideoRefer mini file (when present):
    ``--batch-size 1`` versus ``8`` (both with ``--prefetch 2``), questions/s and model-busy share.
+6. **The server at load**, GAR-1B's shape in bf16: ``garvideo serve``'s app (on uvicorn in this process,
+   one model shared by two apps) with batching off (``max_batch_size=1``) and on (``8``), 1 and 8
+   concurrent ``openai`` clients for ``--serve-seconds`` each (``bench/serve_load.py``'s clients, the
+   variants interleaved): requests/s, p50/p95 latency and the ratios.
 
 Without CUDA it says so and exits 2. ``--device cpu --smoke`` runs every section's code with the tiny
 model and tiny sizes on the CPU (for the test suite; its figures mean nothing).
@@ -51,7 +55,7 @@ from _common import (
     write_json,
 )
 
-SECTIONS = ("gar", "sam2", "describe", "tiny", "eval")
+SECTIONS = ("gar", "sam2", "describe", "tiny", "eval", "serve")
 
 # Dense bf16 tensor-core peak (TFLOP/s, no sparsity) and HBM bandwidth (TB/s), from NVIDIA's data
 # sheets; matched against torch.cuda.get_device_name() in this order (first match wins).
@@ -404,6 +408,53 @@ def check_eval(device: Any, args: Any, tmp: Path) -> dict:
 # ----------------------------------------------------------------------------------------------------
 # main
 # ----------------------------------------------------------------------------------------------------
+def check_serve(device: Any, args: Any, tmp: Path) -> dict:
+    """``garvideo serve``'s app with GAR-1B's shape (bf16; float32 tiny model with ``--smoke``): batching off
+    and on, 1 and 8 concurrent clients (``bench/serve_load.py``'s measurement)."""
+    import serve_load
+    import torch
+
+    from garvideo.demos.sample_clip import make_sample_clip
+    from garvideo.masks import load_mask, rle_encode
+    from garvideo.pipeline import GarVideo
+    from garvideo.serve import ServeConfig, create_app
+
+    dtype = torch.float32 if args.smoke else torch.bfloat16
+    config = tiny_config() if args.smoke else gar_1b_config()
+    bundle = gar_bundle(config, device, dtype, "GAR-1B shape, random weights")
+    sample = make_sample_clip(tmp / "serve-sample")
+    mask_sets = [[{"frame": 0, "rle": rle_encode(load_mask(sample.object_masks[0])[0])}]]
+    video = {"type": "video_url", "video_url": {"url": sample.video_path.as_uri()}}
+    servers = {}
+    try:
+        for variant, batch in (("off", 1), ("on", 8)):
+            gv = GarVideo(
+                model=bundle, tracker="static", num_frames=args.num_frames, device=str(device), dtype=dtype
+            )
+            app = create_app(gv, ServeConfig(allowed_roots=[sample.root], max_batch_size=batch))
+            servers[variant] = serve_load.InThread(app)
+        urls = {v: s.url for v, s in servers.items()}
+        for url in urls.values():
+            serve_load.warm_up(url, video, mask_sets, args.serve_tokens)
+        rows = serve_load.compare(
+            urls, video, mask_sets, args.serve_clients, args.serve_seconds, args.serve_tokens,
+            f"server at load: GAR-1B shape, {dtype}, K={args.num_frames}, {args.serve_tokens} new tokens",
+        )  # fmt: skip
+        batches = serve_load.batch_histogram(urls["on"])
+    finally:
+        for s in servers.values():
+            s.stop()
+    return {
+        "model": "GAR-1B shape" if not args.smoke else "tiny (smoke)",
+        "dtype": str(dtype).replace("torch.", ""),
+        "num_frames": args.num_frames,
+        "max_tokens": args.serve_tokens,
+        "seconds_per_level": args.serve_seconds,
+        "rows": rows,
+        "batch_rows_on": batches,
+    }
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda", help="cuda, cuda:1, ... (cpu only with --smoke)")
@@ -429,6 +480,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.eval_limit = 2 if small else None
     args.eval_tokens = 4 if small else 16
     args.tracker = "static" if small else "flow"  # the smoke run checks the code, not the tracking
+    args.serve_clients = [1, 8]
+    args.serve_seconds = 1.5 if small else 20.0
+    args.serve_tokens = 2 if small else 64
     if small:
         args.skip |= {"sam2"}  # random hiera models on the CPU take minutes
     return args
@@ -506,6 +560,7 @@ def main(argv: list[str] | None = None) -> int:
         section("describe", lambda: check_describe(device, args, video, mask, clip_name))
         section("tiny", tiny)
         section("eval", lambda: check_eval(device, args, tmp))
+        section("serve", lambda: check_serve(device, args, tmp))
     result["seconds"] = time.perf_counter() - t_start
     result["peak_rss_mb"] = peak_rss_mb()
     print_table(result)
@@ -546,6 +601,11 @@ def print_table(r: dict[str, Any]) -> None:
     e = s.get("eval", {})
     for b, run in e.get("runs", {}).items():
         print(f"eval batch {b}: {run['questions_per_s']:.2f} q/s, model busy {100 * run['model_busy']:.0f}%")
+    for row in s.get("serve", {}).get("rows", []):
+        print(
+            f"serve {row['clients']} clients: {row['off']['requests_per_s']:.2f} -> {row['on']['requests_per_s']:.2f} "
+            f"req/s batched (x{row['requests_per_s_ratio']}), p95 {row['off']['p95_s']:.2f} -> {row['on']['p95_s']:.2f} s"
+        )
     for k, msg in r["errors"].items():
         print(f"section {k} FAILED: {msg}")
     print(f"total {r['seconds']:.0f} s")

@@ -75,4 +75,12 @@ def test_smoke_run_on_cpu_writes_every_section(gpu_check, tmp_path, capsys):
         }
     else:  # outside the garvideo workplace: no benchmark file to run
         assert "no shared VideoRefer mini file" in s["eval"]["skipped"]
-    assert "tiny model float32 cpu vs cpu: agree" in capsys.readouterr().out
+    serve = s["serve"]  # the server at load: batching off and on, 1 and 8 clients
+    assert [row["clients"] for row in serve["rows"]] == [1, 8]
+    for row in serve["rows"]:
+        for variant in ("off", "on"):
+            assert row[variant]["requests"] > 0 and row[variant]["errors"] == {}, row
+        assert row["requests_per_s_ratio"] > 0 and row["p95_ratio"] > 0
+    assert serve["batch_rows_on"]["count"] > 0  # the batching server's metrics were read
+    out = capsys.readouterr().out
+    assert "tiny model float32 cpu vs cpu: agree" in out and "serve 8 clients:" in out

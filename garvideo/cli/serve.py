@@ -110,7 +110,7 @@ def register(app: typer.Typer) -> None:
                 min=0.0,
                 help="Longest wait for more requests to join a batch while others are still being prepared.",
             ),
-        ] = 20.0,
+        ] = 30.0,
         prepare_workers: Annotated[
             int,
             typer.Option(

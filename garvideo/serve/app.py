@@ -91,7 +91,8 @@ class ServeConfig:
         cache_size: prepared clips kept.
         max_batch_size: the most requests generated together in one batch (1: one at a time).
         batch_wait_ms: how long a batch waits for more requests to be ready, at most, while others are
-            still being checked or prepared (it starts at once when nothing else is coming).
+            on their way (admitted and being checked or prepared, or fewer ready than the last batch had
+            rows); it starts at once when nothing else is expected.
         prepare_workers: threads preparing requests (video decoding, tracking, keyframe encoding) while
             the model generates.
     """
@@ -102,7 +103,7 @@ class ServeConfig:
     max_upload_mb: float = 100.0
     cache_size: int = 8
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
-    batch_wait_ms: float = 20.0
+    batch_wait_ms: float = 30.0
     prepare_workers: int = 2
 
     @property
@@ -199,6 +200,7 @@ class Engine:
         self._running = 0  # rows of the batch being generated
         self._stopping = threading.Event()  # set on shutdown: running and waiting requests stop
         self._seconds = 1.0  # running mean of a batch's time in the model thread (for Retry-After)
+        self._last_rows = 0  # rows of the last batch: their clients may be about to send again
         self.counts = {"served": 0, "failed": 0, "cancelled": 0, "rejected": 0}
         self.metrics = ServeMetrics(
             {
@@ -361,8 +363,12 @@ class Engine:
         while True:
             greedy = [t for t in self._ready if not t.job.generate_kwargs]
             coming = self._waiting - len(self._ready)  # admitted, still being checked or prepared
+            # Wait (at most batch_wait_ms) while requests are on their way: admitted ones still being
+            # prepared, or fewer ready than the last batch had rows (clients answered a moment ago send
+            # their next request now). A lone client is never kept waiting.
+            expected = coming > 0 or len(greedy) < self._last_rows
             left = deadline - time.monotonic()
-            if len(greedy) >= limit or coming <= 0 or left <= 0 or self._stopping.is_set():
+            if len(greedy) >= limit or not expected or left <= 0 or self._stopping.is_set():
                 break
             self._cond.wait(left)
             self._drop_cancelled()
@@ -420,6 +426,7 @@ class Engine:
                 self._finish(t, RuntimeError("the request was not answered"))
             with self._cond:
                 self._running = 0
+                self._last_rows = len(batch)
                 self._seconds = 0.8 * self._seconds + 0.2 * (time.perf_counter() - t0)
 
     def _finish(self, task: Task, outcome: Any) -> None:
