@@ -135,6 +135,8 @@ def worker(args: argparse.Namespace) -> None:
     config = ServeConfig(
         allowed_roots=[Path(args.allowed_root)], max_batch_size=args.worker_batch, max_queue=args.max_queue
     )
+    if args.batch_wait_ms is not None:
+        config.batch_wait_ms = args.batch_wait_ms
     sock = _bind("127.0.0.1", 0)
     print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}", file=sys.stderr, flush=True)
     server = uvicorn.Server(uvicorn.Config(create_app(gv, config), log_level="warning", lifespan="on"))
@@ -326,6 +328,9 @@ def main() -> None:
     parser.add_argument(
         "--max-batch-size", type=int, default=8, help="the batching-on server's --max-batch-size"
     )
+    parser.add_argument(
+        "--batch-wait-ms", type=float, default=None, help="the servers' --batch-wait-ms (default: theirs)"
+    )
     parser.add_argument("--num-frames", type=int, default=4)
     parser.add_argument(
         "--gar1b-layers", type=int, default=4, help="LLM layers of the GAR-1B shape (16 in GAR-1B)"
@@ -363,6 +368,7 @@ def main() -> None:
         "num_frames": args.num_frames,
         "max_tokens": args.max_tokens,
         "max_batch_size_on": args.max_batch_size,
+        "batch_wait_ms": args.batch_wait_ms if args.batch_wait_ms is not None else "server default",
         "levels": levels,
         "models": {},
     }
@@ -411,6 +417,11 @@ def describe_model(model: str, args: argparse.Namespace) -> str:
 
 
 def server_argv(model: str, batch: int, root: Path, tmpd: Path, args: argparse.Namespace) -> list[str]:
+    wait = [] if args.batch_wait_ms is None else ["--batch-wait-ms", str(args.batch_wait_ms)]
+    return _server_argv(model, batch, root, tmpd, args) + wait
+
+
+def _server_argv(model: str, batch: int, root: Path, tmpd: Path, args: argparse.Namespace) -> list[str]:
     if model == "tiny":
         folder = tmpd / "tiny"
         if not folder.is_dir():

@@ -189,9 +189,10 @@ class Engine:
         self._prep = ThreadPoolExecutor(
             max_workers=config.prepare_workers, thread_name_prefix="garvideo-prepare"
         )
-        # SAM 2's predictor keeps per-video state: its tracking runs one at a time; the other trackers are
-        # stateless per call.
-        self._track_lock = threading.Lock() if gv.tracker_name == "sam2" else contextlib.nullcontext()
+        # The static and flow trackers open a session per call (they may track in parallel); any other
+        # (SAM 2's predictor keeps model-side state) tracks one clip at a time.
+        parallel = gv.tracker_name in ("static", "flow")
+        self._track_lock: Any = contextlib.nullcontext() if parallel else threading.Lock()
         self._cond = threading.Condition()
         self._ready: list[Task] = []
         self._preparing: dict[str, Future] = {}  # clip key -> its preparation in progress
