@@ -21,7 +21,7 @@ depend on the weights):
    ``--batch-size 1`` versus ``8`` (both with ``--prefetch 2``), questions/s and model-busy share.
 6. **The server at load**, GAR-1B's shape in bf16: ``garvideo serve``'s app (on uvicorn in this process,
    one model shared by two apps) with batching off (``max_batch_size=1``) and on (``8``), 1 and 8
-   concurrent ``openai`` clients for ``--serve-seconds`` each (``bench/serve_load.py``'s clients, the
+   concurrent ``openai`` clients for 20 s each (64 new tokens per request) (``bench/serve_load.py``'s clients, the
    variants interleaved): requests/s, p50/p95 latency and the ratios.
 
 Without CUDA it says so and exits 2. ``--device cpu --smoke`` runs every section's code with the tiny
