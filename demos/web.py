@@ -780,7 +780,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import gradio  # noqa: F401
     except ImportError:
-        print("error: the web demo needs Gradio: pip install -e '.[demo]' in a garvideo clone", file=sys.stderr)
+        print(
+            "error: the web demo needs Gradio: pip install -e '.[demo]' in a garvideo clone", file=sys.stderr
+        )
         return 2
     try:
         demo = WebDemo(
