@@ -9,11 +9,15 @@ documents what users import.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import griffe
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: tomli (a dependency of build, in the dev extra)
+    import tomli as tomllib
 
 _ROOT = Path(__file__).resolve().parents[1]
 

@@ -172,7 +172,12 @@ def _check_garvideo(tokens: list[str], where: str) -> None:
 @cache
 def _demo_help(module: str) -> str:
     proc = subprocess.run(
-        [sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120, cwd=ROOT
+        [sys.executable, "-m", module, "--help"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, f"python -m {module} --help failed: {proc.stderr[-500:]}"
     return proc.stdout
@@ -195,7 +200,7 @@ def _check_python_m(tokens: list[str], where: str) -> None:
 
 
 def check_bash(block: Block) -> None:
-    proc = subprocess.run(["bash", "-n"], input=block.code, capture_output=True, text=True)
+    proc = subprocess.run(["bash", "-n"], input=block.code, check=False, capture_output=True, text=True)
     assert proc.returncode == 0, f"{block.where}: bash -n: {proc.stderr.strip()}"
     for tokens in shell_commands(block.code):
         while tokens and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", tokens[0]):
@@ -246,7 +251,7 @@ def check_bibtex(block: Block) -> None:
         depth += {"{": 1, "}": -1}.get(ch, 0)
         assert depth >= 0, f"{block.where}: unbalanced braces"
     assert depth == 0, f"{block.where}: unbalanced braces"
-    entries = re.findall(r"^@(\w+)\{([^,\s]+),", block.code, re.M)
+    entries = re.findall(r"^@(\w+)\{([^,\s]+),", block.code, re.MULTILINE)
     assert entries and len(entries) == block.code.count("\n@") + block.code.startswith("@")
 
 
@@ -323,7 +328,9 @@ def test_blocks_run(path, tmp_path):
             script = tmp_path / f"block_{block.line}.py"
             script.write_text(code)
             cmd = [sys.executable, str(script)]
-        proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            cmd, cwd=tmp_path, env=env, check=False, capture_output=True, text=True, timeout=600
+        )
         assert proc.returncode == 0, (
             f"{block.where} failed (exit {proc.returncode}):\n{proc.stdout[-1500:]}\n{proc.stderr[-3000:]}"
         )
