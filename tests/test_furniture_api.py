@@ -67,7 +67,9 @@ def test_results_repr_to_dict_and_to_json(gv, clip):
         json.dumps(d)  # plain values
         j = result.to_json()
         assert set(j) == set(d)
-        assert {k: v for k, v in j.items() if k != "timings"} == {k: v for k, v in d.items() if k != "timings"}
+        assert {k: v for k, v in j.items() if k != "timings"} == {
+            k: v for k, v in d.items() if k != "timings"
+        }
     assert "question='What is <object0> doing to <object1>?'" in repr(answer)
     assert f"letter={answer.letter!r}" in repr(answer)
     if answer.letter is None:  # the tiny model's text rarely names an option: the repr says why
