@@ -309,13 +309,24 @@ def _runnable(path: Path) -> list[Block]:
 RUN_FILES = [p for p in DOC_FILES if _runnable(p)]
 
 
+def garvideo_bindir(folder: Path) -> Path:
+    """A folder with ``garvideo`` and ``python`` for this interpreter (a venv made by
+    tools/compat_venv.py has no console scripts of its own)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, run in (("garvideo", "-c 'import sys; from garvideo.cli import main; main()'"), ("python", "")):
+        script = folder / name
+        script.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {run} "$@"\n')
+        script.chmod(0o755)
+    return folder
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", RUN_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_blocks_run(path, tmp_path):
-    bindir = str(Path(sys.executable).parent)
+    bindir = garvideo_bindir(tmp_path / "bin")
     env = {
         **os.environ,
-        "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+        "PATH": str(bindir) + os.pathsep + os.environ.get("PATH", ""),
         "HF_HUB_OFFLINE": "1",
         "TMPDIR": str(tmp_path),
     }

@@ -3,8 +3,9 @@ and its package data, and it installs (``--no-deps``) into a fresh virtual envir
 runs from the wheel.
 
 The build runs on a copy of the repository's files (``git ls-files``: tracked and new, not ignored) so
-that it leaves no ``build/`` or ``*.egg-info`` in the worktree, and without build isolation (the
-setuptools and wheel the Makefile installs; no download). The fresh venv sees this venv's packages
+that it leaves no ``build/`` or ``*.egg-info`` in the worktree, and without build isolation where the
+installed setuptools and wheel meet ``[build-system] requires`` (the Makefile upgrades them; no
+download), in isolation otherwise. The fresh venv sees this venv's packages
 through a ``.pth`` file (the dependencies: torch, transformers, ...), as ``tools/compat_venv.py`` does.
 """
 
@@ -47,12 +48,31 @@ def _source_copy(dest: Path) -> Path:
     return dest
 
 
+def _build_requires_met() -> bool:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.requirements import Requirement
+
+    for line in _project()["build-system"]["requires"]:
+        req = Requirement(line)
+        try:
+            if not req.specifier.contains(version(req.name), prereleases=True):
+                return False
+        except PackageNotFoundError:
+            return False
+    return True
+
+
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory) -> Path:
     pytest.importorskip("build", reason="the build package (the dev extra)")
     src = _source_copy(tmp_path_factory.mktemp("src"))
     out = tmp_path_factory.mktemp("dist")
-    proc = _run(sys.executable, "-m", "build", "--no-isolation", "--outdir", out, src, timeout=900)
+    # Without isolation (no download) when this interpreter has the build-system's requirements (the
+    # Makefile upgrades setuptools in .venv); else (a venv of tools/compat_venv.py keeps venv's own older
+    # setuptools) build in isolation, which fetches them from the package index.
+    isolation = ["--no-isolation"] if _build_requires_met() else []
+    proc = _run(sys.executable, "-m", "build", *isolation, "--outdir", out, src, timeout=900)
     log = proc.stdout + proc.stderr
     assert "deprecated" not in log.lower(), log[-3000:]  # e.g. setuptools' warnings on pyproject fields
     return out

@@ -10,7 +10,6 @@ import sys
 import time
 import urllib.request
 from importlib.metadata import version
-from pathlib import Path
 
 import pytest
 
@@ -84,7 +83,9 @@ def test_garvideo_web_serves_the_page(tiny_model_dir, tmp_path):
     """``garvideo web`` with the tiny model starts Gradio and answers HTTP; Ctrl-C stops it cleanly."""
     pytest.importorskip("gradio")
     port = _free_port()
-    exe = Path(sys.executable).parent / "garvideo"
+    from test_docs_blocks import garvideo_bindir
+
+    exe = garvideo_bindir(tmp_path / "bin") / "garvideo"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     log = (tmp_path / "web.log").open("w+")
     proc = subprocess.Popen(
