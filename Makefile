@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 COMPAT := .venv-tf456
 OUTDIR ?= out
 
-.PHONY: install browser demo test lint clean
+.PHONY: install browser demo test lint docs clean
 
 $(BIN)/garvideo: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(BIN)/garvideo: pyproject.toml
 	# sam2 is source-only on PyPI: build it against the torch above, without the CUDA extension
 	# (garvideo does its post-processing without it, on CPU and GPU).
 	SAM2_BUILD_CUDA=0 $(BIN)/pip install -q --no-build-isolation "sam2>=1.0"
-	$(BIN)/pip install -q -e ".[dev,demo,serve]"
+	$(BIN)/pip install -q -e ".[dev,demo,serve,docs]"
 	touch $@
 
 install: $(BIN)/garvideo
@@ -48,6 +48,10 @@ test: install browser $(COMPAT)/bin/python
 	GARVIDEO_REQUIRE_BROWSER=$$([ "$$(id -u)" = 0 ] && echo 1 || echo 0) $(BIN)/python -m pytest -q tests
 	@echo "== the same suite under transformers 4.56.2 =="
 	GARVIDEO_REQUIRE_BROWSER=$$([ "$$(id -u)" = 0 ] && echo 1 || echo 0) $(COMPAT)/bin/python -m pytest -q -p no:cacheprovider tests
+
+# The documentation site (mkdocs-material; API pages from the docstrings) in out/site; any warning fails.
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir $(OUTDIR)/site
 
 lint: install
 	$(BIN)/ruff check garvideo trackers eval demos tests bench tools

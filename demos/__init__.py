@@ -5,7 +5,7 @@
 * ``python -m garvideo.demos.track_and_overlay`` — propagate masks, write an overlay video;
 * ``python -m garvideo.demos.describe_clip --model M`` — describe an object, caption burned in;
 * ``python -m garvideo.demos.relationship_question --model M`` — several objects, a question;
-* ``python -m garvideo.demos.web --model M`` — the web demo (Gradio: ``pip install "garvideo[demo]"``).
+* ``python -m garvideo.demos.web --model M`` — the web demo (Gradio: ``pip install -e ".[demo]"`` in a clone).
 
 They call the library only (:mod:`garvideo.trackers`, :mod:`garvideo.overlay`, :mod:`garvideo.pipeline`).
 """

@@ -3,7 +3,7 @@ then read the description or the answer as it is generated.
 
 Run it with::
 
-    pip install "garvideo[demo]"
+    pip install -e ".[demo]"                                          # in a garvideo clone
     python -m garvideo.demos.web --model HaochenWang/GAR-1B            # or a local folder
     python -m garvideo.demos.web --model /tmp/tiny --tracker flow      # a tiny random model (smoke test)
 
@@ -780,7 +780,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import gradio  # noqa: F401
     except ImportError:
-        print('error: the web demo needs Gradio: pip install "garvideo[demo]"', file=sys.stderr)
+        print(
+            "error: the web demo needs Gradio: pip install -e '.[demo]' in a garvideo clone", file=sys.stderr
+        )
         return 2
     try:
         demo = WebDemo(
@@ -794,6 +796,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, ModelUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    launch(demo, host=args.host, port=args.port)
+    return 0
+
+
+def launch(demo: WebDemo, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, share: bool = False) -> None:
+    """Serve ``demo``'s page until interrupted, then close it (``python -m garvideo.demos.web`` and
+    ``garvideo web``). ``share=True`` asks Gradio for a public ``*.gradio.live`` link (needs internet)."""
     app = build_app(demo)
     print(
         f"garvideo web demo: model {demo.model_name}"
@@ -802,9 +811,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         app.queue(default_concurrency_limit=1).launch(
-            server_name=args.host,
-            server_port=args.port,
-            share=False,
+            server_name=host,
+            server_port=port,
+            share=share,
             inbrowser=False,
             ssr_mode=False,
             show_error=True,
@@ -812,7 +821,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     finally:
         demo.close()
-    return 0
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ app = typer.Typer(
 )
 
 # Command modules, in the order their commands are listed in --help.
-_COMMAND_MODULES = ("track", "understand", "batch", "evaluate", "serve", "info", "tiny")
+_COMMAND_MODULES = ("track", "understand", "batch", "evaluate", "serve", "web", "info", "tiny")
 
 
 def _register_all() -> None:
@@ -57,10 +57,31 @@ def _register_all() -> None:
         module.register(app)
 
 
+def package_version() -> str:
+    """garvideo's version as installed (the package metadata), else the source tree's ``__version__``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("garvideo")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        from garvideo import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"garvideo {package_version()}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     verbose: int = typer.Option(
         0, "--verbose", "-v", count=True, help="More logging (-v info, -vv debug); allowed anywhere."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     """Logging is set up by :func:`main` (which also takes -v after the subcommand)."""

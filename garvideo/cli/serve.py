@@ -149,7 +149,8 @@ def register(app: typer.Typer) -> None:
             from garvideo.serve import ServeConfig, create_app
         except ModuleNotFoundError as exc:
             raise InputError(
-                "serve", f"needs the serve extra ({exc.name} is missing): pip install 'garvideo[serve]'"
+                "serve",
+                f"needs the serve extra ({exc.name} is missing): pip install -e '.[serve]' in a garvideo clone",
             ) from None
         from garvideo.cli._checks import check_model_options
         from garvideo.cli.understand import _pipeline

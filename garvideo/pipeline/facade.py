@@ -102,6 +102,42 @@ class GarVideo:
         if not isinstance(tracker, str):
             self._tracker = tracker
 
+    @classmethod
+    def from_pretrained(cls, model: str | PathLike | Any | None = None, **options: Any) -> GarVideo:
+        """Build a :class:`GarVideo` and load it now: the model's weights and the tracker.
+
+        The constructor transformers users reach for first; ``GarVideo(model, ...)`` does the same but loads
+        lazily, on first use.
+
+        Args:
+            model: hub id or local folder of a GAR checkpoint (as for :class:`GarVideo`); default
+                ``$GARVIDEO_MODEL`` or ``HaochenWang/GAR-1B``.
+            **options: the other :class:`GarVideo` arguments (``tracker``, ``num_frames``, ``device``,
+                ``dtype``, ...).
+
+        Raises:
+            InputError: a bad option or checkpoint.
+            ModelUnavailableError: no weights offline (the message says how to get them).
+
+        Example::
+
+            gv = GarVideo.from_pretrained("HaochenWang/GAR-1B", tracker="auto", num_frames=8)
+        """
+        gv = cls(model=model, **options)
+        gv.bundle  # noqa: B018 - loads the weights
+        gv.tracker  # noqa: B018 - builds the tracker ("auto" resolves here)
+        return gv
+
+    def __repr__(self) -> str:
+        """The model (and whether it is loaded), the tracker and K; never loads anything."""
+        model = f"{self.model_name!r}" + ("" if self.model_loaded else " (not loaded)")
+        tracker = self.tracker_name if self._tracker is not None else f"{self._tracker_spec} (not built)"
+        dtype = f", dtype={self.model_dtype!r}" if self.model_loaded else ""
+        return (
+            f"GarVideo(model={model}, tracker={tracker!r}, num_frames={self.num_frames}, "
+            f"keyframes={self.keyframes!r}, roi_mode={self.roi_mode!r}{dtype})"
+        )
+
     # -- lazily built parts -----------------------------------------------------------------------------
     @property
     def bundle(self) -> Any:

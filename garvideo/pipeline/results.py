@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -43,6 +43,33 @@ class DescribeResult:
     dtype: str = ""
     tracker_reason: str = ""
 
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain Python values (a deep copy; timings not rounded). :meth:`to_json` is the
+        record the command line writes (timings rounded to 0.1 ms)."""
+        out = asdict(self)
+        out["frames"] = [int(f) for f in out["frames"]]
+        return out
+
+    def _repr_fields(self) -> list[str]:
+        text = self.text if len(self.text) <= 60 else self.text[:57] + "..."
+        frames = [int(f) for f in self.frames]
+        shown = frames if len(frames) <= 8 else [*frames[:7], "..."]
+        fields = [
+            f"text={text!r}",
+            f"frames={shown} ({len(frames)})".replace("'...'", "..."),
+            f"objects={len(self.objects)}",
+            f"tracker={self.tracker!r}",
+            f"model={self.model!r}",
+            f"new_tokens={self.new_tokens}",
+        ]
+        if "total" in self.timings:
+            fields.append(f"total={float(self.timings['total']):.2f}s")
+        return fields
+
+    def __repr__(self) -> str:
+        """A short summary (the text cut to 60 characters, counts instead of the objects' boxes)."""
+        return f"{type(self).__name__}({', '.join(self._repr_fields())})"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "text": self.text,
@@ -59,7 +86,7 @@ class DescribeResult:
         }
 
 
-@dataclass
+@dataclass(repr=False)  # DescribeResult's short __repr__
 class AnswerResult(DescribeResult):
     """What :meth:`GarVideo.ask` returns: a :class:`DescribeResult` plus the question.
 
@@ -73,6 +100,14 @@ class AnswerResult(DescribeResult):
     question: str = ""
     options: list[str] | None = None
     letter: str | None = None
+
+    def _repr_fields(self) -> list[str]:
+        fields = super()._repr_fields()
+        fields.insert(0, f"question={self.question!r}")
+        if self.options is not None:
+            why = "" if self.letter is not None else " (the answer names no option)"
+            fields.insert(1, f"options={len(self.options)}, letter={self.letter!r}{why}")
+        return fields
 
     def to_json(self) -> dict[str, Any]:
         out = super().to_json()
