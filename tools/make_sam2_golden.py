@@ -100,6 +100,10 @@ def write_synth_inputs(folder: Path) -> None:
 def _mask(spec: dict) -> np.ndarray:
     if spec["source"] == "synth":
         return synth_masks(spec["frame"])[spec["which"]]
+    if spec["source"] == "ellipse":  # an ellipse (cx, cy, rx, ry) on an (h, w) frame
+        (h, w), (cx, cy, rx, ry) = spec["size"], spec["ellipse"]
+        yy, xx = np.mgrid[0:h, 0:w]
+        return ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1
     from PIL import Image
 
     ann = np.asarray(Image.open(SHARED / "data" / "davis2016" / "Annotations" / "480p" / spec["seq"] /
@@ -140,8 +144,9 @@ CASES: dict[str, dict] = {
                             "prompts": [{"obj": 1, "frame": 10,
                                          "mask": {"source": "davis", "seq": "blackswan", "frame": 10}}]},
     "bedroom_mp4": {"video": {"kind": "shared_mp4", "path": "data/clips/bedroom.mp4"}, "shared": True,
-                    "prompts": [{"obj": 1, "frame": 100, "box": [300.0, 200.0, 600.0, 450.0]},
-                                {"obj": 2, "frame": 100, "points": [[700.0, 300.0]], "labels": [1]}]},
+                    "prompts": [{"obj": 1, "frame": 100, "mask": {"source": "ellipse", "size": [540, 960],
+                                                                  "ellipse": [450, 320, 160, 110]}},
+                                {"obj": 2, "frame": 120, "box": [600.0, 150.0, 900.0, 400.0]}]},
 }  # fmt: skip
 
 
