@@ -133,7 +133,7 @@ def test_connected_components_stand_in_is_the_kernel_contract():
 
 
 def test_garvideo_hole_filler_equals_sam2s_with_the_stand_in(monkeypatch):
-    import sam2.utils.misc as misc
+    from sam2.utils import misc
 
     from garvideo.trackers.sam2_backend import fill_holes_in_logits
 

@@ -204,7 +204,7 @@ def build_tiny_checkpoint(path: Path) -> str:
 
 
 # -- the reference stand-ins ----------------------------------------------------------------------------
-def connected_components(mask):  # noqa: ANN001, ANN201 - mirrors sam2.utils.misc.get_connected_components
+def connected_components(mask):
     """Exact CPU stand-in for ``sam2._C.get_connected_componnets``: for (N, 1, H, W) binary masks,
     (labels, counts), both (N, 1, H, W) int32: 8-connected components of the foreground (1), each
     foreground pixel labelled > 0 and given its component's area, background 0 in both. Label
@@ -217,7 +217,7 @@ def connected_components(mask):  # noqa: ANN001, ANN201 - mirrors sam2.utils.mis
     labels = np.zeros(m.shape, dtype=np.int32)
     counts = np.zeros(m.shape, dtype=np.int32)
     for i in range(m.shape[0]):
-        n, lab, stats, _ = cv2.connectedComponentsWithStats(m[i, 0], connectivity=8, ltype=cv2.CV_32S)
+        _, lab, stats, _ = cv2.connectedComponentsWithStats(m[i, 0], connectivity=8, ltype=cv2.CV_32S)
         area = stats[:, cv2.CC_STAT_AREA].astype(np.int32)
         area[0] = 0
         labels[i, 0] = lab
@@ -225,10 +225,10 @@ def connected_components(mask):  # noqa: ANN001, ANN201 - mirrors sam2.utils.mis
     return torch.from_numpy(labels).to(mask.device), torch.from_numpy(counts).to(mask.device)
 
 
-def _promote_memory(memory_attention) -> None:  # noqa: ANN001
+def _promote_memory(memory_attention) -> None:
     inner = memory_attention.forward
 
-    def forward(curr, memory, curr_pos=None, memory_pos=None, num_obj_ptr_tokens=0):  # noqa: ANN001, ANN202
+    def forward(curr, memory, curr_pos=None, memory_pos=None, num_obj_ptr_tokens=0):
         dtype = (curr[0] if isinstance(curr, list) else curr).dtype
         if memory.dtype != dtype:
             memory = memory.to(dtype)
@@ -252,8 +252,8 @@ def reference(ckpt: str, video: str, prompts_file: str, out: str) -> None:
     import torch
 
     torch.set_num_threads(1)
-    import sam2.utils.misc as misc
     from sam2.build_sam import build_sam2_video_predictor
+    from sam2.utils import misc
 
     from garvideo.trackers.sam2_backend import TINY_OVERRIDES
 
@@ -319,7 +319,7 @@ def load_golden(name: str) -> dict:
     return {"frames": [int(f) for f in z["frames"]], "obj_ids": ids, "masks": masks, "logits": logits}
 
 
-def load_tracker_module(rev: str | None):  # noqa: ANN201
+def load_tracker_module(rev: str | None):
     """garvideo's sam2 backend module: this tree's, or (``rev``) the one of a git revision (its
     ``trackers/base.py`` and ``trackers/sam2_backend.py`` loaded in place of this tree's)."""
     if rev is None:
@@ -340,7 +340,7 @@ def load_tracker_module(rev: str | None):  # noqa: ANN201
     return mod
 
 
-def run_garvideo(mod, ckpt: Path, video: Path, prompts: list[dict]) -> dict:  # noqa: ANN001
+def run_garvideo(mod, ckpt: Path, video: Path, prompts: list[dict]) -> dict:
     """garvideo's sam2 tracker on a case: masks[f][o], logits[f][o] (the last written, as kept)."""
     import torch
 
@@ -364,16 +364,16 @@ def run_garvideo(mod, ckpt: Path, video: Path, prompts: list[dict]) -> dict:  # 
             candidates: dict[tuple[int, int], list] = {}
             old_step, old_out = mod._Sam2Session.step, mod._Sam2Session._to_output
 
-            def to_output(self, low, score_logit):  # noqa: ANN001, ANN202
+            def to_output(self, low, score_logit):
                 res = old_out(self, low, score_logit)
                 self._lows.append((res[0], low[0, 0].float().cpu().numpy()))
                 return res
 
-            def step(self, frame_idx, image, prompts):  # noqa: ANN001, ANN202
+            def step(self, frame_idx, image, prompts):
                 self._lows = []
                 out = old_step(self, frame_idx, image, prompts)
                 lows = iter(self._lows)
-                for oid, (m, _) in out.items():
+                for oid in out:
                     if any(p.obj_id == oid and p.mask is not None for p in prompts):
                         continue  # the mask prompt itself: no logits
                     mm, low = next(lows)
