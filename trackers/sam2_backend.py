@@ -1,26 +1,27 @@
-"""The ``sam2`` tracker: the SAM 2.1 video model, driven by garvideo's own streaming loop.
+"""The ``sam2`` tracker: the SAM 2.1 video model, driven by garvideo's own streaming loop, giving
+the masks of the official ``SAM2VideoPredictor`` (docs/sam2.md says what that covers).
 
-The official ``SAM2VideoPredictor.init_state`` decodes every frame of the clip into a
-1024x1024 float32 tensor up front (about 12 MiB a frame) and keeps every frame's outputs. This
-backend instead runs the model's own modules frame by frame as frames stream from the reader:
+The official ``SAM2VideoPredictor.init_state`` decodes every frame of the clip into an S x S
+float32 tensor up front (about 12 MiB a frame at 1024) and keeps every frame's outputs. This
+backend instead runs the model's own modules frame by frame as frames stream from the reader,
+in the predictor's order and with its arithmetic:
 
-* ``SAM2Base.forward_image`` + ``_prepare_backbone_features`` encode one frame (shared by all
-  objects), then it is dropped;
-* ``SAM2Base.track_step`` segments each object, attending to its memory bank (conditioning frames
-  = the prompt frames, plus the most recent non-conditioning frames) and encodes the new memory;
+* every prompt is added first (``add_new_mask`` / ``add_new_points_or_box``, then the
+  preflight's memory encoding of the binarised prediction), on its frame decoded for it;
+* one state, a forward pass from the earliest prompt frame P0 (every object starts there), then
+  a backward pass from P0 on the same state, the backward pass's output kept where both reach;
+* frames resized as ``load_video_frames`` does (PIL for image folders, decord's scaler for
+  video files), memories rounded through bfloat16 as the predictor stores them, small holes in
+  the S/4 logits filled as ``sam2._C`` does (OpenCV, 8-connectivity), outputs upsampled with
+  ``F.interpolate`` (bilinear);
 * the memory bank keeps only what ``_prepare_memory_conditioned_features`` can still read:
-  non-conditioning entries within ``max(num_maskmem - 1, max_obj_ptrs_in_encoder - 1)`` frames
-  (``memory_temporal_stride_for_eval`` times that for the spatial memories), and of those only
-  the memory features, their positional encoding (one tensor shared by all entries) and the
-  object pointer. Memory is therefore bounded by the model plus a fixed window, whatever the
-  clip length.
+  non-conditioning entries within ``max(num_maskmem + 1, max_obj_ptrs_in_encoder)`` frames
+  (``memory_temporal_stride_for_eval`` times ``num_maskmem + 1`` for the spatial memories), plus,
+  while a backward pass is to follow, the entries just after P0 it will read. Memory is therefore
+  bounded by the model plus a fixed window, whatever the clip length.
 
-CPU details handled here: the ``sam2._C`` CUDA extension (hole filling) is not needed — small
-holes in the low-resolution mask are filled with OpenCV, as the predictor's
-``fill_holes_in_mask_scores`` does with the extension; memory features stay in the compute dtype
-(the predictor casts them to bfloat16 for storage, which breaks float32 CPU inference when
-tracking backward or with objects prompted on different frames); ``image_size`` (e.g. 512) and
-``threads`` are the speed levers on CPU. On CUDA the model runs under bfloat16 autocast.
+On CUDA the model runs under bfloat16 autocast; ``image_size`` (e.g. 512) and ``threads`` are the
+speed levers on CPU.
 """
 
 from __future__ import annotations
