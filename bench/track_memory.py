@@ -10,7 +10,9 @@ is the sequence's frame-0 mask. Each (tracker, length) runs in a fresh process s
 
 Trackers: ``flow``, ``static``, ``sam2-tiny`` (the sam2 backend with a tiny random SAM 2.1 of the
 same architecture, ``TINY_OVERRIDES``: same streaming loop and memory bank, CPU-friendly) and
-``sam2-t`` (random-weight hiera-t at ``--image-size``; slow on CPU, so not in the default list).
+``sam2-t`` / ``sam2-l`` (random-weight hiera-t / hiera-l at ``--image-size``, e.g. 1024; slow on CPU,
+so not in the default list: run them with short ``--lengths`` such as ``4,20``; the memory bank is
+full after ``max_obj_ptrs_in_encoder`` = 16 frames, so 20 frames already show its bound).
 
 Usage:
     .venv/bin/python bench/track_memory.py [--trackers flow,static,sam2-tiny] [--lengths 100,2000]
@@ -75,13 +77,14 @@ def child(tracker: str, video: Path, mask: Path, threads: int, image_size: int, 
 
     torch.set_num_threads(threads)
     rss0 = peak_rss_mb()
-    if tracker in ("sam2-tiny", "sam2-t"):
+    if tracker in ("sam2-tiny", "sam2-t", "sam2-l"):
         from garvideo.trackers.sam2_backend import TINY_OVERRIDES, Sam2Tracker, build_sam2_model
 
         torch.manual_seed(0)
         extra = TINY_OVERRIDES if tracker == "sam2-tiny" else ()
         size = 128 if tracker == "sam2-tiny" else image_size
-        model = build_sam2_model("configs/sam2.1/sam2.1_hiera_t.yaml", image_size=size, extra_overrides=extra)
+        cfg = "configs/sam2.1/sam2.1_hiera_l.yaml" if tracker == "sam2-l" else "configs/sam2.1/sam2.1_hiera_t.yaml"
+        model = build_sam2_model(cfg, image_size=size, extra_overrides=extra)
         trk = Sam2Tracker(model=model, device="cpu", threads=threads)
     else:
         trk = build_tracker(tracker, threads=threads)

@@ -155,6 +155,20 @@ class Video(ABC):
         self.close()
 
 
+def decord_frame_to_numpy(frame: object) -> np.ndarray:
+    """A frame decord returned, as a numpy array, whichever bridge is set process-wide.
+
+    decord's bridge is a global: ``sam2``'s ``load_video_frames_from_video_file`` switches it to
+    torch for the whole process, after which ``VideoReader.next()`` returns a ``torch.Tensor``
+    rather than a ``decord.nd.NDArray`` (other bridges give mxnet / tensorflow tensors).
+    """
+    if hasattr(frame, "asnumpy"):  # decord's native NDArray (and mxnet)
+        return frame.asnumpy()
+    if hasattr(frame, "numpy"):  # torch / tensorflow
+        return frame.numpy()
+    return np.asarray(frame)
+
+
 def _to_rgb(frame: np.ndarray) -> np.ndarray:
     """Make a decoded array ``(H, W, 3) uint8``: gray → RGB, drop alpha."""
     if frame.ndim == 2:
@@ -307,7 +321,7 @@ class DecordVideo(Video):
             n = len(self._reader)
             if n <= 0:
                 raise InputError(path, "video has no frames")
-            h, w = self._reader[0].shape[:2]
+            h, w = decord_frame_to_numpy(self._reader[0]).shape[:2]
             self._reader.seek(0)
         self._next = 0  # the index next() returns
         fps = float(self._reader.get_avg_fps() or 0.0)
@@ -321,7 +335,7 @@ class DecordVideo(Video):
             try:
                 if i != self._next:
                     self._reader.seek_accurate(i)
-                frame = self._reader.next().asnumpy()  # (H, W, 3) RGB uint8
+                frame = decord_frame_to_numpy(self._reader.next())  # (H, W, 3) RGB uint8
             except (KeyboardInterrupt, MemoryError):
                 raise
             except Exception as exc:  # decord raises DECORDError / StopIteration on a cut file

@@ -10,7 +10,8 @@ it tracks (and may override :meth:`Tracker._visits_every_frame`). :meth:`Tracker
 * runs a forward pass from the earliest prompt frame to the last frame wanted and a backward pass
   from the latest prompt frame down to the first frame wanted, streaming frames from the reader,
 * for a frame that both passes reach (it lies between two prompt frames), keeps the estimate of
-  the pass whose prompt is nearer in time,
+  the pass whose prompt is nearer in time (backends may plan the passes and pick the estimate
+  otherwise: :meth:`Tracker._plan_passes`, :meth:`Tracker._later_pass_wins`),
 * stores only the kept frames, run-length encoded, so a long clip stays small in memory.
 """
 
@@ -292,21 +293,10 @@ class Tracker:
         by_frame: dict[int, list[Prompt]] = {}
         for p in prompts:
             by_frame.setdefault(p.frame, []).append(p)
-        pframes = sorted(by_frame)
         keep_set = set(keep)
 
-        # The forward pass covers [first prompt, last kept], the backward one [first kept, last prompt].
-        fwd = list(range(pframes[0], max(keep[-1], pframes[0]) + 1)) if keep[-1] >= pframes[0] else []
-        bwd = list(range(pframes[-1], min(keep[0], pframes[-1]) - 1, -1)) if keep[0] <= pframes[-1] else []
-        if not self._visits_every_frame():
-            wanted = keep_set | set(pframes)
-            fwd = [f for f in fwd if f in wanted]
-            bwd = [f for f in bwd if f in wanted]
-        # A pass that would only visit the prompt frame the other pass starts from adds nothing.
-        if len(bwd) == 1 and fwd and bwd[0] == fwd[0]:
-            bwd = []
-        if len(fwd) == 1 and bwd and fwd[0] == bwd[0]:
-            fwd = []
+        fwd, bwd = self._plan_passes(n, by_frame, keep)
+        later_wins = self._later_pass_wins()
         total = len(fwd) + len(bwd)
         result = TrackResult(tracker=self.name, height=h, width=w, object_ids=obj_ids)
         # best[(frame, obj)] = distance in frames to the prompt the stored estimate comes from.
@@ -332,7 +322,7 @@ class Tracker:
                         for oid, (m, s) in out.items():
                             dist = abs(fi - last_prompt.get(oid, fi))
                             prev = best.get((fi, oid))
-                            if prev is None or dist < prev:
+                            if prev is None or dist < prev or later_wins:
                                 best[(fi, oid)] = dist
                                 result._put(fi, oid, m, s)
                     track_s += time.perf_counter() - t0
@@ -364,6 +354,35 @@ class Tracker:
     def _open_session(self, video: VideoLike, direction: str, order: Sequence[int]) -> Session:
         """A new pass over ``order`` (frame indices in visit order, ascending or descending)."""
         raise NotImplementedError
+
+    def _plan_passes(
+        self, n: int, by_frame: dict[int, list[Prompt]], keep: Sequence[int]
+    ) -> tuple[list[int], list[int]]:
+        """The frames of the forward and the backward pass, in visit order.
+
+        Default: the forward pass covers [first prompt, last kept], the backward one
+        [first kept, last prompt]; a pass that would only visit the prompt frame the other pass
+        starts from is dropped. Backends that follow another reference (sam2) override it.
+        """
+        pframes = sorted(by_frame)
+        fwd = list(range(pframes[0], max(keep[-1], pframes[0]) + 1)) if keep[-1] >= pframes[0] else []
+        bwd = list(range(pframes[-1], min(keep[0], pframes[-1]) - 1, -1)) if keep[0] <= pframes[-1] else []
+        if not self._visits_every_frame():
+            wanted = set(keep) | set(pframes)
+            fwd = [f for f in fwd if f in wanted]
+            bwd = [f for f in bwd if f in wanted]
+        # A pass that would only visit the prompt frame the other pass starts from adds nothing.
+        if len(bwd) == 1 and fwd and bwd[0] == fwd[0]:
+            bwd = []
+        if len(fwd) == 1 and bwd and fwd[0] == bwd[0]:
+            fwd = []
+        return fwd, bwd
+
+    def _later_pass_wins(self) -> bool:
+        """For a frame both passes reach: ``False`` keeps the estimate of the pass whose prompt is
+        nearer in time (the default); ``True`` keeps the backward pass's (the last written), as a
+        user of SAM 2's predictor who stores both passes' outputs in one dict gets."""
+        return False
 
     def _visits_every_frame(self) -> bool:
         """Whether a pass visits every frame between the prompt and the kept frames (True: flow

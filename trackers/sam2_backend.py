@@ -1,26 +1,27 @@
-"""The ``sam2`` tracker: the SAM 2.1 video model, driven by garvideo's own streaming loop.
+"""The ``sam2`` tracker: the SAM 2.1 video model, driven by garvideo's own streaming loop, giving
+the masks of the official ``SAM2VideoPredictor`` (docs/sam2.md says what that covers).
 
-The official ``SAM2VideoPredictor.init_state`` decodes every frame of the clip into a
-1024x1024 float32 tensor up front (about 12 MiB a frame) and keeps every frame's outputs. This
-backend instead runs the model's own modules frame by frame as frames stream from the reader:
+The official ``SAM2VideoPredictor.init_state`` decodes every frame of the clip into an S x S
+float32 tensor up front (about 12 MiB a frame at 1024) and keeps every frame's outputs. This
+backend instead runs the model's own modules frame by frame as frames stream from the reader,
+in the predictor's order and with its arithmetic:
 
-* ``SAM2Base.forward_image`` + ``_prepare_backbone_features`` encode one frame (shared by all
-  objects), then it is dropped;
-* ``SAM2Base.track_step`` segments each object, attending to its memory bank (conditioning frames
-  = the prompt frames, plus the most recent non-conditioning frames) and encodes the new memory;
+* every prompt is added first (``add_new_mask`` / ``add_new_points_or_box``, then the
+  preflight's memory encoding of the binarised prediction), on its frame decoded for it;
+* one state, a forward pass from the earliest prompt frame P0 (every object starts there), then
+  a backward pass from P0 on the same state, the backward pass's output kept where both reach;
+* frames resized as ``load_video_frames`` does (PIL for image folders, decord's scaler for
+  video files), memories rounded through bfloat16 as the predictor stores them, small holes in
+  the S/4 logits filled as ``sam2._C`` does (OpenCV, 8-connectivity), outputs upsampled with
+  ``F.interpolate`` (bilinear);
 * the memory bank keeps only what ``_prepare_memory_conditioned_features`` can still read:
-  non-conditioning entries within ``max(num_maskmem - 1, max_obj_ptrs_in_encoder - 1)`` frames
-  (``memory_temporal_stride_for_eval`` times that for the spatial memories), and of those only
-  the memory features, their positional encoding (one tensor shared by all entries) and the
-  object pointer. Memory is therefore bounded by the model plus a fixed window, whatever the
-  clip length.
+  non-conditioning entries within ``max(num_maskmem + 1, max_obj_ptrs_in_encoder)`` frames
+  (``memory_temporal_stride_for_eval`` times ``num_maskmem + 1`` for the spatial memories), plus,
+  while a backward pass is to follow, the entries just after P0 it will read. Memory is therefore
+  bounded by the model plus a fixed window, whatever the clip length.
 
-CPU details handled here: the ``sam2._C`` CUDA extension (hole filling) is not needed — small
-holes in the low-resolution mask are filled with OpenCV, as the predictor's
-``fill_holes_in_mask_scores`` does with the extension; memory features stay in the compute dtype
-(the predictor casts them to bfloat16 for storage, which breaks float32 CPU inference when
-tracking backward or with objects prompted on different frames); ``image_size`` (e.g. 512) and
-``threads`` are the speed levers on CPU. On CUDA the model runs under bfloat16 autocast.
+On CUDA the model runs under bfloat16 autocast; ``image_size`` (e.g. 512) and ``threads`` are the
+speed levers on CPU.
 """
 
 from __future__ import annotations
@@ -256,174 +257,361 @@ def load_sam2_checkpoint(model: Any, path: str) -> None:
         )
 
 
-def _fill_small_holes(mask: np.ndarray, max_area: int) -> np.ndarray:
-    """Fill background components of at most ``max_area`` pixels (as sam2's
-    ``fill_holes_in_mask_scores``, which needs the CUDA extension, does on mask logits)."""
+def fill_holes_in_logits(low: Any, max_area: int) -> Any:
+    """Fill small holes of SAM 2 mask logits as ``sam2.utils.misc.fill_holes_in_mask_scores`` does
+    with its CUDA extension: background pixels (logit <= 0) in an 8-connected background component
+    of at most ``max_area`` pixels get the logit 0.1. Components touching the border count too.
+
+    Args:
+        low: (N, 1, h, w) mask logits (torch).
+        max_area: largest component filled (0: no filling).
+    Returns:
+        a tensor like ``low``.
+    """
+    import torch
+
     if max_area <= 0:
-        return mask
-    n, labels, stats, _ = cv2.connectedComponentsWithStats((~mask).astype(np.uint8), connectivity=8)
-    if n <= 1:
-        return mask
-    small = stats[:, cv2.CC_STAT_AREA] <= max_area
-    small[0] = False  # label 0 is the mask itself
-    return mask | small[labels]
+        return low
+    bg = (low <= 0).cpu().numpy().astype(np.uint8)  # (N, 1, h, w)
+    hole = np.zeros(bg.shape, dtype=bool)
+    for i in range(bg.shape[0]):
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(bg[i, 0], connectivity=8)
+        if n <= 1:
+            continue
+        small = stats[:, cv2.CC_STAT_AREA] <= max_area
+        small[0] = False  # label 0: the foreground of the input to connectedComponents
+        hole[i, 0] = small[labels]
+    if not hole.any():
+        return low
+    return torch.where(torch.from_numpy(hole).to(low.device), 0.1, low)
 
 
-class _ObjectMemory:
-    """One object's memory bank: the ``output_dict`` that ``SAM2Base`` reads."""
+def _fill_small_holes(mask: np.ndarray, max_area: int) -> np.ndarray:
+    """A bool mask with its background components of at most ``max_area`` pixels filled (the mask
+    form of :func:`fill_holes_in_logits`)."""
+    import torch
 
-    def __init__(self) -> None:
-        self.output_dict: dict[str, dict[int, dict]] = {
-            "cond_frame_outputs": {},
-            "non_cond_frame_outputs": {},
-        }
+    low = torch.from_numpy(np.where(mask, 1.0, -1.0).astype(np.float32))[None, None]
+    return (fill_holes_in_logits(low, max_area)[0, 0] > 0).numpy()
 
 
-class _Sam2Session:
-    def __init__(self, tracker: Sam2Tracker, video: VideoLike, order: Sequence[int], reverse: bool) -> None:
+class _DecordResized:
+    """Frames of a video file decoded at ``size`` x ``size`` by decord's own scaler, as
+    ``sam2.utils.misc.load_video_frames_from_video_file`` reads them (``VideoReader(path,
+    width=size, height=size)``), with random access: sequential reads use ``next()``, a jump
+    seeks, a backward read decodes a forward chunk and serves it from a cache."""
+
+    def __init__(self, path: str, size: int) -> None:
+        import decord
+
+        self._reader = decord.VideoReader(path, width=size, height=size)
+        self._next = 0
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __call__(self, i: int) -> np.ndarray:
+        from garvideo.video import decord_frame_to_numpy
+
+        if i in self._cache:
+            return self._cache[i]
+        if i < self._next - 1:  # going backward: decode [i - chunk + 1, i] forward, keep it
+            lo = max(0, i - 15)
+            self._reader.seek_accurate(lo)
+            self._cache = {j: decord_frame_to_numpy(self._reader.next()) for j in range(lo, i + 1)}
+            self._next = i + 1
+            return self._cache[i]
+        if i != self._next:
+            self._reader.seek_accurate(i)
+        frame = decord_frame_to_numpy(self._reader.next())  # (S, S, 3) uint8 RGB
+        self._next = i + 1
+        return frame
+
+
+class _FrameSource:
+    """The model's input for a frame, made as the official ``load_video_frames`` makes it.
+
+    * a folder of images: the file opened with PIL, ``convert("RGB").resize((S, S))`` (PIL's
+      default filter, bicubic with antialiasing), ``/ 255.0`` in float64 then stored as float32
+      (sam2/utils/misc.py ``_load_img_as_tensor``);
+    * a video file: decord's decoder scales to S x S, then ``float() / 255.0`` in float32
+      (``load_video_frames_from_video_file``); without decord, the decoded frame through PIL;
+    * anything else (an in-memory clip): the decoded frame through PIL as for a folder;
+    then ``(x - mean) / std`` with ImageNet's mean and std, in float32.
+    """
+
+    def __init__(self, video: VideoLike, size: int, device: Any) -> None:
+        self.size, self.device = int(size), device
+        self.files = getattr(video, "files", None)
+        self.decord: _DecordResized | None = None
+        info = getattr(video, "info", None)
+        backend = getattr(info, "backend", None)
+        if self.files is None and backend in ("decord", "opencv"):
+            try:
+                self.decord = _DecordResized(str(info.source), self.size)
+            except Exception as exc:  # noqa: BLE001 - no decord, or it cannot open the file
+                logger.warning(
+                    "sam2: cannot read %s with decord (%s); frames are resized with PIL, which differs "
+                    "from the official predictor's mp4 decoding",
+                    info.source,
+                    type(exc).__name__,
+                )
+        self.kind = "decord" if self.decord is not None else ("pil-file" if self.files is not None else "pil")
+
+    def tensor(self, frame_idx: int, image: np.ndarray) -> Any:
+        """(1, 3, S, S) float32 normalised input of frame ``frame_idx`` (``image``: its RGB pixels)."""
+        import torch
+        from PIL import Image
+
+        s = self.size
+        if self.decord is not None:
+            x = torch.from_numpy(np.ascontiguousarray(self.decord(frame_idx))).permute(2, 0, 1).float() / 255.0
+        else:
+            if self.files is not None:
+                with Image.open(self.files[frame_idx]) as im:
+                    arr = np.array(im.convert("RGB").resize((s, s)))
+            else:
+                arr = np.array(Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).resize((s, s)))
+            x = torch.from_numpy(arr / 255.0).permute(2, 0, 1).float()
+        mean = torch.tensor(_MEAN.tolist(), dtype=torch.float32)[:, None, None]
+        std = torch.tensor(_STD.tolist(), dtype=torch.float32)[:, None, None]
+        x = (x - mean) / std
+        return x[None].to(self.device)  # (1, 3, S, S)
+
+
+class _Sam2Run:
+    """The inference state of one ``track`` call: what ``init_state`` + ``add_new_*`` +
+    ``propagate_in_video_preflight`` of the official predictor hold, with bounded memory banks.
+
+    ``index`` maps a clip frame to the model's frame number (the frame itself in the default
+    mode; the position among the visited frames with ``every_frame=False``), ``num_frames`` is
+    what the model is told the clip length is.
+    """
+
+    def __init__(
+        self,
+        tracker: Sam2Tracker,
+        video: VideoLike,
+        prompts: Sequence[Prompt],
+        index: dict[int, int],
+        num_frames: int,
+    ) -> None:
         self.t = tracker
         self.model = tracker.model
+        self.video = video
         self.h, self.w = int(video.height), int(video.width)
-        # The model indexes its memory by frame number and reads the frames just before the current
-        # one; it is given the position in the visited sequence (consecutive even when only the kept
-        # frames are visited), increasing along a forward pass and decreasing along a backward one.
-        n = len(order)
-        self.local = {f: (i if not reverse else n - 1 - i) for i, f in enumerate(order)}
-        self.num_frames = n
-        self.reverse = reverse
-        self.objects: dict[int, _ObjectMemory] = {}
+        self.index = index
+        self.num_frames = int(num_frames)
+        self.source = _FrameSource(video, self.model.image_size, tracker.device)
+        self.obj_ids = list(dict.fromkeys(p.obj_id for p in prompts))
+        # Per object, the output_dict SAM2Base reads (entries without pred_masks).
+        self.mem: dict[int, dict[str, dict[int, dict]]] = {
+            o: {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}} for o in self.obj_ids
+        }
+        self.cond_masks: dict[tuple[int, int], Any] = {}  # (model frame, obj) -> (1,1,S/4,S/4) logits
         self.pos_enc: list | None = None  # memory positional encoding, identical for every entry
         m = self.model
         stride = max(1, int(m.memory_temporal_stride_for_eval))
         self.keep_spatial = (m.num_maskmem + 1) * stride  # non-cond spatial memories still readable
         self.keep_ptr = int(m.max_obj_ptrs_in_encoder) if m.use_obj_ptrs_in_encoder else 0
+        self.protect: tuple[int, int] | None = None  # model frames (lo, hi] kept for the backward pass
+        self._add_prompts(prompts)
 
-    # -- inputs --------------------------------------------------------------------------------
-    def _image_tensor(self, image: np.ndarray) -> Any:
-        import torch
+    @property
+    def window(self) -> int:
+        """How many frames back a non-conditioning memory entry can still be read."""
+        return max(self.keep_spatial, self.keep_ptr)
 
-        s = self.model.image_size
-        # The predictor resizes each frame to a square image_size x image_size with PIL's default
-        # (bicubic) filter, then normalises (sam2/utils/misc.py _load_img_as_tensor).
-        x = cv2.resize(image, (s, s), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255.0
-        x = (x - _MEAN) / _STD
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(
-            self.t.device
-        )  # (1,3,S,S)
-
+    # -- prompts (the official add_new_mask / add_new_points_or_box, then the preflight) ---------
     def _prompt_inputs(self, p: Prompt) -> tuple[dict | None, Any | None]:
         import torch
+        import torch.nn.functional as F
 
         s = self.model.image_size
         dev = self.t.device
         if p.mask is not None:
-            m = cv2.resize(np.asarray(p.mask).astype(np.float32), (s, s), interpolation=cv2.INTER_AREA)
-            return None, torch.from_numpy((m >= 0.5).astype(np.float32))[None, None].to(dev)  # (1,1,S,S)
-        pts: list[list[float]] = []
-        labels: list[int] = []
-        if p.box is not None:  # a box is two points labelled 2 (top-left) and 3 (bottom-right)
-            x0, y0, x1, y1 = (float(v) for v in p.box)
-            pts += [[x0, y0], [x1, y1]]
-            labels += [2, 3]
+            m = torch.tensor(np.asarray(p.mask).astype(bool), dtype=torch.bool)[None, None].float().to(dev)
+            if m.shape[-2:] != (s, s):  # as add_new_mask: antialiased bilinear, then >= 0.5
+                m = F.interpolate(m, size=(s, s), align_corners=False, mode="bilinear", antialias=True)
+                m = (m >= 0.5).float()
+            return None, m  # (1, 1, S, S)
+        pts = torch.zeros(0, 2, dtype=torch.float32)
+        labels = torch.zeros(0, dtype=torch.int32)
         if p.points is not None:
-            pts += np.asarray(p.points, dtype=np.float64).tolist()
-            labels += [int(v) for v in np.asarray(p.labels)]
-        xy = torch.tensor(pts, dtype=torch.float32) / torch.tensor([self.w, self.h], dtype=torch.float32) * s
-        return {
-            "point_coords": xy[None].to(dev),
-            "point_labels": torch.tensor([labels], dtype=torch.int32).to(dev),
-        }, None
+            pts = torch.tensor(np.asarray(p.points, dtype=np.float64).tolist(), dtype=torch.float32)
+            labels = torch.tensor([int(v) for v in np.asarray(p.labels)], dtype=torch.int32)
+        pts, labels = pts[None], labels[None]
+        if p.box is not None:  # a box is two points labelled 2 (top-left) and 3 (bottom-right), first
+            box = torch.tensor([float(v) for v in p.box], dtype=torch.float32).reshape(1, 2, 2)
+            pts = torch.cat([box, pts], dim=1)
+            labels = torch.cat([torch.tensor([[2, 3]], dtype=torch.int32), labels], dim=1)
+        xy = pts / torch.tensor([self.w, self.h]) * s
+        return {"point_coords": xy.to(dev), "point_labels": labels.to(dev)}, None
 
-    # -- one frame -----------------------------------------------------------------------------
+    def _features(self, frame: int, image: np.ndarray) -> tuple[Any, Any, Any]:
+        x = self.source.tensor(frame, image)
+        backbone_out = self.model.forward_image(x)
+        _, feats, pos, sizes = self.model._prepare_backbone_features(backbone_out)
+        return feats, pos, sizes
+
+    def _add_prompts(self, prompts: Sequence[Prompt]) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        from garvideo.trackers.base import iter_frames
+
+        s = self.model.image_size
+        by_frame: dict[int, list[Prompt]] = {}
+        for p in prompts:
+            by_frame.setdefault(p.frame, []).append(p)
+        with torch.inference_mode(), self.t.autocast():
+            for fi, image in iter_frames(self.video, sorted(by_frame)):
+                feats, pos, sizes = self._features(fi, image)
+                t = self.index[fi]
+                for p in by_frame[fi]:
+                    point_inputs, mask_inputs = self._prompt_inputs(p)
+                    od = self.mem[p.obj_id]
+                    # Every prompt frame is an initial conditioning frame: the predictor adds all
+                    # prompts before tracking, so none of them has been tracked yet.
+                    cur = self.model.track_step(
+                        frame_idx=t,
+                        is_init_cond_frame=True,
+                        current_vision_feats=feats,
+                        current_vision_pos_embeds=pos,
+                        feat_sizes=sizes,
+                        point_inputs=point_inputs,
+                        mask_inputs=mask_inputs,
+                        output_dict=od,
+                        num_frames=self.num_frames,
+                        track_in_reverse=False,
+                        run_mem_encoder=False,
+                    )
+                    low = fill_holes_in_logits(cur["pred_masks"], self.t.fill_hole_area)
+                    # propagate_in_video_preflight: the memory of a prompt frame encodes the stored
+                    # (hole-filled) S/4 logits upsampled to S, binarised (is_mask_from_pts=True).
+                    high = F.interpolate(low, size=(s, s), mode="bilinear", align_corners=False)
+                    feat, pos_enc = self.model._encode_new_memory(
+                        current_vision_feats=feats,
+                        feat_sizes=sizes,
+                        pred_masks_high_res=high,
+                        object_score_logits=cur["object_score_logits"],
+                        is_mask_from_pts=True,
+                    )
+                    cur = {**cur, "maskmem_features": feat, "maskmem_pos_enc": pos_enc}
+                    od["cond_frame_outputs"][t] = self._entry(cur)
+                    od["non_cond_frame_outputs"].pop(t, None)
+                    self.cond_masks[(t, p.obj_id)] = low
+
+    def _entry(self, cur: dict) -> dict:
+        import torch
+
+        if self.pos_enc is None and cur.get("maskmem_pos_enc") is not None:
+            self.pos_enc = cur["maskmem_pos_enc"]
+        feat = cur["maskmem_features"]  # (1, mem_dim, S/16, S/16)
+        if feat is not None:
+            # The predictor stores memories as bfloat16 (_run_single_frame_inference). Kept as
+            # bfloat16 under CUDA autocast; on CPU float32 the rounded values are kept in float32,
+            # what torch.cat promotes them to beside the float32 object pointers (without a pointer
+            # the predictor's bfloat16 memory fails in a float32 matmul; these do not).
+            feat = feat.to(torch.bfloat16)
+            if self.t.device.type != "cuda":
+                feat = feat.to(torch.float32)
+        return {
+            "maskmem_features": feat,
+            "maskmem_pos_enc": self.pos_enc,
+            "obj_ptr": cur["obj_ptr"],  # (1, hidden_dim)
+            "object_score_logits": cur["object_score_logits"],
+        }
+
+    # -- outputs ---------------------------------------------------------------------------------
+    def output(self, frame: int, obj_id: int, low: Any, score_logit: float) -> tuple[np.ndarray, float]:
+        """The mask users get from ``propagate_in_video`` (``video_res_masks > 0``) and the presence
+        score (sigmoid of the object score logit)."""
+        import torch.nn.functional as F
+
+        if self.t.logits_callback is not None:
+            self.t.logits_callback(frame, obj_id, low[0, 0].float().cpu().numpy())
+        full = F.interpolate(low, size=(self.h, self.w), mode="bilinear", align_corners=False)
+        score = float(1.0 / (1.0 + np.exp(-np.clip(score_logit, -50, 50))))
+        return (full[0, 0] > 0).cpu().numpy(), score
+
+    def memory_entries(self) -> int:
+        """Number of memory-bank entries held (for tests and benchmarks)."""
+        return sum(len(m["non_cond_frame_outputs"]) + len(m["cond_frame_outputs"]) for m in self.mem.values())
+
+    def prune(self, od: dict, frame: int, reverse: bool) -> None:
+        """Drop what ``_prepare_memory_conditioned_features`` can no longer read from this pass
+        (and, in the forward pass, what the backward pass will not read either)."""
+        nc = od["non_cond_frame_outputs"]
+        for f in list(nc):
+            if self.protect is not None and self.protect[0] < f <= self.protect[1]:
+                continue
+            age = (f - frame) if reverse else (frame - f)
+            if age >= self.window:
+                del nc[f]
+            elif age >= self.keep_spatial and nc[f].get("maskmem_features") is not None:
+                nc[f] = {**nc[f], "maskmem_features": None}  # only the object pointer is still read
+
+
+class _Sam2Session:
+    """One pass of ``propagate_in_video`` (``reverse`` for the backward one) over a run."""
+
+    def __init__(self, run: _Sam2Run, reverse: bool, close_run: bool) -> None:
+        self.run = run
+        self.reverse = reverse
+        self.close_run = close_run
+
     def step(
         self, frame_idx: int, image: np.ndarray, prompts: Sequence[Prompt]
     ) -> dict[int, tuple[np.ndarray, float]]:
         import torch
 
-        for p in prompts:
-            self.objects.setdefault(p.obj_id, _ObjectMemory())
-        if not self.objects:
-            return {}
+        run, model = self.run, self.run.model
+        t = run.index[frame_idx]
         out: dict[int, tuple[np.ndarray, float]] = {}
-        t = self.local[frame_idx]  # the model's frame index (see __init__)
-        with torch.inference_mode(), self.t.autocast():
-            backbone_out = self.model.forward_image(self._image_tensor(image))
-            _, feats, pos, sizes = self.model._prepare_backbone_features(backbone_out)
-            by_obj = {p.obj_id: p for p in prompts}
-            for oid, mem in self.objects.items():
-                p = by_obj.get(oid)
-                is_cond = p is not None
-                point_inputs, mask_inputs = self._prompt_inputs(p) if p is not None else (None, None)
-                init = is_cond and not mem.output_dict["cond_frame_outputs"]
-                cur = self.model.track_step(
+        with torch.inference_mode(), run.t.autocast():
+            feats = None
+            for oid in run.obj_ids:
+                od = run.mem[oid]
+                if t in od["cond_frame_outputs"]:  # a prompt frame: its stored output
+                    low = run.cond_masks[(t, oid)]
+                    score_logit = float(od["cond_frame_outputs"][t]["object_score_logits"].float().reshape(-1)[0])
+                    out[oid] = run.output(frame_idx, oid, low, score_logit)
+                    continue
+                if feats is None:
+                    feats, pos, sizes = run._features(frame_idx, image)
+                cur = model.track_step(
                     frame_idx=t,
-                    is_init_cond_frame=init,
+                    is_init_cond_frame=False,
                     current_vision_feats=feats,
                     current_vision_pos_embeds=pos,
                     feat_sizes=sizes,
-                    point_inputs=point_inputs,
-                    mask_inputs=mask_inputs,
-                    output_dict=mem.output_dict,
-                    num_frames=self.num_frames,
+                    point_inputs=None,
+                    mask_inputs=None,
+                    output_dict=od,
+                    num_frames=run.num_frames,
                     track_in_reverse=self.reverse,
                     run_mem_encoder=True,
                 )
-                low = cur["pred_masks"]  # (1, 1, S/4, S/4) mask logits
+                low = fill_holes_in_logits(cur["pred_masks"], run.t.fill_hole_area)  # (1,1,S/4,S/4)
                 score_logit = float(cur["object_score_logits"].float().reshape(-1)[0])
-                if p is not None and p.mask is not None:
-                    out[oid] = (np.asarray(p.mask).astype(bool), 1.0)  # a mask prompt is its own output
-                else:
-                    out[oid] = self._to_output(low, score_logit)
-                self._remember(mem, t, cur, is_cond)
+                od["non_cond_frame_outputs"][t] = run._entry(cur)
+                run.prune(od, t, self.reverse)
+                out[oid] = run.output(frame_idx, oid, low, score_logit)
+        run.t._memory_entries_max = max(run.t._memory_entries_max, run.memory_entries())
         return out
-
-    def _to_output(self, low: Any, score_logit: float) -> tuple[np.ndarray, float]:
-        score = float(1.0 / (1.0 + np.exp(-np.clip(score_logit, -50, 50))))
-        if score_logit <= 0:
-            return np.zeros((self.h, self.w), dtype=bool), score
-        logits = low[0, 0].float().cpu().numpy()  # (S/4, S/4)
-        fg = _fill_small_holes(logits > 0, self.t.fill_hole_area)
-        logits = np.where(fg & (logits <= 0), 0.1, logits).astype(np.float32)
-        # Back to the video's size (the predictor's _get_orig_video_res_output: bilinear).
-        full = cv2.resize(logits, (self.w, self.h), interpolation=cv2.INTER_LINEAR) > 0
-        return full, score
-
-    def _remember(self, mem: _ObjectMemory, frame_idx: int, cur: dict, is_cond: bool) -> None:
-        if self.pos_enc is None and cur.get("maskmem_pos_enc") is not None:
-            self.pos_enc = cur["maskmem_pos_enc"]
-        entry = {
-            "maskmem_features": cur["maskmem_features"],  # (1, mem_dim, S/16, S/16), compute dtype
-            "maskmem_pos_enc": self.pos_enc,
-            "obj_ptr": cur["obj_ptr"],  # (1, hidden_dim)
-            "object_score_logits": cur["object_score_logits"],
-        }
-        key = "cond_frame_outputs" if is_cond else "non_cond_frame_outputs"
-        mem.output_dict[key][frame_idx] = entry
-        # The predictor also drops non-conditioning memories on a frame that becomes conditioning.
-        if is_cond:
-            mem.output_dict["non_cond_frame_outputs"].pop(frame_idx, None)
-        self._prune(mem, frame_idx)
-        self.t._memory_entries_max = max(self.t._memory_entries_max, self.memory_entries())
-
-    def _prune(self, mem: _ObjectMemory, frame_idx: int) -> None:
-        nc = mem.output_dict["non_cond_frame_outputs"]
-        for f in list(nc):
-            age = (f - frame_idx) if self.reverse else (frame_idx - f)
-            if age >= max(self.keep_spatial, self.keep_ptr):
-                del nc[f]
-            elif age >= self.keep_spatial and nc[f].get("maskmem_features") is not None:
-                nc[f] = {**nc[f], "maskmem_features": None}  # only the object pointer is still read
 
     def memory_entries(self) -> int:
         """Number of memory-bank entries held (for tests and benchmarks)."""
-        return sum(
-            len(m.output_dict["non_cond_frame_outputs"]) + len(m.output_dict["cond_frame_outputs"])
-            for m in self.objects.values()
-        )
+        return self.run.memory_entries()
 
     def close(self) -> None:
-        self.objects.clear()
-        self.pos_enc = None
+        if self.close_run:
+            for od in self.run.mem.values():
+                od["cond_frame_outputs"].clear()
+                od["non_cond_frame_outputs"].clear()
+            self.run.cond_masks.clear()
+            self.run.pos_enc = None
+        else:  # the backward pass reads on: from now on only what it can read is kept
+            self.run.protect = None
 
 
 class Sam2Tracker(Tracker):
@@ -438,10 +626,21 @@ class Sam2Tracker(Tracker):
         threads: torch CPU thread count (``None``: leave torch's setting).
         fill_hole_area: fill holes of at most this many pixels in the mask logits (0: off).
         every_frame: run the model on every frame between the prompt and the kept frames (the
-            default, as SAM 2 was trained). ``False`` runs it on the kept frames (``frames=`` /
-            ``stride``) and the prompt frames only, as if they were consecutive: about ``stride``
-            times faster for keyframes, less robust to large motion between them.
+            default, as SAM 2 was trained, and what gives the official predictor's masks).
+            ``False`` (a departure, documented in docs/sam2.md) runs it on the kept frames
+            (``frames=`` / ``stride``) and the prompt frames only, as if they were consecutive,
+            one fresh state per pass, the estimate of the nearer prompt kept where both passes
+            reach a frame: about ``stride`` times faster for keyframes, less robust to large
+            motion between them, and not the official predictor's masks.
         model: an already built ``SAM2Base`` (e.g. a tiny random one in tests); no checkpoint then.
+        logits_callback: called as ``logits_callback(frame, obj_id, logits)`` with the (S/4, S/4)
+            float32 low-resolution mask logits (hole-filled) of every output, in output order
+            (for parity tests against the official predictor's ``pred_masks``).
+
+    With ``every_frame=True`` the masks are those of the official ``SAM2VideoPredictor`` run as
+    ``init_state`` -> ``add_new_mask`` / ``add_new_points_or_box`` for every prompt ->
+    ``propagate_in_video()`` -> ``propagate_in_video(reverse=True)`` on the same state, the
+    outputs of both passes written into one dict (the backward pass's last); see docs/sam2.md.
     """
 
     name = "sam2"
@@ -456,6 +655,7 @@ class Sam2Tracker(Tracker):
         fill_hole_area: int = DEFAULT_FILL_HOLE_AREA,
         every_frame: bool = True,
         model: Any = None,
+        logits_callback: Any = None,
     ) -> None:
         import torch
 
@@ -470,6 +670,10 @@ class Sam2Tracker(Tracker):
         self.device = torch.device(device)
         self.fill_hole_area = int(fill_hole_area)
         self.every_frame = bool(every_frame)
+        self.logits_callback = logits_callback
+        self._prompts: list[Prompt] = []  # the prompts of the track() call running
+        self._run: _Sam2Run | None = None  # its state, shared by the forward and backward pass
+        self._backward_follows = False
         self._memory_entries_max = 0  # largest memory bank (entries, all objects) of the last track()
         self.checkpoint: str | None = None
         if model is not None:
@@ -506,12 +710,63 @@ class Sam2Tracker(Tracker):
 
     def track(self, video: VideoLike, prompts: Sequence[Prompt], **kwargs: Any) -> Any:
         self._memory_entries_max = 0
-        return super().track(video, prompts, **kwargs)
+        self._prompts = list(prompts)
+        try:
+            return super().track(video, prompts, **kwargs)
+        finally:
+            self._prompts, self._run = [], None
 
     track.__doc__ = Tracker.track.__doc__
 
+    def _plan_passes(
+        self, n: int, by_frame: dict[int, list[Prompt]], keep: Sequence[int]
+    ) -> tuple[list[int], list[int]]:
+        """As the official predictor: forward from the earliest prompt frame P0 (every object
+        starts there, whatever its prompt frame), then backward from P0; the forward pass runs on
+        to the last kept frame and, when a backward pass follows, at least ``window`` frames past
+        P0 (the backward pass reads those frames' memories). A backward pass that would only
+        give P0 again (every object prompted there) is dropped."""
+        if not self.every_frame:
+            self._backward_follows = False
+            return super()._plan_passes(n, by_frame, keep)
+        p0 = min(by_frame)
+        objs = {p.obj_id for ps in by_frame.values() for p in ps}
+        at_p0 = {p.obj_id for p in by_frame[p0]}
+        backward = p0 > 0 and keep[0] <= p0 and not (keep[0] == p0 and at_p0 == objs)
+        last = max(keep[-1], p0)
+        if backward:
+            last = max(last, min(n - 1, p0 + self._window()))
+        fwd = list(range(p0, last + 1)) if (keep[-1] >= p0 or backward) else []
+        bwd = list(range(p0, keep[0] - 1, -1)) if backward else []
+        self._backward_follows = backward
+        return fwd, bwd
+
+    def _later_pass_wins(self) -> bool:
+        return self.every_frame
+
+    def _window(self) -> int:
+        m = self.model
+        stride = max(1, int(m.memory_temporal_stride_for_eval))
+        ptr = int(m.max_obj_ptrs_in_encoder) if m.use_obj_ptrs_in_encoder else 0
+        return max((m.num_maskmem + 1) * stride, ptr)
+
     def _open_session(self, video: VideoLike, direction: str, order: Sequence[int]) -> Session:
-        return _Sam2Session(self, video, order, reverse=(direction == "backward"))
+        reverse = direction == "backward"
+        if not self.every_frame:
+            # One fresh state per pass, frames numbered by their position in the pass.
+            n = len(order)
+            index = {f: (i if not reverse else n - 1 - i) for i, f in enumerate(order)}
+            run = _Sam2Run(self, video, self._prompts, index, n)
+            return _Sam2Session(run, reverse, close_run=True)
+        if self._run is None:
+            n = int(video.num_frames)
+            self._run = _Sam2Run(self, video, self._prompts, {f: f for f in range(n)}, n)
+        run = self._run
+        last_pass = reverse or not self._backward_follows
+        if not last_pass:  # keep the memories next to P0 that the backward pass will read
+            p0 = order[0]
+            run.protect = (p0, p0 + run.window)
+        return _Sam2Session(run, reverse, close_run=last_pass)
 
     def _visits_every_frame(self) -> bool:
         return self.every_frame
