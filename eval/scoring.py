@@ -371,7 +371,9 @@ def settings_line(scores: Scores) -> str:
         return (
             "settings: not recorded (predictions made elsewhere or by an older garvideo: no .settings.json)"
         )
-    return ", ".join(f"{k}: {v}" for k, v in scores.settings.items())
+    from garvideo.run_settings import short_value
+
+    return ", ".join(f"{k}: {short_value(v)}" for k, v in scores.settings.items())
 
 
 def write_scores(scores: Scores, predictions: PathLike) -> tuple[Path, Path]:
