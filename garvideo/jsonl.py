@@ -197,25 +197,35 @@ def output_lock(path: PathLike) -> Iterator[Path]:
         os.close(fd)
 
 
-def check_writable(path: PathLike, what: str = "--out") -> Path:
-    """Check, before any work, that a file can be written at ``path`` (its folder is made if needed).
+def check_writable(path: PathLike, what: str = "--out", *, folder: bool = False) -> Path:
+    """Check, before any work, that ``path`` can be written: a file (or, with ``folder``, a folder to
+    write files in). Nothing is created: an existing folder on the way (the nearest one when the
+    folders do not exist yet) is probed with a temporary file, removed at once.
 
     Raises:
-        InputError: ``path`` is a folder, or its folder cannot be made or written to.
+        InputError: ``path`` is a folder where a file is wanted (or a file where a folder is), a file
+            stands where a folder on its way should be, or the place cannot be written to.
     """
     p = Path(path)
-    if p.is_dir():
+    if not folder and p.is_dir():
         raise InputError(p, f"is a folder; give {what} a file to write")
+    if folder and p.exists() and not p.is_dir():
+        raise InputError(p, f"is a file; {what} takes a folder (files are written in it)")
+    anc = p if folder and p.is_dir() else p.parent
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise InputError(p, f"cannot be written: {anc} is a file, not a folder")
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=p.name + ".", suffix=".probe", dir=p.parent)
+        fd, probe = tempfile.mkstemp(prefix=".garvideo-", suffix=".probe", dir=anc)
         os.close(fd)
         os.unlink(probe)
-        if p.exists():
+        if not folder and p.exists():
             with open(p, "ab"):
                 pass
     except OSError as exc:
-        raise InputError(p, f"cannot be written ({exc.strerror or type(exc).__name__})") from None
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(p, f"cannot be written (in {anc}: {reason})") from None
     return p
 
 

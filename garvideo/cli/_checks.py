@@ -89,6 +89,30 @@ def check_question(question: str, options: Sequence[str] | None, num_objects: in
             raise InputError("--option", f"at most 26 options (A-Z), got {len(options)}")
 
 
+def check_outputs(**paths: tuple[object, bool]) -> None:
+    """Before any work: each output can be written. ``paths`` maps a flag (``out`` for ``--out``) to
+    ``(path or None, is_folder)``; the first problem is raised naming the flag's value.
+
+    Raises:
+        InputError: see :func:`garvideo.jsonl.check_writable`.
+    """
+    from pathlib import Path
+
+    from garvideo.jsonl import check_writable
+
+    for name, (path, folder) in paths.items():
+        if path is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        check_writable(Path(path), flag, folder=folder)  # type: ignore[arg-type]
+        if name == "overlay":
+            from garvideo.overlay import VIDEO_CODECS
+
+            suffix = Path(path).suffix.lower()  # type: ignore[arg-type]
+            if suffix not in VIDEO_CODECS:
+                raise InputError(path, f"unsupported {flag} format {suffix!r} (use {', '.join(VIDEO_CODECS)})")
+
+
 @dataclass
 class Stage:
     """What a one-shot command is doing, for the line Ctrl-C prints."""

@@ -165,9 +165,10 @@ def describe(
 
     Example: garvideo describe clip.mp4 --mask dog.png --frame 0 --num-frames 8 --overlay out.mp4
     """
-    from garvideo.cli._checks import check_model_options, check_objects, interrupt_hint
+    from garvideo.cli._checks import check_model_options, check_objects, check_outputs, interrupt_hint
     from garvideo.pipeline import load_model_or_none
 
+    check_outputs(overlay=(overlay, False))
     check_model_options(tracker, device, dtype)
     gv = _pipeline(
         model,
