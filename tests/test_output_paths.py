@@ -32,7 +32,9 @@ def _refused(run_cli, *argv):
         (["--rle", "{tmp}"], "is a folder"),
     ],
 )
-def test_track_refuses_unwritable_outputs_before_tracking(run_cli, sample_clip, afile, tmp_path, flags, where):
+def test_track_refuses_unwritable_outputs_before_tracking(
+    run_cli, sample_clip, afile, tmp_path, flags, where
+):
     masks = tmp_path / "masks"
     flags = [f.format(afile=afile, tmp=tmp_path) for f in flags]
     out = [] if "--out" in flags else ["--out", masks]

@@ -61,9 +61,13 @@ def test_two_runs_with_other_settings_refuse_or_overwrite_and_scores_describe_th
     assert preds.read_bytes() == before
 
     # one setting changed: named with its flag and both values
-    rc, _, err = _eval(run_cli, bench, preds, tiny_model_dir, "--tracker", "static", "-k", "2", "--max-new-tokens", "4")
+    rc, _, err = _eval(
+        run_cli, bench, preds, tiny_model_dir, "--tracker", "static", "-k", "2", "--max-new-tokens", "4"
+    )
     assert rc == 2 and err.strip().splitlines()[0].startswith("error: --num-frames: 1 in preds.jsonl, 2 now;")
-    rc, _, err = _eval(run_cli, bench, preds, tiny_model_dir, "--tracker", "flow", "-k", "1", "--max-new-tokens", "4")
+    rc, _, err = _eval(
+        run_cli, bench, preds, tiny_model_dir, "--tracker", "flow", "-k", "1", "--max-new-tokens", "4"
+    )
     assert rc == 2 and "error: --tracker: static in preds.jsonl, flow now;" in err
     rc, _, err = _eval(run_cli, bench, preds, tiny_model_dir, *first, "--mode", "multi")
     assert rc == 2 and "error: --mode: single in preds.jsonl, multi now;" in err
@@ -123,16 +127,19 @@ def test_fix_and_rerun_retries_the_failed_records(run_cli, bench, tiny_model_dir
     kept = preds.read_text().splitlines()
     rc, _, err = run_cli(*args, *opts, "--skip-failed")  # --skip-failed keeps it
     assert rc == 3 and "kept (--skip-failed)" in err and preds.read_text().splitlines() == kept
-    rc, out, err = run_cli(*args, *opts)
+    rc, _, err = run_cli(*args, *opts)
     assert rc == 0, err
     now = read_jsonl(preds).records
     assert all(r["error"] is None for r in now)
-    assert [json.loads(x) for x in kept][0] == now[0] and [json.loads(x) for x in kept][2] == now[2]
+    before = [json.loads(x) for x in kept]
+    assert before[0] == now[0] and before[2] == now[2]  # the answered ones kept as they were
     rc, _, err = run_cli(*args, *opts, "--retry-errors")  # the old flag is still accepted
     assert rc == 0, err
 
 
-def test_a_video_root_without_the_first_video_is_refused_before_any_work(run_cli, bench, tiny_model_dir, tmp_path):
+def test_a_video_root_without_the_first_video_is_refused_before_any_work(
+    run_cli, bench, tiny_model_dir, tmp_path
+):
     data, root = bench
     preds = tmp_path / "p.jsonl"
     rc, _, err = run_cli(
@@ -143,18 +150,38 @@ def test_a_video_root_without_the_first_video_is_refused_before_any_work(run_cli
     assert len(err.strip().splitlines()) == 1 and not preds.exists()
 
 
-def test_batch_refuses_other_settings_and_merge_refuses_mixed_parts(sample_clip, tiny_model_dir, tmp_path, run_cli):
+def test_batch_refuses_other_settings_and_merge_refuses_mixed_parts(
+    sample_clip, tiny_model_dir, tmp_path, run_cli
+):
     c = sample_clip
     qs = tmp_path / "questions.jsonl"
     qs.write_text(
         "".join(
-            json.dumps({"id": i, "video": str(c.video_path), "mask": str(c.prompt_mask), "question": "Describe <object0>."})
+            json.dumps(
+                {
+                    "id": i,
+                    "video": str(c.video_path),
+                    "mask": str(c.prompt_mask),
+                    "question": "Describe <object0>.",
+                }
+            )
             + "\n"
             for i in range(2)
         )
     )
     out = tmp_path / "answers.jsonl"
-    base = ["batch", qs, "--out", out, "--model", tiny_model_dir, "--tracker", "static", "--max-new-tokens", "3"]
+    base = [
+        "batch",
+        qs,
+        "--out",
+        out,
+        "--model",
+        tiny_model_dir,
+        "--tracker",
+        "static",
+        "--max-new-tokens",
+        "3",
+    ]
     assert run_cli(*base, "-k", "1")[0] == 0
     rc, _, err = run_cli(*base, "-k", "2")
     assert rc == 2 and err.startswith("error: --num-frames: 1 in answers.jsonl, 2 now;")
@@ -163,7 +190,18 @@ def test_batch_refuses_other_settings_and_merge_refuses_mixed_parts(sample_clip,
 
     # shards: rank 0 with K=1, rank 1 with K=2 -> not merged, and `merge` refuses
     sharded = tmp_path / "sharded.jsonl"
-    shard = ["batch", qs, "--out", sharded, "--model", tiny_model_dir, "--tracker", "static", "--max-new-tokens", "3"]
+    shard = [
+        "batch",
+        qs,
+        "--out",
+        sharded,
+        "--model",
+        tiny_model_dir,
+        "--tracker",
+        "static",
+        "--max-new-tokens",
+        "3",
+    ]
     assert run_cli(*shard, "-k", "1", "--shard", "0/2")[0] == 0
     rc, _, err = run_cli(*shard, "-k", "2", "--shard", "1/2")
     assert rc == 0 and "not merged" in err and not sharded.exists()
@@ -182,10 +220,23 @@ def test_the_library_raises_a_mismatch_naming_the_field(sample_clip, tiny_model_
 
     c = sample_clip
     qs = tmp_path / "q.jsonl"
-    qs.write_text(json.dumps({"id": 0, "video": str(c.video_path), "mask": str(c.prompt_mask), "question": "Q <object0>?"}) + "\n")
+    qs.write_text(
+        json.dumps(
+            {"id": 0, "video": str(c.video_path), "mask": str(c.prompt_mask), "question": "Q <object0>?"}
+        )
+        + "\n"
+    )
     out = tmp_path / "a.jsonl"
-    run_batch(load_questions(qs), out, GarVideo(str(tiny_model_dir), tracker="static", num_frames=1, max_new_tokens=3))
+    run_batch(
+        load_questions(qs),
+        out,
+        GarVideo(str(tiny_model_dir), tracker="static", num_frames=1, max_new_tokens=3),
+    )
     with pytest.raises(SettingsMismatch) as info:
-        run_batch(load_questions(qs), out, GarVideo(str(tiny_model_dir), tracker="static", num_frames=1, max_new_tokens=5))
+        run_batch(
+            load_questions(qs),
+            out,
+            GarVideo(str(tiny_model_dir), tracker="static", num_frames=1, max_new_tokens=5),
+        )
     assert info.value.field == "max_new_tokens" and (info.value.old, info.value.new) == (3, 5)
     assert str(info.value).endswith("max_new_tokens: 3 in a.jsonl, 5 now")
