@@ -522,7 +522,7 @@ def _merge_locked(
             raise InputError(
                 without,
                 "has no recorded settings while other parts have: its records cannot be told to "
-                "match theirs; rerun that rank with --overwrite",
+                "match theirs; rerun that rank with --overwrite (a fresh run of its part)",
             )
         if first is not None and other is not None:
             found = mismatch(p, first.settings, other.settings)

@@ -110,7 +110,9 @@ def check_outputs(**paths: tuple[object, bool]) -> None:
 
             suffix = Path(path).suffix.lower()  # type: ignore[arg-type]
             if suffix not in VIDEO_CODECS:
-                raise InputError(path, f"unsupported {flag} format {suffix!r} (use {', '.join(VIDEO_CODECS)})")
+                raise InputError(
+                    path, f"unsupported {flag} format {suffix!r} (use {', '.join(VIDEO_CODECS)})"
+                )
 
 
 @dataclass

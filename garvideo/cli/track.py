@@ -124,7 +124,7 @@ def track(
             )
         ids = result.object_ids
         if out is not None:
-            stage.text = f"writing the masks stopped: {out}/ is incomplete; rerun the command"
+            stage.text = f"writing the masks stopped: {out}/ is incomplete; rerunning the command tracks again and rewrites it"
             out.mkdir(parents=True, exist_ok=True)
             for fi in result.frames:
                 save_palette_png(out / f"{fi:05d}.png", [result.mask(fi, o) for o in ids], ids)
@@ -141,7 +141,7 @@ def track(
         if overlay is not None:
             from garvideo.overlay import render_overlay
 
-            stage.text = f"writing the overlay stopped: {overlay} is incomplete; rerun the command"
+            stage.text = f"writing the overlay stopped: {overlay} is incomplete; rerunning the command tracks again and rewrites it"
             render_overlay(vid, result, overlay)
     summary = result.summary()
     summary["out"] = None if out is None else str(out)

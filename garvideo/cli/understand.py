@@ -199,7 +199,7 @@ def describe(
         stream = _streamer(not as_json and sys.stdout.isatty())
         result = gv.describe(clip, stream=stream)
         if overlay is not None:
-            stage.text = f"writing the overlay stopped: {overlay} is incomplete; rerun the command"
+            stage.text = f"writing the overlay stopped: {overlay} is incomplete; rerunning the command tracks again and rewrites it"
             _write_overlay(vid, clip, overlay, result.text, as_json)
         clip.close()
     if as_json:
