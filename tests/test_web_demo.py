@@ -285,7 +285,9 @@ def test_web_demo_shows_user_text_and_file_names_as_text_in_chromium(
                 "question: refers to <object1> but only 1 object(s) were given (<object0>)",
                 timeout=UI_TIMEOUT_MS,
             )
-            page.locator("#mask-input").get_by_role("button", name=re.compile("clear", re.I)).first.click()
+            page.locator("#mask-input").get_by_role(
+                "button", name=re.compile("clear", re.IGNORECASE)
+            ).first.click()
             page.locator("#mask-input input[type=file]").set_input_files(str(evil))
             # (Gradio's upload strips < > from the stored name; what is left is shown as text)
             expect(toast.last).to_contain_text("src=x onerror=", timeout=UI_TIMEOUT_MS)
