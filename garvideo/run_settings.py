@@ -130,7 +130,9 @@ def read_settings(out: PathLike) -> RunSettings | None:
             raise ValueError(f"not a {SETTINGS_FORMAT} file")
     except (OSError, ValueError, AttributeError) as exc:
         raise InputError(
-            sp, f"unreadable settings file ({exc}); remove it or rerun with --overwrite"
+            sp,
+            f"unreadable settings file ({exc}); remove it (the output then counts as made without recorded "
+            "settings), or rerun its run with --overwrite (a fresh run)",
         ) from None
     return RunSettings(dict(data["settings"]), dict(data.get("info") or {}))
 
