@@ -26,6 +26,8 @@ page event runs lives in :class:`WebDemo` (no Gradio in it), so it is testable w
 from __future__ import annotations
 
 import argparse
+import contextlib
+import html
 import logging
 import os
 import queue
@@ -212,9 +214,11 @@ class WebDemo:
 
     def banner(self) -> str:
         """Markdown shown at the top of the page: the model, and a warning for random weights."""
-        lines = [f"**Model:** `{self.model_name}` &nbsp; **Tracker:** `{self.pipeline.tracker_name}`"]
+        lines = [
+            f"**Model:** {md_code(self.model_name)} &nbsp; **Tracker:** {md_code(self.pipeline.tracker_name)}"
+        ]
         if self.pipeline.tracker_reason:  # which tracker runs and why (e.g. flow because offline)
-            lines.append(f"\n*Tracker chosen: {self.pipeline.tracker_reason}*")
+            lines.append(f"\n*Tracker chosen: {md_literal(self.pipeline.tracker_reason)}*")
         if self.random_weights:
             lines.append(
                 "\n> ⚠️ **Random tiny model.** These weights are randomly initialised (a tiny GAR made by "
@@ -243,7 +247,7 @@ class WebDemo:
             o = state.objects[i]
             what = []
             if o.mask is not None:
-                what.append(f"mask of {int(o.mask.sum())} px ({o.source})")
+                what.append(f"mask of {int(o.mask.sum())} px ({md_literal(o.source)})")
             if o.points:
                 what.append(f"{len(o.points)} point(s)")
             if o.box is not None:
@@ -430,7 +434,8 @@ class WebDemo:
             overlay = _render_webm(clip, out / "tracks.webm")
         names = ", ".join(f"<object{i}>" for i in range(len(masks)))
         status = (
-            f"Masks of {names} propagated by `{clip.tracker}` ({time.perf_counter() - t0:.1f} s); "
+            f"Masks of {md_code(names)} propagated by {md_code(clip.tracker)} "
+            f"({time.perf_counter() - t0:.1f} s); "
             f"{'describing' if task == 'describe' else 'answering'} from keyframes {clip.frames}…"
         )
         yield RunUpdate(video=str(overlay), text="", status=status)
@@ -467,18 +472,18 @@ class WebDemo:
         lines = [
             (
                 f"{verb} in {time.perf_counter() - t0:.1f} s: keyframes {result.frames}, tracker "
-                f"`{result.tracker}`, {result.prompt_tokens} prompt tokens, {result.new_tokens} new tokens."
+                f"{md_code(result.tracker)}, {result.prompt_tokens} prompt tokens, {result.new_tokens} new tokens."
             )
         ]
         if getattr(result, "letter", None):
-            lines.append(f"Chosen option: **{result.letter}**")
+            lines.append(f"Chosen option: **{md_literal(result.letter)}**")
         spent = {k: v for k, v in result.timings.items() if v >= 0.005}
         lines.append(
             "Timings: "
             + ", ".join(f"{k} {v:.2f} s" for k, v in spent.items())
             + ("" if "prefill" in spent else " (tracks, keyframe features and prompt prefix reused)")
         )
-        lines += [f"Note: {n}" for n in result.notes]
+        lines += [f"Note: {md_literal(n)}" for n in result.notes]
         yield RunUpdate(video=str(final), text=result.text, status="  \n".join(lines), done=True)
 
     def check_run(
@@ -575,6 +580,32 @@ _PAGE_NAMES = {
 }
 
 
+_MD_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+
+
+def md_literal(text: Any) -> str:
+    """``text`` for a Markdown element of the page, shown as it is: HTML's ``&``, ``<`` and ``>`` as
+    entities (Gradio renders Markdown's HTML, so ``<object0>`` would otherwise be taken as a tag and
+    cut the line there) and Markdown's punctuation backslash-escaped (no emphasis, links or code)."""
+    return _MD_PUNCTUATION.sub(r"\\\1", html.escape(str(text), quote=False))
+
+
+def md_code(text: Any) -> str:
+    """``text`` as a Markdown code span (shown verbatim: no HTML, entities or emphasis inside), fenced
+    with more backticks than it holds in a row."""
+    t = str(text).replace("\n", " ")
+    longest = max((len(m) for m in re.findall(r"`+", t)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if t.startswith("`") or t.endswith("`") or longest else ""
+    return f"{fence}{pad}{t}{pad}{fence}"
+
+
+def toast_html(exc: GarVideoError) -> str:
+    """:func:`toast_message` as the toast's HTML (Gradio puts a toast's message in as HTML): escaped,
+    so a question, an option or a file name is shown as typed and cannot add markup or script."""
+    return html.escape(toast_message(exc), quote=True)
+
+
 def toast_message(exc: GarVideoError) -> str:
     """An error as the page shows it: file names without their (temporary) folders, page element
     names instead of command-line options, and no hints about command-line flags."""
@@ -602,7 +633,7 @@ def build_app(demo: WebDemo) -> Any:
     objects = [f"object{i}" for i in range(MAX_OBJECTS)]
 
     def _fail(exc: GarVideoError) -> Exception:
-        return gr.Error(toast_message(exc), print_exception=False)
+        return gr.Error(toast_html(exc), print_exception=False)
 
     def on_video(path: str | None):
         try:
@@ -768,36 +799,34 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Start the web demo; returns the exit code (2 on bad input or missing weights)."""
-    from garvideo.errors import ModelUnavailableError
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM as Ctrl-C: Gradio stops its server and the run folder is removed on the way out."""
+    raise KeyboardInterrupt
 
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+@contextlib.contextmanager
+def web_workdir() -> Iterator[Path]:
+    """One folder, ``$TMPDIR/garvideo-web-*``, for everything the demo writes, removed on the way out.
+
+    Yields the folder; pass ``workdir / "runs"`` to :class:`WebDemo`. Unless ``$GRADIO_TEMP_DIR`` names
+    another place, Gradio's cache of uploads and outputs goes there too (the variable is read when
+    Gradio is imported, so enter this before importing it). SIGTERM is handled as Ctrl-C while inside,
+    so ``kill`` cleans up as well; the previous handler is restored on exit.
+    """
+    import signal
+
+    workdir = Path(tempfile.mkdtemp(prefix="garvideo-web-"))
+    own_cache = "GRADIO_TEMP_DIR" not in os.environ
+    if own_cache:
+        os.environ["GRADIO_TEMP_DIR"] = str(workdir / "gradio")
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        import gradio  # noqa: F401
-    except ImportError:
-        print(
-            "error: the web demo needs Gradio: pip install -e '.[demo]' in a garvideo clone", file=sys.stderr
-        )
-        return 2
-    try:
-        demo = WebDemo(
-            args.model,
-            tracker=args.tracker,
-            sam2_checkpoint=args.sam2_checkpoint,
-            num_frames=args.num_frames,
-            max_new_tokens=args.max_new_tokens,
-            device=args.device,
-        )
-    except (InputError, ModelUnavailableError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    launch(demo, host=args.host, port=args.port)
-    return 0
+        yield workdir
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        shutil.rmtree(workdir, ignore_errors=True)
+        if own_cache:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
 
 
 def launch(demo: WebDemo, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, share: bool = False) -> None:
@@ -821,6 +850,49 @@ def launch(demo: WebDemo, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
         )
     finally:
         demo.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the web demo; returns the exit code (2 on bad input or missing weights, 130 on Ctrl-C
+    before the server ran).
+
+    Everything the demo writes goes to one folder (:func:`web_workdir`), removed when the demo stops:
+    Ctrl-C, SIGTERM, or a failure at start.
+    """
+    from garvideo.errors import ModelUnavailableError
+
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        with web_workdir() as workdir:
+            try:
+                import gradio  # noqa: F401
+            except ImportError:
+                print(
+                    "error: the web demo needs Gradio: pip install -e '.[demo]' in a garvideo clone",
+                    file=sys.stderr,
+                )
+                return 2
+            try:
+                demo = WebDemo(
+                    args.model,
+                    tracker=args.tracker,
+                    sam2_checkpoint=args.sam2_checkpoint,
+                    num_frames=args.num_frames,
+                    max_new_tokens=args.max_new_tokens,
+                    device=args.device,
+                    workdir=workdir / "runs",
+                )
+            except (InputError, ModelUnavailableError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            launch(demo, host=args.host, port=args.port)
+    except KeyboardInterrupt:  # before the server ran (Gradio handles it while serving)
+        return 130
+    return 0
 
 
 if __name__ == "__main__":

@@ -178,7 +178,10 @@ class Scores:
         unparsed: non-empty predictions in which the official rules find no letter ``A``–``Z`` (the
             first-character fallback gave something else, e.g. a digit or a space).
         failed: records that failed (``error`` set); counted wrong.
-        settings: how the predictions were made (model, mode, tracker, ...), when known.
+        settings: how the predictions were made (model, mode, tracker, ...): the settings recorded beside
+            the predictions (``<stem>.settings.json``), never a later command line.
+        settings_recorded: whether there were recorded settings (``False``: a predictions file made
+            elsewhere or by an older garvideo; the table says so).
         missing: questions of the run with no prediction (a merge with ``--allow-partial``); when
             non-zero the scores are *partial* and say so everywhere they are shown.
     """
@@ -191,6 +194,7 @@ class Scores:
     unparsed: int = 0
     failed: int = 0
     settings: dict[str, Any] = field(default_factory=dict)
+    settings_recorded: bool = True
     missing: int = 0
 
     @property
@@ -213,6 +217,7 @@ class Scores:
         }
         if self.settings:
             out["settings"] = dict(self.settings)
+        out["settings_recorded"] = self.settings_recorded
         if self.partial:
             out["partial"] = True
             out["missing"] = self.missing
@@ -235,6 +240,7 @@ class Scores:
             unparsed=int(data.get("unparsed", 0)),
             failed=int(data.get("failed", 0)),
             settings=dict(data.get("settings", {})),
+            settings_recorded=bool(data.get("settings_recorded", True)),
             missing=int(data.get("missing", 0)),
         )
 
@@ -246,7 +252,8 @@ class Scores:
 
 
 def score_records(records: Iterable[Mapping[str, Any]], settings: Mapping[str, Any] | None = None) -> Scores:
-    """Score prediction records (each with ``Answer``, ``pred``, ``type``; optional ``error``)."""
+    """Score prediction records (each with ``Answer``, ``pred``, ``type``; optional ``error``), labelled
+    with ``settings`` (``None``: none recorded, and the scores say so)."""
     items = [score_item(r) for r in records]
     seen_types: list[str] = []
     for it in items:
@@ -259,6 +266,7 @@ def score_records(records: Iterable[Mapping[str, Any]], settings: Mapping[str, A
         per_type={t: Tally() for t in order},
         strict_per_type={t: Tally() for t in order},
         settings=dict(settings or {}),
+        settings_recorded=settings is not None,
     )
     for it in items:
         for tally, ok in (
@@ -302,17 +310,24 @@ def load_predictions(path: PathLike) -> list[dict[str, Any]]:
     return contents.records
 
 
+def recorded_settings(predictions: PathLike) -> dict[str, Any] | None:
+    """The settings the predictions were made with, as the run recorded them beside the file
+    (``<stem>.settings.json``, :mod:`garvideo.run_settings`), or ``None`` when none were recorded.
+
+    Raises:
+        InputError: an unreadable settings file.
+    """
+    from garvideo.run_settings import read_settings
+
+    found = read_settings(predictions)
+    return None if found is None else dict(found.settings)
+
+
 def score_file(path: PathLike) -> Scores:
-    """Score a predictions JSONL file (settings from its ``.scores.json`` sidecar when there is one)."""
+    """Score a predictions JSONL file, labelled with the settings recorded beside it (when none are, the
+    scores say so: a file made elsewhere)."""
     records = load_predictions(path)
-    settings: dict[str, Any] = {}
-    sidecar = scores_paths(path)[0]
-    if sidecar.is_file():
-        try:
-            settings = dict(json.loads(sidecar.read_text()).get("settings", {}))
-        except (json.JSONDecodeError, AttributeError):
-            settings = {}
-    return score_records(records, settings)
+    return score_records(records, recorded_settings(path))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -329,8 +344,7 @@ def format_markdown(scores: Scores, title: str = "VideoRefer-Bench-Q") -> str:
     lines = [f"# {title}", ""]
     if scores.partial:
         lines += [f"**Partial**: {scores.missing} questions of the run have no prediction.", ""]
-    if scores.settings:
-        lines += [", ".join(f"{k}: {v}" for k, v in scores.settings.items()), ""]
+    lines += [settings_line(scores), ""]
     lines += [
         "| Type | Correct | Total | Accuracy (%) | Strict accuracy (%) |",
         "|---|---:|---:|---:|---:|",
@@ -349,6 +363,17 @@ def format_markdown(scores: Scores, title: str = "VideoRefer-Bench-Q") -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def settings_line(scores: Scores) -> str:
+    """The line a score table shows its settings with (or that none were recorded)."""
+    if not scores.settings_recorded:
+        return (
+            "settings: not recorded (predictions made elsewhere or by an older garvideo: no .settings.json)"
+        )
+    from garvideo.run_settings import short_value
+
+    return ", ".join(f"{k}: {short_value(v)}" for k, v in scores.settings.items())
 
 
 def write_scores(scores: Scores, predictions: PathLike) -> tuple[Path, Path]:

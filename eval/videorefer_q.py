@@ -44,6 +44,7 @@ from garvideo.errors import InputError, PathLike
 from garvideo.eval.scoring import (
     QUESTION_TYPES,
     Scores,
+    recorded_settings,
     score_records,
     scores_paths,
     write_scores,
@@ -61,6 +62,7 @@ from garvideo.jsonl import (
     resolve_shard,
     run_jsonl,
 )
+from garvideo.run_settings import RunSettings, build_run_settings
 
 logger = logging.getLogger(__name__)
 
@@ -487,22 +489,17 @@ def _group_key(mode: str, video_root: Path) -> Callable[[Mapping[str, Any]], Has
     return key
 
 
-def run_settings(gv: Any, *, mode: str, data: PathLike | None = None) -> dict[str, Any]:
-    """The settings recorded with the scores: model, mode, tracker, K, keyframes, roi mode, new tokens, dtype."""
-    settings = {
-        "model": getattr(gv, "model_name", None),
-        "mode": mode,
-        "tracker": getattr(gv, "tracker_name", None),
-        "tracker_reason": getattr(gv, "tracker_reason", None),
-        "num_frames": getattr(gv, "num_frames", None),
-        "keyframes": getattr(gv, "keyframes", None),
-        "roi_mode": getattr(gv, "roi_mode", None),
-        "max_new_tokens": getattr(gv, "max_new_tokens", None),
-        "dtype": getattr(gv, "model_dtype", None),
-    }
+def run_settings(gv: Any, *, mode: str, data: PathLike | None = None) -> RunSettings:
+    """The settings recorded beside the predictions (and shown with their scores): those of ``gv``
+    (:func:`garvideo.run_settings.pipeline_settings`) and the benchmark ``mode``; the data file and
+    the tracker's selection reason are recorded, not compared."""
+    info: dict[str, Any] = {}
     if data is not None:
-        settings["data"] = str(data)
-    return settings
+        info["data"] = str(data)
+    reason = getattr(gv, "tracker_reason", None)
+    if reason is not None:
+        info["tracker_reason"] = reason
+    return build_run_settings(gv, info=info, mode=mode)
 
 
 def plan_run(
@@ -528,7 +525,25 @@ def plan_run(
     records = select_records(load_benchmark(data), types=types, limit=limit)
     if not records:
         raise InputError(data, "no records to run (check --types / --limit)")
+    check_first_video(records, video_root)
     return records
+
+
+def check_first_video(records: Sequence[Mapping[str, Any]], video_root: PathLike) -> None:
+    """Refuse a video root under which the first record's ``video`` does not exist (before any work,
+    instead of failing every record).
+
+    Raises:
+        InputError: naming ``--video-root``.
+    """
+    first = records[0]
+    video = first.get("video")
+    if isinstance(video, str) and video.strip() and not (Path(video_root) / video).exists():
+        raise InputError(
+            "--video-root",
+            f"the video of the first record (id {first.get('id')!r}), {video!r}, is not under "
+            f"{video_root}; --video-root must be the folder the records' 'video' paths start from",
+        )
 
 
 @dataclass
@@ -559,35 +574,45 @@ def run_videorefer_q(
     limit: int | None = None,
     types: Sequence[str] | None = None,
     shard: Any = None,
-    retry_errors: bool = False,
+    skip_failed: bool = False,
     progress: Callable[[Progress], None] | None = None,
-    settings: Mapping[str, Any] | None = None,
+    settings: RunSettings | None = None,
     prefetch: int = DEFAULT_PREFETCH,
     batch_size: int = 1,
     stats: RunnerStats | None = None,
+    overwrite: bool = False,
 ) -> EvalResult:
     """Answer the benchmark's questions with ``gv`` and score them.
 
     Args:
         data: ``VideoRefer-Bench-Q.json``.
         video_root: the folder the records' ``video`` paths are under.
-        out: the predictions JSONL (``OUT.part-I-of-N.jsonl`` per rank when sharded). A rerun resumes.
+        out: the predictions JSONL (``OUT.part-I-of-N.jsonl`` per rank when sharded). A rerun resumes
+            when the settings recorded beside it (``<stem>.settings.json``) are this run's.
         gv: a :class:`garvideo.pipeline.GarVideo`.
         mode: ``"single"`` (masks at ``frame_idx``, tracked) or ``"multi"`` (all annotated masks).
         limit: only the first ``limit`` records (after ``types``).
         types: only these question types.
         shard: ``"I/N"``, a :class:`garvideo.jsonl.Shard`, or ``None`` (torchrun's env, else unsharded).
-        retry_errors: redo records whose earlier prediction has an error.
+        skip_failed: keep records whose earlier prediction has an error (by default they are redone).
         progress: called after each record.
-        settings: recorded with the scores (default :func:`run_settings`).
+        settings: recorded beside the predictions and shown with the scores (default
+            :func:`run_settings`).
         prefetch: clips prepared ahead in a background thread (0: everything in this thread).
         batch_size: questions answered together (batched generation).
         stats: filled in with where the time went (:class:`garvideo.batch.RunnerStats`).
+        overwrite: start afresh even when ``out`` holds predictions (its scores files are removed too).
 
     Raises:
         InputError: a malformed benchmark file, an unknown mode or type, a missing video root.
+        SettingsMismatch: ``out`` holds predictions made with other settings (and not ``overwrite``).
     """
     records = plan_run(data, video_root, mode=mode, limit=limit, types=types, shard=shard)
+    if settings is None:
+        settings = run_settings(gv, mode=mode, data=data)
+    if overwrite:
+        for p in scores_paths(resolve_shard(shard).part_path(out)):
+            p.unlink(missing_ok=True)
     answerer = VideoReferAnswerer(gv, video_root, mode, prefetch=prefetch, batch_size=batch_size, stats=stats)
     spec: JsonlRun[dict[str, Any]] = JsonlRun(
         key=lambda r: r["id"],
@@ -597,15 +622,23 @@ def run_videorefer_q(
         plan=answerer.plan,
     )
     try:
-        summary = run_jsonl(records, out, spec, shard=shard, retry_errors=retry_errors, progress=progress)
+        summary = run_jsonl(
+            records,
+            out,
+            spec,
+            shard=shard,
+            skip_failed=skip_failed,
+            progress=progress,
+            settings=settings,
+            overwrite=overwrite,
+        )
     finally:
         answerer.close()
-    settings = dict(settings) if settings is not None else run_settings(gv, mode=mode, data=data)
-    scores = score_records(read_jsonl(summary.out).records, settings)
+    scores = score_records(read_jsonl(summary.out).records, recorded_settings(summary.out))
     files = write_scores(scores, summary.out)
     merged_scores = None
     if summary.merged is not None:
-        merged_scores = score_records(read_jsonl(summary.merged).records, settings)
+        merged_scores = score_records(read_jsonl(summary.merged).records, recorded_settings(summary.merged))
         write_scores(merged_scores, summary.merged)
     return EvalResult(summary=summary, scores=scores, scores_files=files, merged_scores=merged_scores)
 
@@ -614,7 +647,8 @@ def merge_outputs(out: PathLike, *, allow_partial: bool = False) -> tuple[MergeR
     """Merge the parts of a sharded batch or eval run into ``out`` (see :func:`garvideo.jsonl.merge_shards`).
 
     When the parts are VideoRefer-Bench-Q predictions, the merged file is scored too and its
-    ``.scores.json`` / ``.scores.md`` written, with the settings found next to the parts. With
+    ``.scores.json`` / ``.scores.md`` written, labelled with the parts' recorded settings (parts with
+    different settings are not merged). With
     ``allow_partial``, incomplete parts are merged and the scores are marked partial (``missing``).
     """
     parts = find_parts(out)
@@ -622,16 +656,7 @@ def merge_outputs(out: PathLike, *, allow_partial: bool = False) -> tuple[MergeR
     records = read_jsonl(result.out).records
     if not records or not all(k in r for r in records for k in ("Answer", "pred", "type")):
         return result, None
-    settings: dict[str, Any] = {}
-    for p in parts:
-        sidecar = scores_paths(p)[0]
-        if sidecar.is_file():
-            try:
-                settings = dict(json.loads(sidecar.read_text()).get("settings", {}))
-                break
-            except (json.JSONDecodeError, AttributeError):
-                continue
-    scores = score_records(records, settings)
+    scores = score_records(records, recorded_settings(result.out))
     scores.missing = result.missing
     write_scores(scores, result.out)
     return result, scores
@@ -644,6 +669,7 @@ __all__ = [
     "EvalResult",
     "RecordMasks",
     "VideoReferAnswerer",
+    "check_first_video",
     "check_frame_keys",
     "load_benchmark",
     "merge_outputs",

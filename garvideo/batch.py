@@ -17,7 +17,9 @@ Relative paths are resolved against the questions file's folder (or ``root``).
 Output, one line per question (:func:`answer_record`): ``id``, ``answer`` (the option letter for a
 multiple-choice question, else the answer text), ``pred`` (the raw model output), ``frames`` (the
 keyframes used), ``error`` (``null`` or why the item failed), ``notes``, ``timings`` (seconds).
-Runs are resumable and shardable (:mod:`garvideo.jsonl`; a clip's questions stay on one rank).
+Runs are resumable and shardable (:mod:`garvideo.jsonl`; a clip's questions stay on one rank); the
+run's settings are recorded beside the answers (``<stem>.settings.json``, :mod:`garvideo.run_settings`)
+and a rerun resumes only with the same ones.
 Questions on the same clip and masks are processed one after the other on one prepared clip, so
 tracking, frame encoding and the prompt prefix are computed once for all of them.
 
@@ -821,8 +823,32 @@ def plan_batch(
         raise InputError("--out", "is the questions file itself; write the answers to another file")
     resolve_shard(shard)
     qs = load_questions(questions, root=root)
+    check_first_video(qs, questions, root)
     check_output(out, shard)
     return qs
+
+
+def check_first_video(qs: Sequence[BatchQuestion], questions: PathLike, root: PathLike | None) -> None:
+    """Refuse a run whose first answerable question's video does not exist (a wrong ``--root`` or a
+    questions file moved away from its clips) before any work, instead of failing every question.
+
+    Raises:
+        InputError: naming ``--root`` (when given) or the questions file.
+    """
+    first = next((q for q in qs if q.problem is None and q.video is not None), None)
+    if first is None or first.video.exists():
+        return
+    if root is not None:
+        raise InputError(
+            "--root",
+            f"the video of the first question (id {first.id!r}), {first.video}, does not exist under "
+            f"{root}; --root must be the folder the questions' relative paths start from",
+        )
+    raise InputError(
+        f"{questions}:{first.line}",
+        f"the video of the first question (id {first.id!r}), {first.video}, does not exist (relative "
+        "paths start from the questions file's folder; pass --root DIR for another one)",
+    )
 
 
 def run_batch(
@@ -832,11 +858,13 @@ def run_batch(
     *,
     root: PathLike | None = None,
     shard: Any = None,
-    retry_errors: bool = False,
+    skip_failed: bool = False,
     progress: Callable[[Progress], None] | None = None,
     prefetch: int = DEFAULT_PREFETCH,
     batch_size: int = 1,
     stats: RunnerStats | None = None,
+    settings: Any = None,
+    overwrite: bool = False,
 ) -> RunSummary:
     """Answer every question not yet in ``out`` (resumable, sharded; see :func:`garvideo.jsonl.run_jsonl`).
 
@@ -846,20 +874,37 @@ def run_batch(
         gv: a :class:`garvideo.pipeline.GarVideo`.
         root: where relative paths of a questions file are resolved (default: its folder).
         shard: ``"I/N"``, a :class:`garvideo.jsonl.Shard`, or ``None`` (torchrun's env, else unsharded).
-        retry_errors: redo questions whose earlier record has an error.
+        skip_failed: keep questions whose earlier record has an error (by default they are redone).
         progress: called after each question.
         prefetch: clips prepared ahead in a background thread (0: everything in this thread).
         batch_size: questions answered together (batched generation).
         stats: filled in with where the time went (:class:`RunnerStats`).
+        settings: the :class:`garvideo.run_settings.RunSettings` recorded with the answers (default:
+            those of ``gv``, :func:`garvideo.run_settings.build_run_settings`).
+        overwrite: start afresh even when ``out`` holds answers (made with other settings or not).
+
+    Raises:
+        SettingsMismatch: ``out`` holds answers made with other settings (and not ``overwrite``).
     """
-    answerer = BatchAnswerer(gv, prefetch=prefetch, batch_size=batch_size, stats=stats)
+    from garvideo.run_settings import build_run_settings
+
     if isinstance(questions, (str, Path)):
         qs = plan_batch(questions, out, root=root, shard=shard)
     else:
         qs = list(questions)
+    if settings is None:
+        settings = build_run_settings(gv)
+    answerer = BatchAnswerer(gv, prefetch=prefetch, batch_size=batch_size, stats=stats)
     try:
         return run_jsonl(
-            qs, out, batch_run_spec(answerer), shard=shard, retry_errors=retry_errors, progress=progress
+            qs,
+            out,
+            batch_run_spec(answerer),
+            shard=shard,
+            skip_failed=skip_failed,
+            progress=progress,
+            settings=settings,
+            overwrite=overwrite,
         )
     finally:
         answerer.close()

@@ -4,8 +4,12 @@ A *run* maps a list of input items to one JSON line each, keyed by the item's id
 
 * lines are written as produced (one ``write`` per line, flushed and ``fsync``'d), so Ctrl-C or a
   crash loses nothing already written;
-* a rerun reads what is there and skips ids already present (a last line cut off by a crash is
-  detected — it has no newline — and dropped, so that item is simply redone);
+* a rerun reads what is there and skips ids already answered (a last line cut off by a crash is
+  detected — it has no newline — and dropped, so that item is simply redone); items recorded with an
+  ``error`` are retried (``skip_failed`` keeps them);
+* a run given its settings (:class:`garvideo.run_settings.RunSettings`) records them beside the
+  output (``<stem>.settings.json``) before the first line, and a rerun resumes only when they are
+  equal (else :class:`garvideo.run_settings.SettingsMismatch`); ``overwrite`` starts afresh;
 * an item whose processing raises is recorded as a line with its ``error`` and the run goes on;
 * when every item of the run is present, the file is rewritten (atomically) in input order, so the
   finished file does not depend on the processing order, interruptions or retries;
@@ -16,7 +20,8 @@ A *run* maps a list of input items to one JSON line each, keyed by the item's id
   items (:meth:`Shard.assign`). Each rank writes ``OUT.part-I-of-N.jsonl`` and
   ``OUT.part-I-of-N.ids.json`` (the ids it must answer, so a merge can tell a finished part from one
   cut short); the rank that finishes last merges the parts in input order (:func:`merge_shards` with
-  the ids), which gives exactly the file a single run writes;
+  the ids), which gives exactly the file a single run writes; parts with different recorded
+  settings are not merged;
 * one writer per file: a run (and a merge) holds an advisory lock (``fcntl.flock`` on ``FILE.lock``)
   on every file it writes; a second process gets :class:`OutputBusy` naming the holder's pid.
 """
@@ -34,9 +39,12 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from garvideo.errors import InputError, PathLike
+
+if TYPE_CHECKING:
+    from garvideo.run_settings import RunSettings
 
 logger = logging.getLogger(__name__)
 
@@ -189,25 +197,35 @@ def output_lock(path: PathLike) -> Iterator[Path]:
         os.close(fd)
 
 
-def check_writable(path: PathLike, what: str = "--out") -> Path:
-    """Check, before any work, that a file can be written at ``path`` (its folder is made if needed).
+def check_writable(path: PathLike, what: str = "--out", *, folder: bool = False) -> Path:
+    """Check, before any work, that ``path`` can be written: a file (or, with ``folder``, a folder to
+    write files in). Nothing is created: an existing folder on the way (the nearest one when the
+    folders do not exist yet) is probed with a temporary file, removed at once.
 
     Raises:
-        InputError: ``path`` is a folder, or its folder cannot be made or written to.
+        InputError: ``path`` is a folder where a file is wanted (or a file where a folder is), a file
+            stands where a folder on its way should be, or the place cannot be written to.
     """
     p = Path(path)
-    if p.is_dir():
+    if not folder and p.is_dir():
         raise InputError(p, f"is a folder; give {what} a file to write")
+    if folder and p.exists() and not p.is_dir():
+        raise InputError(p, f"is a file; {what} takes a folder (files are written in it)")
+    anc = p if folder and p.is_dir() else p.parent
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise InputError(p, f"cannot be written: {anc} is a file, not a folder")
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=p.name + ".", suffix=".probe", dir=p.parent)
+        fd, probe = tempfile.mkstemp(prefix=".garvideo-", suffix=".probe", dir=anc)
         os.close(fd)
         os.unlink(probe)
-        if p.exists():
+        if not folder and p.exists():
             with open(p, "ab"):
                 pass
     except OSError as exc:
-        raise InputError(p, f"cannot be written ({exc.strerror or type(exc).__name__})") from None
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(p, f"cannot be written (in {anc}: {reason})") from None
     return p
 
 
@@ -222,6 +240,34 @@ def check_output(out: PathLike, shard: str | Shard | None = None) -> Path:
     with output_lock(path):
         pass
     return path
+
+
+def check_resume(
+    out: PathLike, settings: RunSettings | None, *, shard: str | Shard | None = None, overwrite: bool = False
+) -> Path:
+    """Before any work: a rerun into ``out`` (its part when sharded) would resume a run made with the
+    same ``settings`` (nothing to check with ``overwrite``, no ``settings``, or no records yet).
+    Returns the file checked.
+
+    Raises:
+        SettingsMismatch: the output was made with other settings, or holds records with none recorded.
+        InputError: an unreadable output.
+    """
+    from garvideo.run_settings import check_settings
+
+    path = resolve_shard(shard).part_path(out)
+    if settings is None or overwrite or not path.is_file():
+        return path
+    check_settings(path, settings, has_records=bool(read_jsonl(path).records))
+    return path
+
+
+def remove_run_files(path: PathLike) -> None:
+    """Remove an output (part) file and its settings and ids files (``--overwrite``)."""
+    from garvideo.run_settings import settings_path
+
+    for p in (Path(path), settings_path(path), manifest_path(path)):
+        p.unlink(missing_ok=True)
 
 
 def manifest_path(part: PathLike) -> Path:
@@ -460,15 +506,41 @@ def _merge_locked(
     expected_ids: Sequence[Any] | None,
     allow_partial: bool,
 ) -> MergeResult:
+    from garvideo.run_settings import mismatch, read_settings, settings_path, write_settings
+
     incomplete: dict[Path, int] = {}
     by_key: dict[str, Record] = {}  # insertion order: rank order, then file order
     seen: dict[str, Path] = {}
     for p in part_list:
         if not p.is_file():
             raise InputError(p, "no such part file")
+    recorded = [read_settings(p) for p in part_list]
+    for p, rs in zip(part_list[1:], recorded[1:]):
+        first, other = recorded[0], rs
+        if (first is None) != (other is None):
+            without = part_list[0] if first is None else p
+            raise InputError(
+                without,
+                "has no recorded settings while other parts have: its records cannot be told to "
+                "match theirs; rerun that rank with --overwrite (a fresh run of its part)",
+            )
+        if first is not None and other is not None:
+            found = mismatch(p, first.settings, other.settings)
+            if found is not None:
+                raise InputError(
+                    p,
+                    f"was made with other settings than {part_list[0].name} ({found.field}: "
+                    f"{found.new!r} here, {found.old!r} there): rerun one of them with the other's settings "
+                    "and --overwrite before merging",
+                )
+    for p in part_list:
         contents = read_jsonl(p)
         if contents.dropped_tail:
-            raise InputError(p, "the part ends with an incomplete line: rerun that rank to finish it")
+            raise InputError(
+                p,
+                "the part ends with an incomplete line: rerunning that rank's command drops it and answers "
+                "that record again, keeping the others",
+            )
         for r in contents.records:
             if id_key not in r:
                 raise InputError(p, f"a record has no {id_key!r}")
@@ -484,8 +556,8 @@ def _merge_locked(
             if lacking and not allow_partial:
                 raise InputError(
                     p,
-                    f"incomplete part: lacks {lacking} of its {len(wanted)} records (rerun that rank to "
-                    "finish it, or merge with --allow-partial)",
+                    f"incomplete part: lacks {lacking} of its {len(wanted)} records (rerunning that rank's "
+                    "command answers just those, keeping the part's records; or merge with --allow-partial)",
                 )
             if lacking:
                 incomplete[p] = lacking
@@ -498,6 +570,10 @@ def _merge_locked(
         order_set = set(order)
         extra = [k for k in by_key if k not in order_set]
         records = [by_key[k] for k in order] + [by_key[k] for k in extra]
+    if recorded and recorded[0] is not None:
+        write_settings(out, recorded[0])
+    else:
+        settings_path(out).unlink(missing_ok=True)
     write_jsonl_atomic(out, records)
     logger.info("merged %d parts (%d records) into %s", len(part_list), len(records), out)
     return MergeResult(
@@ -539,12 +615,17 @@ class RunSummary:
         out: the file written (the part file when sharded).
         shard: the shard that ran.
         total: items of this shard.
-        skipped: items already in the output when the run started.
+        skipped: items already answered in the output when the run started (kept).
         written: items written by this run (``failed`` of them with an error).
+        retried: of ``written``, items whose earlier record carried an error (redone by this run).
+        kept_failed: items recorded with an error that this run kept (``skip_failed``); counted in
+            ``skipped``.
         failed: items written with an error by this run.
         failed_total: records of this shard carrying an error in the output (old runs included).
         complete: every item of the shard is in the output (the file was put in input order).
         merged: the merged file, when this run found every rank finished and merged them.
+        merge_problem: why every rank is finished but the parts were not merged (e.g. their settings
+            differ), else ``None``.
         seconds: wall time of the run.
     """
 
@@ -553,10 +634,13 @@ class RunSummary:
     total: int
     skipped: int = 0
     written: int = 0
+    retried: int = 0
+    kept_failed: int = 0
     failed: int = 0
     failed_total: int = 0
     complete: bool = False
     merged: Path | None = None
+    merge_problem: str | None = None
     seconds: float = 0.0
 
 
@@ -623,9 +707,11 @@ def run_jsonl(
     spec: JsonlRun[T],
     *,
     shard: str | Shard | None = None,
-    retry_errors: bool = False,
+    skip_failed: bool = False,
     auto_merge: bool = True,
     progress: Callable[[Progress], None] | None = None,
+    settings: RunSettings | None = None,
+    overwrite: bool = False,
 ) -> RunSummary:
     """Run ``spec.process`` over the items not yet in ``out``, appending one line per item.
 
@@ -634,15 +720,21 @@ def run_jsonl(
         out: the output JSONL (a rank of a sharded run writes ``OUT.part-I-of-N.jsonl``).
         spec: ids, processing and error records (:class:`JsonlRun`).
         shard: ``"I/N"`` or a :class:`Shard`; default torchrun's env, else unsharded.
-        retry_errors: redo items whose record carries an error (the new record replaces it).
+        skip_failed: keep items whose record carries an error (by default they are redone and the new
+            record replaces it).
         auto_merge: when sharded and every rank's part is complete, merge them into ``out``.
         progress: called with a :class:`Progress` after each item.
+        settings: recorded beside the output before the first line (``<stem>.settings.json``); an
+            output holding records is resumed only when its recorded settings are equal.
+        overwrite: remove the output (and its settings and ids files) first: the run is a fresh one.
 
     Returns:
         A :class:`RunSummary`.
 
     Raises:
         InputError: duplicate ids in ``items``; an unreadable existing output.
+        SettingsMismatch: ``settings`` given and the output was made with others (or with none
+            recorded); see :func:`check_resume`.
         OutputBusy: another process holds the output's write lock (see :func:`output_lock`).
         RunInterrupted: Ctrl-C (a ``KeyboardInterrupt``); all lines written so far are kept.
     """
@@ -662,6 +754,15 @@ def run_jsonl(
     if path.is_dir():
         raise InputError(path, "is a folder; give a .jsonl file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        remove_run_files(path)
+    check_resume(path, settings)
+    if settings is not None:
+        from garvideo.run_settings import read_settings, write_settings
+
+        old = read_settings(path)
+        if old is None or old.to_dict() != settings.to_dict():
+            write_settings(path, settings)
     if sh.is_sharded:
         write_manifest(path, mine_keys)
 
@@ -673,11 +774,16 @@ def run_jsonl(
         for r in contents.records:
             if spec.id_key in r:
                 existing[record_key(r[spec.id_key])] = r  # a later line (a retry) wins
-    done_keys = {
-        k for k in mine_keys if k in existing and not (retry_errors and existing[k].get("error") is not None)
-    }
+    failed_before = {k for k in mine_keys if k in existing and existing[k].get("error") is not None}
+    done_keys = {k for k in mine_keys if k in existing and (skip_failed or k not in failed_before)}
     todo = _order_for_processing([it for it, k in zip(mine, mine_keys) if k not in done_keys], spec.group)
-    summary = RunSummary(out=path, shard=sh, total=len(mine), skipped=len(done_keys))
+    summary = RunSummary(
+        out=path,
+        shard=sh,
+        total=len(mine),
+        skipped=len(done_keys),
+        kept_failed=len(failed_before & done_keys),
+    )
     if done_keys:
         logger.info("%s: %d of %d items already done, %d to go", path, len(done_keys), len(mine), len(todo))
 
@@ -717,6 +823,8 @@ def run_jsonl(
                 os.fsync(f.fileno())
                 existing[record_key(record[spec.id_key])] = record
                 summary.written += 1
+                if record_key(record[spec.id_key]) in failed_before:
+                    summary.retried += 1
                 report(record_key(record[spec.id_key]))
         except KeyboardInterrupt:
             # Ctrl-C can land after a line reached the file but before it was counted: count the
@@ -739,7 +847,9 @@ def run_jsonl(
             write_jsonl_atomic(path, final)
     summary.failed_total = sum(1 for k in mine_keys if existing.get(k, {}).get("error") is not None)
     if sh.is_sharded and auto_merge and summary.complete:
-        summary.merged = _merge_if_all_done(out, keys, groups, sh.count, spec.id_key, held=path)
+        summary.merged, summary.merge_problem = _merge_if_all_done(
+            out, keys, groups, sh.count, spec.id_key, held=path
+        )
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -751,20 +861,24 @@ def _merge_if_all_done(
     count: int,
     id_key: str,
     held: PathLike | None = None,
-) -> Path | None:
-    """Merge the parts into ``out`` when every rank's part holds all of its ids (else ``None``)."""
+) -> tuple[Path | None, str | None]:
+    """Merge the parts into ``out`` when every rank's part holds all of its ids: ``(out, None)``; else
+    ``(None, None)``, or ``(None, why)`` when they are all finished but cannot be merged."""
     paths = part_paths(out, count)
     for i, p in enumerate(paths):
         if not p.exists():
-            return None
+            return None, None
         have = {record_key(r[id_key]) for r in read_jsonl(p).records if id_key in r}
         if any(keys[j] not in have for j in Shard(i, count).indices(len(keys), groups)):
-            return None
+            return None, None
     try:
         result = merge_shards(
             out, paths, id_key=id_key, expected_ids=keys, held=() if held is None else (held,)
         )
     except OutputBusy as exc:  # another rank finishing at the same moment is merging
         logger.info("not merging now: %s", exc)
-        return None
-    return result.out
+        return None, None
+    except InputError as exc:  # e.g. parts made with other settings: the ranks' parts stay as they are
+        logger.warning("not merging the parts: %s", exc)
+        return None, str(exc)
+    return result.out, None

@@ -98,7 +98,8 @@ def draw_masks(
             ``None``; the result is then taller than ``image`` (see :func:`caption_band_height`).
         alpha: tint opacity in [0, 1].
         outline: contour thickness in pixels (0: no outline).
-        label: write each object's name (``object0`` for id 1, …) next to its mask.
+        label: write each object's name (``object0`` for id 1, …) above its mask's largest connected
+            part (:func:`label_anchor`), so a stray fragment elsewhere does not carry the name.
 
     Returns:
         a new (H, W, 3) uint8 RGB frame, (H + band, W, 3) with a caption.
@@ -129,16 +130,26 @@ def draw_masks(
         if outline > 0:
             cv2.drawContours(canvas, contours, -1, color, outline, lineType=cv2.LINE_AA)
         if label:
-            ys, xs = np.nonzero(m)
+            left, top = label_anchor(m)
             text = object_name(oid)
             (tw, th), base = cv2.getTextSize(text, font, scale, thick)
-            x = int(np.clip(xs.min(), 0, max(0, w - tw - 4)))
-            y = int(np.clip(ys.min() - 4, th + 4, h - 2))
+            x = int(np.clip(left, 0, max(0, w - tw - 4)))
+            y = int(np.clip(top - 4, th + 4, h - 2))
             cv2.rectangle(canvas, (x, y - th - 4), (x + tw + 4, y + base - 2), color, -1)
             cv2.putText(canvas, text, (x + 2, y - 2), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
     if caption:
         canvas = np.concatenate([canvas, caption_band(caption, w, scale=scale, thick=thick)], axis=0)
     return canvas
+
+
+def label_anchor(mask: np.ndarray) -> tuple[int, int]:
+    """``(left, top)`` of the bounding box of the largest 8-connected component of a non-empty bool
+    ``(H, W)`` mask: where its label is drawn."""
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count < 2:
+        raise ValueError("label_anchor needs a non-empty mask")
+    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))  # component 0 is the background
+    return int(stats[best, cv2.CC_STAT_LEFT]), int(stats[best, cv2.CC_STAT_TOP])
 
 
 def _text_scale(h: int, w: int) -> tuple[float, int]:

@@ -406,6 +406,17 @@ class OpenCVVideo(Video):
 BACKEND_ENV = "GARVIDEO_VIDEO_BACKEND"  # the reader "auto" means: auto (decord, then OpenCV), decord, opencv
 
 
+#: File starts of still images (PNG, JPEG, GIF, BMP, TIFF, WebP) — a video is never one of these.
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def _is_image_file(path: Path) -> bool:
+    """Whether ``path`` holds a still image (by its first bytes, whatever its name)."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    return head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
 def open_video(path: PathLike, *, backend: str = "auto", fps: float = 0.0) -> Video:
     """Open a video file or a folder of frames.
 
@@ -421,8 +432,9 @@ def open_video(path: PathLike, *, backend: str = "auto", fps: float = 0.0) -> Vi
         A :class:`Video`; use it as a context manager or call ``close()``.
 
     Raises:
-        InputError: the path does not exist, is not a readable video or frame folder, has no frames,
-            or (folders) holds frames of mixed sizes.
+        InputError: the path does not exist, is a single image (the message says how to pass it: a
+            folder with that one frame), is not a readable video or frame folder, has no frames, or
+            (folders) holds frames of mixed sizes.
     """
     p = Path(path)
     if not p.exists():
@@ -437,6 +449,12 @@ def open_video(path: PathLike, *, backend: str = "auto", fps: float = 0.0) -> Vi
             raise InputError(BACKEND_ENV, f"unknown video backend {backend!r} (use auto, decord or opencv)")
     if p.stat().st_size == 0:
         raise InputError(p, "video file is empty")
+    if _is_image_file(p):
+        raise InputError(
+            p,
+            "is a single image, not a clip; to use it as a one-frame clip, put it in a folder of its own "
+            "and pass the folder",
+        )
     errors = []
     if backend in ("auto", "decord"):
         try:

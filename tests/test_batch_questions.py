@@ -78,6 +78,9 @@ def test_plan_batch_refuses_to_overwrite_the_questions_and_checks_the_shard(tmp_
     from garvideo.batch import plan_batch
 
     q = write(tmp_path / "q.jsonl", [{"id": 1, "video": "v", "mask": "m", "question": "q"}])
+    with pytest.raises(InputError, match="the video of the first question"):  # checked up front
+        plan_batch(q, tmp_path / "a.jsonl")
+    (tmp_path / "v").mkdir()
     assert [x.id for x in plan_batch(q, tmp_path / "a.jsonl", shard="1/2")] == [1]
     with pytest.raises(InputError, match="is the questions file itself"):
         plan_batch(q, q)

@@ -145,7 +145,14 @@ def test_scores_json_shape_and_tables(tmp_path):
     preds.write_text("".join(json.dumps(r) + "\n" for r in records))
     json_path, md_path = write_scores(s, preds)
     assert json_path.name == "preds.scores.json" and md_path.name == "preds.scores.md"
-    again = score_file(preds)  # the settings come back from the sidecar
+    # the settings come from the run's settings sidecar, never from an earlier score file
+    elsewhere = score_file(preds)
+    assert not elsewhere.settings_recorded and elsewhere.settings == {}
+    assert "settings: not recorded" in format_markdown(elsewhere)
+    from garvideo.run_settings import RunSettings, write_settings
+
+    write_settings(preds, RunSettings({"model": "tiny", "mode": "single"}, {}))
+    again = score_file(preds)
     assert again.to_dict() == d
 
 

@@ -130,12 +130,14 @@ def test_bad_items_are_recorded_and_the_run_goes_on(tmp_path):
     assert "cannot answer 'a bad question'" in recs[2]["error"]
     assert all(r["error"] is None and r["answer"] in "ABCD" for i, r in enumerate(recs) if i not in (2, 7))
 
-    # a rerun keeps them (they are answered, with an error); --retry-errors redoes them in place
-    assert run_jsonl(items, out, SPEC).written == 0
+    # skip_failed keeps them (answered, with an error); a plain rerun redoes them in place
+    kept = run_jsonl(items, out, SPEC, skip_failed=True)
+    assert kept.written == 0 and kept.kept_failed == 2 and kept.failed_total == 2
     items[2]["text"] = "fixed question"
-    retried = run_jsonl(items, out, SPEC, retry_errors=True)
+    retried = run_jsonl(items, out, SPEC)
     recs = read_jsonl(out).records
-    assert retried.written == 2 and retried.failed == 1 and retried.failed_total == 1
+    assert retried.written == 2 and retried.retried == 2 and retried.skipped == 8
+    assert retried.failed == 1 and retried.failed_total == 1
     assert [r["id"] for r in recs] == list(range(10))  # the retry replaced the old lines, order kept
     assert recs[2]["error"] is None and recs[7]["error"]
 

@@ -162,3 +162,18 @@ def test_h264_overlay_plays_in_chromium(sample_clip, tmp_path):
     width, height, duration, no_error = state
     assert no_error and width == sample_clip.width and height > sample_clip.height  # caption band below
     assert duration == pytest.approx(10 / 25, abs=0.05)  # a frame folder: 25 fps
+
+
+def test_the_label_sits_on_the_largest_part_of_the_mask_not_on_a_stray_fragment():
+    """Issue 19, item 6: a small fragment far away (top left) must not pull the label onto it."""
+    img = np.zeros((240, 320, 3), np.uint8)
+    m = np.zeros((240, 320), bool)
+    m[150:230, 200:300] = True  # the object: 8,000 px, bottom right
+    m[5:20, 5:20] = True  # a 225-px stray fragment, top left
+    changed = np.argwhere((draw_masks(img, {1: m}) != draw_masks(img, {1: m}, label=False)).any(axis=2))
+    ys, xs = changed[:, 0], changed[:, 1]
+    assert xs.min() >= 195 and ys.min() >= 100  # the label is drawn just above the object
+    assert not ((ys < 60) & (xs < 60)).any()  # and nothing near the fragment
+    from garvideo.overlay import label_anchor
+
+    assert label_anchor(m) == (200, 150)

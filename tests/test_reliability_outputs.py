@@ -104,8 +104,8 @@ def test_merge_refuses_an_incomplete_part(tmp_path, run_cli):
     assert code == 2 and not out.exists()
     assert err.strip().splitlines() == [
         (
-            f"error: {part}: incomplete part: lacks 2 of its 4 records (rerun that rank to finish it, "
-            "or merge with --allow-partial)"
+            f"error: {part}: incomplete part: lacks 2 of its 4 records (rerunning that rank's command "
+            "answers just those, keeping the part's records; or merge with --allow-partial)"
         )
     ]
 
@@ -254,8 +254,8 @@ def test_batch_errors_name_the_questions_file(tmp_path, run_cli):
 
 
 def test_batch_where_every_question_fails_exits_2(tmp_path, run_cli, tiny_model_dir, sample_clip):
-    qs = _questions(tmp_path, [{"id": i, "video": str(tmp_path / "nope.mp4"),
-                                "mask": str(sample_clip.prompt_mask), "question": "Q?"} for i in range(2)])  # fmt: skip
+    qs = _questions(tmp_path, [{"id": i, "video": str(sample_clip.video_path),
+                                "mask": str(tmp_path / "nope.png"), "question": "Q?"} for i in range(2)])  # fmt: skip
     out = tmp_path / "a.jsonl"
     code, stdout, err = run_cli(
         "batch", qs, "--out", out, "--model", tiny_model_dir, "--tracker", "static", "--json"
@@ -263,16 +263,25 @@ def test_batch_where_every_question_fails_exits_2(tmp_path, run_cli, tiny_model_
     assert code == 2
     assert json.loads(stdout)["failed"] == 2
     assert err.strip().splitlines()[-1].startswith(f"error: {out}: all 2 questions failed")
+    assert "fix the cause: rerunning the same command retries them" in err
+    # a video that is not there is refused before any work (the first question's)
+    missing = _questions(tmp_path, [{"id": 0, "video": str(tmp_path / "nope.mp4"),
+                                     "mask": str(sample_clip.prompt_mask), "question": "Q?"}])  # fmt: skip
+    code, _, err = run_cli("batch", missing, "--out", tmp_path / "b.jsonl", "--model", tmp_path / "no-model")
+    assert (
+        code == 2 and "the video of the first question (id 0)" in err and not (tmp_path / "b.jsonl").exists()
+    )
 
 
 def test_eval_where_every_record_fails_exits_2(tmp_path, run_cli, tiny_model_dir, shared_dir):
     records = json.loads((shared_dir / "data/videorefer-mini/VideoRefer-Bench-Q-mini.json").read_text())[:2]
+    for r in records:
+        r["type"] = "Counting Questions"  # not a type of the benchmark: every record fails
     data = tmp_path / "bench.json"
     data.write_text(json.dumps(records))
-    (tmp_path / "videos").mkdir()  # the clips are not there: every record fails
     out = tmp_path / "preds.jsonl"
     code, stdout, err = run_cli(
-        "eval", "videorefer-q", "--data", data, "--video-root", tmp_path / "videos", "--out", out,
+        "eval", "videorefer-q", "--data", data, "--video-root", shared_dir / "data" / "davis2016", "--out", out,
         "--model", tiny_model_dir, "--tracker", "static", "-k", "1", "--json",
     )  # fmt: skip
     assert code == 2

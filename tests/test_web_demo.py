@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -250,6 +251,61 @@ def test_web_demo_describe_and_ask_in_chromium(web_server, browser_exe, sample_c
             browser.close()
 
 
+@pytest.mark.browser
+@pytest.mark.slow
+def test_web_demo_shows_user_text_and_file_names_as_text_in_chromium(
+    web_server, browser_exe, sample_clip, tmp_path
+):
+    """Issue 19, item 4: messages with ``<object1>`` are shown whole, and a file name with markup in it
+    adds no element and runs no script."""
+    from playwright.sync_api import expect, sync_playwright
+
+    evil = tmp_path / '<img src=x onerror="window.__pwned=1">.png'
+    evil.write_bytes(b"not a png")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=browser_exe, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(web_server, timeout=UI_TIMEOUT_MS)
+            page.locator("#video-input input[type=file]").set_input_files(str(sample_clip.video_path))
+            info = page.locator("#prompt-info")
+            expect(info).to_contain_text(f"{sample_clip.num_frames} frames", timeout=UI_TIMEOUT_MS)
+            page.locator("#mask-input input[type=file]").set_input_files(str(sample_clip.object_masks[0]))
+            expect(info).to_contain_text("<object0> (id 1 in the video): mask of", timeout=UI_TIMEOUT_MS)
+
+            toast = page.locator("[data-testid='toast-text']")
+            page.locator("#task").get_by_text("ask", exact=True).click()
+            page.locator("#run").click()  # no question
+            expect(toast.last).to_contain_text(
+                "type a question (refer to the objects as <object0>, <object1>, …)", timeout=UI_TIMEOUT_MS
+            )
+            page.locator("#question textarea").fill("Is <object0> near <object1>?")
+            page.locator("#run").click()
+            expect(toast.last).to_contain_text(
+                "question: refers to <object1> but only 1 object(s) were given (<object0>)",
+                timeout=UI_TIMEOUT_MS,
+            )
+            page.locator("#mask-input").get_by_role(
+                "button", name=re.compile("clear", re.IGNORECASE)
+            ).first.click()
+            page.locator("#mask-input input[type=file]").set_input_files(str(evil))
+            # (Gradio's upload strips < > from the stored name; what is left is shown as text)
+            expect(toast.last).to_contain_text("src=x onerror=", timeout=UI_TIMEOUT_MS)
+            expect(toast.last).to_contain_text("unreadable mask image")
+            assert (
+                page.locator("[data-testid='toast-text'] img, [data-testid='toast-text'] object").count() == 0
+            )
+            assert page.evaluate("window.__pwned === undefined")
+
+            # a run: the status line names the objects in full
+            page.locator("#task").get_by_text("describe", exact=True).click()
+            page.locator("#run").click()
+            expect(page.locator("#run-info")).to_contain_text("Described in", timeout=UI_TIMEOUT_MS)
+            assert page.evaluate("window.__pwned === undefined")
+        finally:
+            browser.close()
+
+
 # ----------------------------------------------------------------------------------------------------
 # the page's logic without a browser (WebDemo): prompts, errors, the run's updates
 # ----------------------------------------------------------------------------------------------------
@@ -380,3 +436,140 @@ def test_web_demo_clicks_become_masks_with_sam2(web_demo, sample_clip, tmp_path)
         assert obj.mask.shape == (240, 320) and obj.mask.any() and obj.source == "sam2"
     with pytest.raises(InputError, match="outside"):
         demo.click(state, 400, 10, "positive point", 0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# user text is never markup (issue 19, item 4); the run folder goes away on exit (item 5)
+# ----------------------------------------------------------------------------------------------------
+_SAFE_TAGS = {"p", "strong", "em", "code", "br", "blockquote"}
+INJECTED = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> <object1>'
+
+
+def _rendered(markdown_text: str) -> tuple[set[str], str]:
+    """The tags and the visible text of Markdown rendered to HTML (CommonMark, HTML allowed, as the page)."""
+    from html.parser import HTMLParser
+
+    from markdown_it import MarkdownIt
+
+    class Collect(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.tags: set[str] = set()
+            self.text: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.add(tag)
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+    c = Collect()
+    c.feed(MarkdownIt("commonmark", {"html": True}).render(markdown_text))
+    return c.tags, "".join(c.text)
+
+
+def test_toasts_show_user_text_as_typed(web_demo, sample_clip, tmp_path):
+    from garvideo.demos.web import toast_html
+    from garvideo.errors import InputError
+
+    state = web_demo.upload_mask(
+        web_demo.open_clip(str(sample_clip.video_path)), str(sample_clip.object_masks[0]), 0
+    )
+    with pytest.raises(InputError) as bad_ref:
+        web_demo.check_run(state, "ask", f"Is <object0> near <object1>? {INJECTED}")
+    with pytest.raises(InputError) as empty:
+        web_demo.check_run(state, "ask", "   ")
+    named = tmp_path / '<img src=x onerror="alert(1)">.png'
+    named.write_bytes(b"not a png")
+    with pytest.raises(InputError) as bad_file:
+        web_demo.upload_mask(state, str(named), 1)
+    for exc, shown in [
+        (bad_ref.value, "refers to <object1>"),
+        (empty.value, "(refer to the objects as <object0>, <object1>, …)"),
+        (bad_file.value, '<img src=x onerror="alert(1)">.png'),
+    ]:
+        toast = toast_html(exc)
+        assert "<" not in toast and ">" not in toast  # no markup at all, whatever the message holds
+        import html
+
+        assert shown in html.unescape(toast)  # ... and the text reads as typed
+
+
+def test_page_markdown_has_no_markup_from_names_or_notes(web_demo, sample_clip):
+    from garvideo.demos.web import md_code, md_literal
+
+    for text in (
+        INJECTED,
+        "a `tick` and ``two``",
+        "Masks of <object0>, <object1>",
+        "*not bold* [x](javascript:y)",
+    ):
+        for md in (md_literal(text), md_code(text)):
+            tags, visible = _rendered(md)
+            assert tags <= _SAFE_TAGS and "img" not in tags and "script" not in tags and "a" not in tags
+            assert visible.strip() == text.strip() or visible.strip() == text.replace("\n", " ").strip()
+    state = web_demo.upload_mask(
+        web_demo.open_clip(str(sample_clip.video_path)), str(sample_clip.prompt_mask), 0
+    )
+    updates = list(web_demo.run(state, "describe"))
+    for md in (web_demo.banner(), web_demo.describe_prompts(state), updates[0].status, updates[-1].status):
+        tags, visible = _rendered(md)
+        assert tags <= _SAFE_TAGS, (tags, md)
+    assert "Masks of <object0>, <object1> propagated" in _rendered(updates[0].status)[1]  # not cut off
+
+
+def _start_demo(tiny_model, tmp, port):
+    env = {k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"}
+    env.update(TMPDIR=str(tmp), GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "garvideo.demos.web", "--model", str(tiny_model), "--tracker", "static"]
+    log = open(tmp.parent / f"server-{port}.log", "wb")  # noqa: SIM115 - closed by the caller
+    proc = subprocess.Popen(
+        [*cmd, "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO)
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while True:
+        assert proc.poll() is None, (tmp.parent / f"server-{port}.log").read_text()
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status == 200:
+                    return proc, log, url
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "the web demo did not start"
+        time.sleep(0.5)
+
+
+def _ours(tmp: Path) -> list[str]:
+    """What the demo (or Gradio) left in its TMPDIR (torch's own compile cache is not the demo's)."""
+    return sorted(p.name for p in tmp.iterdir() if not p.name.startswith("torchinductor"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_web_demo_removes_its_run_folder_and_gradio_cache_on_exit(tiny_model, tmp_path, sample_clip, sig):
+    pytest.importorskip("gradio")
+    import signal
+
+    import httpx
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc, log, url = _start_demo(tiny_model, tmp, _free_port())
+    try:
+        with open(sample_clip.video_path, "rb") as f:  # an upload: Gradio caches a copy of the clip
+            r = httpx.post(
+                url + "gradio_api/upload", files={"files": ("clip.mp4", f, "video/mp4")}, timeout=60
+            )
+        assert r.status_code == 200, r.text
+        cached = Path(r.json()[0])
+        assert cached.is_file() and tmp in cached.parents  # under the demo's folder in TMPDIR
+        assert any(n.startswith("garvideo-web-") for n in _ours(tmp))
+        proc.send_signal(getattr(signal, sig))
+        assert proc.wait(timeout=60) in (0, 130, -2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=15)
+        log.close()
+    assert _ours(tmp) == []

@@ -274,6 +274,9 @@ class Tracker:
             InputError: no prompts, a prompt frame out of range, a mask of the wrong size or empty,
                 a prompt kind the backend does not take, a bad frame selection.
         """
+        from garvideo.trackers.prompts import coerce_track_inputs  # a path, masks: see there
+
+        video, prompts = coerce_track_inputs(video, prompts)
         t_total = time.perf_counter()
         n = int(video.num_frames)
         h, w = int(video.height), int(video.width)

@@ -89,6 +89,32 @@ def check_question(question: str, options: Sequence[str] | None, num_objects: in
             raise InputError("--option", f"at most 26 options (A-Z), got {len(options)}")
 
 
+def check_outputs(**paths: tuple[object, bool]) -> None:
+    """Before any work: each output can be written. ``paths`` maps a flag (``out`` for ``--out``) to
+    ``(path or None, is_folder)``; the first problem is raised naming the flag's value.
+
+    Raises:
+        InputError: see :func:`garvideo.jsonl.check_writable`.
+    """
+    from pathlib import Path
+
+    from garvideo.jsonl import check_writable
+
+    for name, (path, folder) in paths.items():
+        if path is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        check_writable(Path(path), flag, folder=folder)  # type: ignore[arg-type]
+        if name == "overlay":
+            from garvideo.overlay import VIDEO_CODECS
+
+            suffix = Path(path).suffix.lower()  # type: ignore[arg-type]
+            if suffix not in VIDEO_CODECS:
+                raise InputError(
+                    path, f"unsupported {flag} format {suffix!r} (use {', '.join(VIDEO_CODECS)})"
+                )
+
+
 @dataclass
 class Stage:
     """What a one-shot command is doing, for the line Ctrl-C prints."""
@@ -108,3 +134,61 @@ def interrupt_hint(first: str) -> Iterator[Stage]:
     except KeyboardInterrupt:
         typer.echo(f"interrupted: {stage.text}", err=True)
         raise typer.Exit(130) from None
+
+
+#: The CLI flag each recorded run setting comes from (:mod:`garvideo.run_settings`).
+SETTING_FLAGS = {
+    "model": "--model",
+    "model_revision": "--model (its revision)",
+    "model_hash": "--model (its config and weights)",
+    "tracker": "--tracker",
+    "tracker_checkpoint": "--tracker (its checkpoint)",
+    "tracker_options": "--flow-option",
+    "num_frames": "--num-frames",
+    "keyframes": "--keyframes",
+    "include_prompt_frame": "include_prompt_frame",
+    "per_second": "per_second",
+    "roi_mode": "--roi-mode",
+    "dtype": "--dtype",
+    "max_new_tokens": "--max-new-tokens",
+    "region_order": "prompt conventions (region_order)",
+    "mode": "--mode",
+    "garvideo": "garvideo version",
+}
+
+_WAYS_ON = "write this run to a new --out, or add --overwrite to replace it (a fresh run)"
+
+
+def word_settings_mismatch(exc: InputError) -> InputError:
+    """A :class:`garvideo.run_settings.SettingsMismatch` in the CLI's words: the flag that differs, the
+    two values, and the two ways on (other errors are returned unchanged)."""
+    from garvideo.run_settings import SettingsMismatch, short_value
+
+    if not isinstance(exc, SettingsMismatch):
+        return exc
+    name = exc.path.name
+    if exc.field is None:
+        return InputError(
+            exc.path, f"{exc.problem}, so a rerun cannot tell they match this run's; {_WAYS_ON}"
+        )
+    flag = SETTING_FLAGS.get(exc.field, exc.field)
+    return InputError(flag, f"{short_value(exc.old)} in {name}, {short_value(exc.new)} now; {_WAYS_ON}")
+
+
+@contextlib.contextmanager
+def worded_settings_errors() -> Iterator[None]:
+    """Reword a settings mismatch raised inside (see :func:`word_settings_mismatch`)."""
+    from garvideo.run_settings import SettingsMismatch
+
+    try:
+        yield
+    except SettingsMismatch as exc:
+        raise word_settings_mismatch(exc) from None
+
+
+def check_rerun(out: object, settings: object, *, shard: object, overwrite: bool) -> None:
+    """Before any model work: a rerun into ``out`` resumes only a run made with the same settings."""
+    from garvideo.jsonl import check_resume
+
+    with worded_settings_errors():
+        check_resume(out, settings, shard=shard, overwrite=overwrite)  # type: ignore[arg-type]

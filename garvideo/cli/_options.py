@@ -122,3 +122,22 @@ PrefetchOpt = Annotated[
 BatchSizeOpt = Annotated[
     int, typer.Option("--batch-size", "-b", min=1, help="Questions answered together (batched generation).")
 ]
+
+SkipFailedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--skip-failed",
+        help="Keep records that failed in an earlier run (by default a rerun retries them).",
+    ),
+]
+RetryErrorsOpt = Annotated[
+    bool,
+    typer.Option("--retry-errors", hidden=True, help="Old flag: retrying failed records is the default."),
+]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace what --out holds (and its settings) with a fresh run, whatever its settings were.",
+    ),
+]

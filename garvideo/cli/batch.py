@@ -20,9 +20,12 @@ from garvideo.cli._options import (
     KOpt,
     ModelOpt,
     NewTokOpt,
+    OverwriteOpt,
     PrefetchOpt,
+    RetryErrorsOpt,
     RoiOpt,
     ShardOpt,
+    SkipFailedOpt,
     TrackerOpt,
 )
 from garvideo.cli._progress import progress_bar
@@ -42,8 +45,10 @@ def resumable_run(description: str, enabled: bool = True) -> Iterator[Callable[[
             yield None if bar is None else bar.report
     except RunInterrupted as exc:
         s = exc.summary
+        have = s.skipped + s.written
         typer.echo(
-            f"interrupted: {s.skipped + s.written} of {s.total} answered in {s.out}; rerun to resume",
+            f"interrupted: {have} of {s.total} answered in {s.out}; rerunning the same command keeps them "
+            f"and answers the other {s.total - have}",
             err=True,
         )
         raise typer.Exit(130) from None
@@ -53,15 +58,22 @@ def exit_for_failures(summary: Any, what: str) -> None:
     """End a batch / eval run with its exit code: 0 when no item failed, 3 when some did (counts on
     stderr), 2 when every item of the run failed (the input is at fault, not one item)."""
     failed, total = summary.failed_total, summary.total
+    if summary.merge_problem:
+        typer.echo(f"all shards finished but not merged: {summary.merge_problem}", err=True)
     if not failed:
         return
+    rerun = (
+        "they were kept (--skip-failed); rerunning without --skip-failed retries them"
+        if summary.kept_failed
+        else "rerunning the same command retries them and keeps the rest"
+    )
     if failed >= total:
         from garvideo.errors import InputError
 
         raise InputError(
-            summary.out, f"all {total} {what} failed (each line's 'error' says why; fix them and rerun)"
+            summary.out, f"all {total} {what} failed (each line's 'error' says why); fix the cause: {rerun}"
         )
-    typer.echo(f"{failed} of {total} {what} failed (see their 'error' in {summary.out})", err=True)
+    typer.echo(f"{failed} of {total} {what} failed (see their 'error' in {summary.out}); {rerun}", err=True)
     raise typer.Exit(3)
 
 
@@ -87,16 +99,19 @@ def batch(
     shard: ShardOpt = None,
     prefetch: PrefetchOpt = DEFAULT_PREFETCH,
     batch_size: BatchSizeOpt = 1,
-    retry_errors: Annotated[
-        bool, typer.Option("--retry-errors", help="Redo questions recorded with an error.")
-    ] = False,
+    skip_failed: SkipFailedOpt = False,
+    overwrite: OverwriteOpt = False,
+    retry_errors: RetryErrorsOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
     """Answer a JSONL file of region questions, one answer line per question, written as produced.
 
     Each line: {"id", "video", "mask" (path or list of paths) with "frame" (default 0), or "masks"
     (per object, {frame: mask path or COCO RLE}), "question" (objects as <object0>, ...), "options"?}.
-    A rerun skips ids already answered; a bad question is recorded with its error and the run goes on;
+    The run's settings (model, tracker, K, ...) are recorded in ANSWERS' .settings.json: a rerun with
+    the same ones resumes (keeps the answers, retries the questions that failed unless --skip-failed),
+    one with other settings is refused (use a new --out, or --overwrite for a fresh run). A bad
+    question is recorded with its error and the run goes on;
     questions on the same clip and masks share tracking, frame encoding and the prompt prefix.
     --prefetch N prepares the next N clips in the background while the model runs; --batch-size B
     answers B questions at a time; the answers are the same either way. Shard with --shard I/N or
@@ -105,9 +120,10 @@ def batch(
     Example: garvideo batch questions.jsonl --out answers.jsonl --tracker flow --num-frames 8 --batch-size 4
     """
     from garvideo.batch import RunnerStats, make_pipeline, plan_batch, run_batch
+    from garvideo.run_settings import build_run_settings
 
     qs = plan_batch(questions, out, root=root, shard=shard)  # bad input fails before the model loads
-    from garvideo.cli._checks import check_model_options
+    from garvideo.cli._checks import check_model_options, check_rerun, worded_settings_errors
     from garvideo.trackers import parse_flow_options
 
     check_model_options(tracker, device, dtype)
@@ -122,18 +138,22 @@ def batch(
         dtype=dtype,
         tracker_options=parse_flow_options(flow_option or []),
     )
+    settings = build_run_settings(gv)
+    check_rerun(out, settings, shard=shard, overwrite=overwrite)  # before the model loads
     stats = RunnerStats()
-    with resumable_run("batch QA", enabled=not as_json) as update:
+    with worded_settings_errors(), resumable_run("batch QA", enabled=not as_json) as update:
         summary = run_batch(
             qs,
             out,
             gv,
             shard=shard,
-            retry_errors=retry_errors,
+            skip_failed=skip_failed,
             progress=update,
             prefetch=prefetch,
             batch_size=batch_size,
             stats=stats,
+            settings=settings,
+            overwrite=overwrite,
         )
     _print_summary(summary, as_json, gv, stats)
     exit_for_failures(summary, "questions")
@@ -146,6 +166,8 @@ def _print_summary(summary: Any, as_json: bool, gv: Any = None, stats: Any = Non
         "total": summary.total,
         "skipped": summary.skipped,
         "written": summary.written,
+        "retried": summary.retried,
+        "kept_failed": summary.kept_failed,
         "failed": summary.failed_total,
         "answered": summary.skipped + summary.written - summary.failed_total,
         "complete": summary.complete,
@@ -162,9 +184,12 @@ def _print_summary(summary: Any, as_json: bool, gv: Any = None, stats: Any = Non
         return
     if reason is not None:
         typer.echo(f"tracker: {reason}", err=True)
+    retried = f"{summary.retried} of them retried after failing before, " if summary.retried else ""
+    kept = f", {summary.kept_failed} failed kept (--skip-failed)" if summary.kept_failed else ""
     typer.echo(
         f"{summary.out}: {summary.skipped + summary.written}/{summary.total} answered "
-        f"({summary.skipped} already there, {summary.written} new, {summary.failed_total} with errors) "
+        f"({summary.skipped} already there{kept}, {summary.written} new, {retried}"
+        f"{summary.failed_total} with errors) "
         f"in {summary.seconds:.1f} s"
         + (f", model busy {100 * info['model_busy']:.0f}% of it" if "model_busy" in info else "")
         + (f" ({info['dtype']})" if info["dtype"] else "")

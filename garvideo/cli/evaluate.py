@@ -21,9 +21,12 @@ from garvideo.cli._options import (
     KOpt,
     ModelOpt,
     NewTokOpt,
+    OverwriteOpt,
     PrefetchOpt,
+    RetryErrorsOpt,
     RoiOpt,
     ShardOpt,
+    SkipFailedOpt,
     TrackerOpt,
 )
 from garvideo.cli.batch import exit_for_failures, resumable_run
@@ -55,9 +58,10 @@ def print_scores(scores: Any, title: str = "VideoRefer-Bench-Q") -> None:
             f"{100 * strict.accuracy:.1f}",
             style=style,
         )
+    from garvideo.eval.scoring import settings_line
+
     console = Console()
-    if scores.settings:
-        console.print(", ".join(f"{k}: {v}" for k, v in scores.settings.items()))
+    console.print(settings_line(scores), markup=False)
     console.print(table)
     console.print(
         f"empty predictions: {scores.empty_predictions} (the official script stops on these), "
@@ -104,9 +108,9 @@ def videorefer_q(
     shard: ShardOpt = None,
     prefetch: PrefetchOpt = DEFAULT_PREFETCH,
     batch_size: BatchSizeOpt = 1,
-    retry_errors: Annotated[
-        bool, typer.Option("--retry-errors", help="Redo records whose prediction has an error.")
-    ] = False,
+    skip_failed: SkipFailedOpt = False,
+    overwrite: OverwriteOpt = False,
+    retry_errors: RetryErrorsOpt = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the scores as JSON instead of a table.")
     ] = False,
@@ -114,8 +118,11 @@ def videorefer_q(
     """Measure zero-shot accuracy on VideoRefer-Bench-Q, scored as the official script does.
 
     Writes one prediction line per question (official keys video, Answer, pred, type, plus id, mode,
-    frames, error, notes, timings) as produced; a rerun resumes. At the end prints the table and writes
-    it next to the predictions (<stem>.scores.json and .scores.md) with the run's settings. --prefetch N
+    frames, error, notes, timings) as produced, and the run's settings in <stem>.settings.json. A rerun
+    with the same settings resumes (retrying records that failed, unless --skip-failed); one with other
+    settings is refused (use a new --out, or --overwrite for a fresh run). At the end prints the table
+    and writes it next to the predictions (<stem>.scores.json and .scores.md) with the settings the
+    predictions were made with. --prefetch N
     prepares the next N clips in the background while the model runs; --batch-size B answers B
     questions at a time (same predictions). Shard with --shard I/N or torchrun (a clip's questions
     stay on one rank), then `garvideo merge PREDICTIONS`.
@@ -123,14 +130,14 @@ def videorefer_q(
     Example: garvideo eval videorefer-q --data VideoRefer-Bench-Q.json --video-root videos --out preds.jsonl --mode single --num-frames 8
     """
     from garvideo.batch import make_pipeline
-    from garvideo.eval.videorefer_q import plan_run, run_videorefer_q
+    from garvideo.eval.videorefer_q import plan_run, run_settings, run_videorefer_q
 
     kinds = _split_types(types)
     from garvideo.jsonl import check_output
 
     plan_run(data, video_root, mode=mode, limit=limit, types=kinds, shard=shard)  # fail before any model work
     check_output(out, shard)
-    from garvideo.cli._checks import check_model_options
+    from garvideo.cli._checks import check_model_options, check_rerun, worded_settings_errors
     from garvideo.trackers import parse_flow_options
 
     check_model_options(tracker, device, dtype)
@@ -145,7 +152,12 @@ def videorefer_q(
         dtype=dtype,
         tracker_options=parse_flow_options(flow_option or []),
     )
-    with resumable_run(f"VideoRefer-Bench-Q ({mode})", enabled=not as_json) as update:
+    settings = run_settings(gv, mode=mode, data=data)
+    check_rerun(out, settings, shard=shard, overwrite=overwrite)  # before the model loads
+    with (
+        worded_settings_errors(),
+        resumable_run(f"VideoRefer-Bench-Q ({mode})", enabled=not as_json) as update,
+    ):
         result = run_videorefer_q(
             data,
             video_root,
@@ -155,10 +167,12 @@ def videorefer_q(
             limit=limit,
             types=kinds,
             shard=shard,
-            retry_errors=retry_errors,
+            skip_failed=skip_failed,
             progress=update,
+            settings=settings,
             prefetch=prefetch,
             batch_size=batch_size,
+            overwrite=overwrite,
         )
     scores = result.merged_scores or result.scores
     if not as_json and gv.tracker_reason is not None:
@@ -169,7 +183,9 @@ def videorefer_q(
         print_scores(scores, title=f"VideoRefer-Bench-Q: {result.summary.merged or result.summary.out}")
         typer.echo(f"scores written to {result.scores_files[0]} and {result.scores_files[1]}")
         if not result.summary.complete:
-            typer.echo("the run is incomplete: rerun the same command to finish it")
+            typer.echo(
+                "the run is incomplete: rerunning the same command answers the missing records and keeps the rest"
+            )
     exit_for_failures(result.summary, "records")
 
 
@@ -182,7 +198,8 @@ def score(
 
     --json prints {"overall": {correct, total, accuracy}, "per_type": {...}, "empty_predictions",
     "unparsed", "failed", "strict": {"overall", "per_type"}, "settings"?}; accuracies are fractions
-    in [0, 1]; settings come from the run's <stem>.scores.json when present.
+    in [0, 1]; "settings" are those recorded beside the predictions (<stem>.settings.json) by the run
+    that made them; a file made elsewhere has none and is marked "settings_recorded": false.
 
     Example: garvideo eval score preds.jsonl --json
     """

@@ -81,7 +81,7 @@ def track(
 
     Example: garvideo track clip.mp4 --mask dog.png --box 10,20,120,200 --frame 0 --out masks/ --rle masks.json --overlay dog.mp4
     """
-    from garvideo.cli._checks import check_device, check_frame, check_tracker, interrupt_hint
+    from garvideo.cli._checks import check_device, check_frame, check_outputs, check_tracker, interrupt_hint
     from garvideo.errors import InputError
     from garvideo.masks import load_masks, save_palette_png, track_to_rle, write_track_rle
     from garvideo.trackers import build_prompts, build_tracker, parse_flow_options
@@ -97,8 +97,7 @@ def track(
         raise InputError(
             "--mask", "give at least one object: --mask FILE, --points 'x,y' or --box 'x0,y0,x1,y1'"
         )
-    if out is not None and out.exists() and not out.is_dir():
-        raise InputError(out, "is a file; --out takes a folder (one palette PNG per frame is written there)")
+    check_outputs(out=(out, True), rle=(rle, False), overlay=(overlay, False))
     check_tracker(tracker)
     check_device(device)
     flow_options = parse_flow_options(flow_option or [])
@@ -125,7 +124,7 @@ def track(
             )
         ids = result.object_ids
         if out is not None:
-            stage.text = f"writing the masks stopped: {out}/ is incomplete; rerun the command"
+            stage.text = f"writing the masks stopped: {out}/ is incomplete; rerunning the command tracks again and rewrites it"
             out.mkdir(parents=True, exist_ok=True)
             for fi in result.frames:
                 save_palette_png(out / f"{fi:05d}.png", [result.mask(fi, o) for o in ids], ids)
@@ -142,7 +141,7 @@ def track(
         if overlay is not None:
             from garvideo.overlay import render_overlay
 
-            stage.text = f"writing the overlay stopped: {overlay} is incomplete; rerun the command"
+            stage.text = f"writing the overlay stopped: {overlay} is incomplete; rerunning the command tracks again and rewrites it"
             render_overlay(vid, result, overlay)
     summary = result.summary()
     summary["out"] = None if out is None else str(out)

@@ -165,9 +165,10 @@ def describe(
 
     Example: garvideo describe clip.mp4 --mask dog.png --frame 0 --num-frames 8 --overlay out.mp4
     """
-    from garvideo.cli._checks import check_model_options, check_objects, interrupt_hint
+    from garvideo.cli._checks import check_model_options, check_objects, check_outputs, interrupt_hint
     from garvideo.pipeline import load_model_or_none
 
+    check_outputs(overlay=(overlay, False))
     check_model_options(tracker, device, dtype)
     gv = _pipeline(
         model,
@@ -198,7 +199,7 @@ def describe(
         stream = _streamer(not as_json and sys.stdout.isatty())
         result = gv.describe(clip, stream=stream)
         if overlay is not None:
-            stage.text = f"writing the overlay stopped: {overlay} is incomplete; rerun the command"
+            stage.text = f"writing the overlay stopped: {overlay} is incomplete; rerunning the command tracks again and rewrites it"
             _write_overlay(vid, clip, overlay, result.text, as_json)
         clip.close()
     if as_json:

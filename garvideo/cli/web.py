@@ -6,6 +6,7 @@ Parsing and start-up only; the page is :func:`garvideo.demos.web.build_app`, ser
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Annotated, Any
 
@@ -52,12 +53,10 @@ def register(app: typer.Typer) -> None:
         """
         from garvideo.errors import InputError
 
-        try:
-            import gradio  # noqa: F401
-        except ModuleNotFoundError:
-            raise InputError("web", GRADIO_HINT) from None
+        if importlib.util.find_spec("gradio") is None:  # not imported here: web_workdir sets its cache first
+            raise InputError("web", GRADIO_HINT)
         from garvideo.cli._checks import check_model_options
-        from garvideo.demos.web import WebDemo, launch
+        from garvideo.demos.web import WebDemo, launch, web_workdir
 
         check_model_options(tracker, device)  # before the model loads
         tracker_spec: Any = tracker
@@ -69,12 +68,14 @@ def register(app: typer.Typer) -> None:
                 options["sam2_checkpoint"] = str(sam2_checkpoint)
             tracker_spec = build_tracker(tracker, **options)
         os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-        demo = WebDemo(
-            model,
-            tracker=tracker_spec,
-            sam2_checkpoint=sam2_checkpoint,
-            num_frames=num_frames,
-            max_new_tokens=256 if max_new_tokens is None else max_new_tokens,
-            device=device,
-        )
-        launch(demo, host=host, port=port, share=share)
+        with web_workdir() as workdir:  # overlays and Gradio's cache, removed on Ctrl-C / SIGTERM
+            demo = WebDemo(
+                model,
+                tracker=tracker_spec,
+                sam2_checkpoint=sam2_checkpoint,
+                num_frames=num_frames,
+                max_new_tokens=256 if max_new_tokens is None else max_new_tokens,
+                device=device,
+                workdir=workdir / "runs",
+            )
+            launch(demo, host=host, port=port, share=share)
