@@ -98,8 +98,18 @@ def tiny_sam3_config() -> Any:
             "eos_token_id": tok.eos_token_id,
             "pad_token_id": tok.pad_token_id,
         },
-        geometry_encoder_config={"hidden_size": 128, "num_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
-        detr_encoder_config={"hidden_size": 128, "num_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
+        geometry_encoder_config={
+            "hidden_size": 128,
+            "num_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+        },
+        detr_encoder_config={
+            "hidden_size": 128,
+            "num_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+        },
         detr_decoder_config={
             "hidden_size": 128,
             "num_layers": 1,
@@ -113,7 +123,12 @@ def tiny_sam3_config() -> Any:
         vision_config=vision,
         image_size=s,
         prompt_encoder_config={"hidden_size": 128, "image_size": s, "patch_size": 14},
-        mask_decoder_config={"hidden_size": 128, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32},
+        mask_decoder_config={
+            "hidden_size": 128,
+            "mlp_dim": 64,
+            "num_attention_heads": 2,
+            "iou_head_hidden_dim": 32,
+        },
         memory_attention_hidden_size=128,
         memory_attention_num_layers=1,
         memory_attention_feed_forward_hidden_size=64,
@@ -136,17 +151,24 @@ def tiny_edgetam_config() -> Any:
     # EdgeTAM's backbone is timm's RepViT-M1 (features at strides 4..32: 48, 96, 192, 384 channels), named
     # explicitly: the default sub-config of EdgeTamVisionConfig misspells the architecture key.
     backbone = tf.TimmWrapperConfig(
-        architecture="repvit_m1", model_args={"in_chans": 3, "features_only": True, "out_indices": [0, 1, 2, 3]}
+        architecture="repvit_m1",
+        model_args={"in_chans": 3, "features_only": True, "out_indices": [0, 1, 2, 3]},
     )
     vision = tf.EdgeTamVisionConfig(
         backbone_config=backbone,
-        backbone_feature_sizes=[[s // 4] * 2, [s // 8] * 2, [s // 16] * 2], fpn_hidden_size=128
+        backbone_feature_sizes=[[s // 4] * 2, [s // 8] * 2, [s // 16] * 2],
+        fpn_hidden_size=128,
     )
     return tf.EdgeTamVideoConfig(
         vision_config=vision.to_dict(),
         image_size=s,
         prompt_encoder_config={"hidden_size": 128, "image_size": s, "patch_size": 16},
-        mask_decoder_config={"hidden_size": 128, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32},
+        mask_decoder_config={
+            "hidden_size": 128,
+            "mlp_dim": 64,
+            "num_attention_heads": 2,
+            "iou_head_hidden_dim": 32,
+        },
         memory_attention_hidden_size=128,
         memory_attention_num_layers=1,
         memory_attention_mlp_hidden_size=64,
@@ -211,9 +233,14 @@ def make_tiny_sam3(out_dir: PathLike, seed: int = 0) -> Path:
     s = SAM3_TINY_SIZE
     half = [0.5, 0.5, 0.5]
     image_processor = tf.Sam3ImageProcessor(
-        size={"height": s, "width": s}, mask_size={"height": s // 4, "width": s // 4}, image_mean=half, image_std=half
+        size={"height": s, "width": s},
+        mask_size={"height": s // 4, "width": s // 4},
+        image_mean=half,
+        image_std=half,
     )
-    video_processor = tf.Sam2VideoVideoProcessor(size={"height": s, "width": s}, image_mean=half, image_std=half)
+    video_processor = tf.Sam2VideoVideoProcessor(
+        size={"height": s, "width": s}, image_mean=half, image_std=half
+    )
     tf.Sam3VideoProcessor(image_processor, video_processor, build_tiny_clip_tokenizer()).save_pretrained(out)
     _mark_random(out)
     logger.info("wrote a tiny SAM 3 to %s", out)
@@ -233,7 +260,9 @@ def make_tiny_edgetam(out_dir: PathLike, seed: int = 0) -> Path:
     _seeded(model, seed)
     model.save_pretrained(out)
     s = EDGETAM_TINY_SIZE
-    image_processor = tf.Sam2ImageProcessor(size={"height": s, "width": s}, mask_size={"height": s // 4, "width": s // 4})
+    image_processor = tf.Sam2ImageProcessor(
+        size={"height": s, "width": s}, mask_size={"height": s // 4, "width": s // 4}
+    )
     video_processor = tf.Sam2VideoVideoProcessor(size={"height": s, "width": s})
     tf.Sam2VideoProcessor(image_processor, video_processor).save_pretrained(out)
     _mark_random(out)

@@ -144,12 +144,16 @@ def resolve_checkpoint(kind: str, checkpoint: str | None = None) -> Path:
         logger.debug("%s not in the Hugging Face cache (%s)", name, type(exc).__name__)
     unreachable = "offline (HF_HUB_OFFLINE)" if hub_offline() else hub_unreachable()
     if unreachable is not None:
-        raise ModelUnavailableError(f"{k.title} weights {name} are not on disk and {unreachable}; {how_to_get(kind)}")
+        raise ModelUnavailableError(
+            f"{k.title} weights {name} are not on disk and {unreachable}; {how_to_get(kind)}"
+        )
     try:
         return Path(snapshot_download(repo_id=name, allow_patterns=patterns))
     except Exception as exc:  # noqa: BLE001 - gated, missing, network: one line
         why = _download_failure(exc)
-        raise ModelUnavailableError(f"cannot download {k.title} weights {name} ({why}); {how_to_get(kind)}") from None
+        raise ModelUnavailableError(
+            f"cannot download {k.title} weights {name} ({why}); {how_to_get(kind)}"
+        ) from None
 
 
 def _download_failure(exc: BaseException) -> str:
@@ -178,7 +182,9 @@ def load_tracker_model(kind: str, folder: Path, device: Any) -> tuple[Any, Any]:
         processor = getattr(tf, k.processor_class).from_pretrained(str(folder))
     except Exception as exc:  # noqa: BLE001 - any failure to read is bad input
         first = str(exc).splitlines()[0][:160] if str(exc) else ""
-        raise InputError(folder, f"not a {k.title} checkpoint folder ({type(exc).__name__}: {first})") from None
+        raise InputError(
+            folder, f"not a {k.title} checkpoint folder ({type(exc).__name__}: {first})"
+        ) from None
     return model.to(device).float().eval(), processor
 
 
@@ -197,7 +203,9 @@ _REVISIT_ONLY = ("pred_masks", "high_res_masks")
 
 
 class _HfSession:
-    def __init__(self, tracker: HfVideoTracker, video: VideoLike, order: Sequence[int], reverse: bool) -> None:
+    def __init__(
+        self, tracker: HfVideoTracker, video: VideoLike, order: Sequence[int], reverse: bool
+    ) -> None:
         import torch
 
         self.t = tracker
@@ -245,7 +253,13 @@ class _HfSession:
             )  # fmt: skip
         else:
             box = [float(v) for v in p.box]  # type: ignore[union-attr]
-            add(self.session, frame_idx=pos, obj_ids=[p.obj_id], input_boxes=[[box]], original_size=(self.h, self.w))
+            add(
+                self.session,
+                frame_idx=pos,
+                obj_ids=[p.obj_id],
+                input_boxes=[[box]],
+                original_size=(self.h, self.w),
+            )
 
     def _check_mixing(self, prompts: Sequence[Prompt]) -> None:
         """EdgeTAM in transformers (5.24) returns a (1, 1) presence logit for a mask prompt and (1, 1, 1) for
@@ -274,7 +288,9 @@ class _HfSession:
             for p in prompts:
                 self._add(pos, p)
             # add_inputs_to_inference_session marks only the objects of its own call as new.
-            s.obj_with_new_inputs = list(dict.fromkeys([*s.obj_with_new_inputs, *(p.obj_id for p in prompts)]))
+            s.obj_with_new_inputs = list(
+                dict.fromkeys([*s.obj_with_new_inputs, *(p.obj_id for p in prompts)])
+            )
         if s.get_obj_num() == 0:
             return {}
         with torch.inference_mode():
@@ -359,7 +375,9 @@ class HfVideoTracker(Tracker):
         import torch
 
         if kind not in KINDS:
-            raise InputError("--tracker", f"unknown transformers tracker {kind!r} (choose from {', '.join(KINDS)})")
+            raise InputError(
+                "--tracker", f"unknown transformers tracker {kind!r} (choose from {', '.join(KINDS)})"
+            )
         self.name = kind
         self.kind = KINDS[kind]
         if threads is not None:
