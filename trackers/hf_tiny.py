@@ -185,6 +185,7 @@ def tiny_edgetam_config() -> Any:
         mask_downsampler_embed_dim=128,
         memory_fuser_embed_dim=128,
         memory_fuser_intermediate_dim=64,
+        **TINY_WINDOW,
     )
 
 
