@@ -172,7 +172,10 @@ def test_gated_checkpoint_is_one_line_saying_how_to_get_access(monkeypatch, run_
 
     import garvideo.hub
 
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", _fail_download(GatedRepoError("403 gated")))
+    httpx = pytest.importorskip("httpx")
+    url = "https://huggingface.co/facebook/sam3"
+    gated = GatedRepoError("403 gated", response=httpx.Response(403, request=httpx.Request("GET", url)))
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", _fail_download(gated))
     monkeypatch.setattr(garvideo.hub, "hub_offline", lambda: False)
     monkeypatch.setattr(garvideo.hub, "hub_unreachable", lambda timeout=3.0: None)
     monkeypatch.delenv("GARVIDEO_SAM3_CHECKPOINT", raising=False)
@@ -189,7 +192,7 @@ def test_missing_checkpoint_offline_through_the_cli(monkeypatch, run_cli, sample
     pytest.importorskip("transformers", minversion="5.0")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("GARVIDEO_EDGETAM_CHECKPOINT", raising=False)
-    code, out, err = run_cli(
+    code, _, err = run_cli(
         "track", sample_clip.video_path, "--box", "10,10,60,60", "--tracker", "edgetam", "--json",
         "--edgetam-checkpoint", "someone/not-cached-edgetam",
     )  # fmt: skip
