@@ -53,12 +53,16 @@ def _real_tracker(kind: str, size: int):
     if kind == "sam2":
         from garvideo.trackers.sam2_backend import Sam2Tracker, build_sam2_model
 
-        return Sam2Tracker(model=build_sam2_model("configs/sam2.1/sam2.1_hiera_t.yaml", size, "cpu"), device="cpu")
+        return Sam2Tracker(
+            model=build_sam2_model("configs/sam2.1/sam2.1_hiera_t.yaml", size, "cpu"), device="cpu"
+        )
     if kind == "sam3":
         model = tf.Sam3TrackerVideoModel(tf.Sam3TrackerVideoConfig())
         s = 1008
         ip = tf.Sam3ImageProcessor(size={"height": s, "width": s})
-        vp = tf.Sam2VideoVideoProcessor(size={"height": s, "width": s}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+        vp = tf.Sam2VideoVideoProcessor(
+            size={"height": s, "width": s}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+        )
         proc = tf.Sam3TrackerVideoProcessor(ip, vp)
     else:
         from garvideo.trackers.hf_tiny import tiny_edgetam_config  # noqa: F401 - same backbone spec
@@ -131,7 +135,17 @@ def main() -> int:
     load_before = os.getloadavg()
     for r in [*(x + (True,) for x in runs), *mem]:
         part, kind, size, frames, prune = r
-        cmd = [sys.executable, __file__, "--one", part, kind, str(size), str(frames), "1" if prune else "0", folder]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            part,
+            kind,
+            str(size),
+            str(frames),
+            "1" if prune else "0",
+            folder,
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             rows.append({"part": part, "tracker": kind, "error": out.stderr.strip().splitlines()[-1][:200]})
