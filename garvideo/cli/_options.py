@@ -24,7 +24,7 @@ PointsOpt = Annotated[
     typer.Option(
         "--points",
         help="One object by clicks on --frame: 'x,y[,label];x,y[,label]' in pixels, label 1 positive "
-        "(default) or 0 negative; repeat for more objects. Needs SAM 2. Objects are numbered --mask "
+        "(default) or 0 negative; repeat for more objects. Needs sam2, sam3 or edgetam. Objects are numbered --mask "
         "objects first, then --points, then --box, each in the order given.",
         show_default=False,
     ),
@@ -33,7 +33,7 @@ BoxOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--box",
-        help="One object by its box on --frame: 'x0,y0,x1,y1' in pixels; repeat for more objects. Needs SAM 2.",
+        help="One object by its box on --frame: 'x0,y0,x1,y1' in pixels; repeat for more objects. Needs sam2, sam3 or edgetam.",
         show_default=False,
     ),
 ]
