@@ -91,3 +91,28 @@ def _no_stale_log_handlers():
     for handler in list(root.handlers):
         if type(handler) is logging.StreamHandler:
             root.removeHandler(handler)
+
+
+@pytest.fixture(scope="session")
+def tiny_sam3_dir(tmp_path_factory) -> Path:
+    """A tiny random SAM 3 (detector + tracker + processors, ``garvideo make-tiny-model --kind sam3``);
+    skipped where the installed transformers has no SAM 3 (4.56)."""
+    from garvideo.errors import ModelUnavailableError
+    from garvideo.trackers.hf_tiny import make_tiny_sam3
+
+    try:
+        return make_tiny_sam3(tmp_path_factory.mktemp("tiny_sam3"), seed=0)
+    except ModelUnavailableError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def tiny_edgetam_dir(tmp_path_factory) -> Path:
+    """A tiny random EdgeTAM (``garvideo make-tiny-model --kind edgetam``); skipped without EdgeTAM (4.56)."""
+    from garvideo.errors import ModelUnavailableError
+    from garvideo.trackers.hf_tiny import make_tiny_edgetam
+
+    try:
+        return make_tiny_edgetam(tmp_path_factory.mktemp("tiny_edgetam"), seed=0)
+    except ModelUnavailableError as exc:
+        pytest.skip(str(exc))

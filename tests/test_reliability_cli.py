@@ -43,7 +43,7 @@ def test_verbose_after_the_subcommand(flag, capfd, sample_clip, tmp_path):
     [
         (["track", "CLIP", "-m", "MASK", "--frame", "-1"], "error: --frame: input should be greater than or equal to 0 (see garvideo track --help)"),
         (["describe", "CLIP", "-m", "MASK", "--num-frames", "0"], "error: --num-frames: input should be greater than or equal to 1 (see garvideo describe --help)"),
-        (["describe", "CLIP"], "error: --mask: give at least one object: --mask FILE, --points 'x,y' or --box 'x0,y0,x1,y1'"),
+        (["describe", "CLIP"], "error: --mask: give at least one object: --mask FILE, --points 'x,y', --box 'x0,y0,x1,y1' or --text 'the dog'"),
         (["ask", "CLIP", "-m", "MASK"], "error: --question: missing (see garvideo ask --help)"),
         (["eval", "score"], "error: PREDICTIONS: missing (see garvideo eval score --help)"),
         (["describe", "CLIP", "-m", "MASK", "--zzz"], "error: --zzz: no such option (see garvideo describe --help)"),

@@ -1,6 +1,8 @@
 """Mask propagation: from the user's mask(s) on one frame to a mask per object on every frame.
 
 Backends (see each module): ``sam2`` (SAM 2.1 video model driven by garvideo's own streaming loop),
+``sam3`` and ``edgetam`` (transformers' ``Sam3TrackerVideoModel`` / ``EdgeTamVideoModel``, streamed the same
+way: :mod:`garvideo.trackers.hf_video`),
 ``flow`` (weight-free: optical flow + appearance models; what ``auto`` falls back to when no SAM 2
 checkpoint can be found or downloaded) and ``static`` (the prompt copied to every frame: the baseline).
 
@@ -37,11 +39,14 @@ from garvideo.trackers.static import StaticTracker
 
 logger = logging.getLogger(__name__)
 
-TRACKERS = ("auto", "sam2", "flow", "static")
+TRACKERS = ("auto", "sam2", "sam3", "edgetam", "flow", "static")
+#: Trackers that take point and box prompts besides masks.
+PROMPTABLE_TRACKERS = ("sam2", "sam3", "edgetam")
 CHECKPOINT_ENV = "GARVIDEO_SAM2_CHECKPOINT"
 
 __all__ = [
     "CHECKPOINT_ENV",
+    "PROMPTABLE_TRACKERS",
     "TRACKERS",
     "FlowOptions",
     "FlowTracker",
@@ -141,9 +146,10 @@ def build_tracker(name: str = "auto", **options: object) -> Tracker:
     Args:
         name: ``"auto"`` (sam2 when a checkpoint is found — option ``sam2_checkpoint``,
             ``$GARVIDEO_SAM2_CHECKPOINT`` or the Hugging Face cache — flow otherwise), ``"sam2"``,
-            ``"flow"`` or ``"static"``.
+            ``"sam3"``, ``"edgetam"``, ``"flow"`` or ``"static"``.
         **options: backend options: for sam2 ``sam2_checkpoint``, ``sam2_config``, ``image_size``,
-            ``device``, ``threads``...; for flow the :class:`FlowOptions` fields and ``threads``.
+            ``device``, ``threads``...; for sam3 / edgetam ``sam3_checkpoint`` / ``edgetam_checkpoint``,
+            ``device``, ``threads``, ``every_frame``; for flow the :class:`FlowOptions` fields and ``threads``.
             Options of the other backends are ignored (so one option set serves ``auto``).
 
     Returns:
@@ -166,6 +172,7 @@ def build_tracker(name: str = "auto", **options: object) -> Tracker:
         "model",
     }
     flow_keys = set(FlowOptions.__dataclass_fields__) | {"threads"}
+    hf_keys = {"sam3_checkpoint", "edgetam_checkpoint", "device", "threads", "every_frame"}
     if name == "auto":
         found = resolve_sam2(options.get("sam2_checkpoint"), options.get("device"))  # type: ignore[arg-type]
         if found.checkpoint is not None:
@@ -175,13 +182,18 @@ def build_tracker(name: str = "auto", **options: object) -> Tracker:
         else:
             name = "flow"
             selection = f"auto: flow (weight-free, less accurate than SAM 2): {found.reason}; for SAM 2 {HOW_TO_GET_SAM2}"
+    elif name in ("sam3", "edgetam"):
+        from garvideo.trackers.hf_video import KINDS
+
+        ckpt = options.get(f"{name}_checkpoint") or os.environ.get(KINDS[name].env) or KINDS[name].hub_id
+        selection = f"{name}: --tracker {name}, checkpoint {ckpt}"
     elif name == "sam2":
         ckpt = options.get("sam2_checkpoint") or os.environ.get(CHECKPOINT_ENV)
         selection = f"sam2: --tracker sam2, {'checkpoint ' + str(ckpt) if ckpt else 'model given'}"
     else:
         selection = f"{name}: --tracker {name}"
     logger.info("tracker %s", selection)
-    unknown = set(options) - sam2_keys - flow_keys
+    unknown = set(options) - sam2_keys - flow_keys - hf_keys
     if unknown:
         raise InputError("tracker options", f"unknown option(s): {', '.join(sorted(unknown))}")
     tracker: Tracker
@@ -189,6 +201,11 @@ def build_tracker(name: str = "auto", **options: object) -> Tracker:
         tracker = StaticTracker()
     elif name == "flow":
         tracker = FlowTracker(**{k: v for k, v in options.items() if k in flow_keys})  # type: ignore[arg-type]
+    elif name in ("sam3", "edgetam"):
+        from garvideo.trackers.hf_video import HfVideoTracker
+
+        hf = {k: v for k, v in options.items() if k in {"device", "threads", "every_frame"}}
+        tracker = HfVideoTracker(name, checkpoint=options.get(f"{name}_checkpoint"), **hf)  # type: ignore[arg-type]
     else:
         from garvideo.trackers.sam2_backend import Sam2Tracker
 

@@ -240,14 +240,14 @@ def needs_sam2(prompts: Sequence[Prompt]) -> bool:
 
 
 def require_sam2(tracker: Tracker, prompts: Sequence[Prompt], source: str = "--points/--box") -> None:
-    """Fail with how to get SAM 2 when point/box prompts meet a tracker that is not SAM 2.
+    """Fail with how to get SAM 2 when point/box prompts meet a tracker that takes masks only.
 
     Raises:
-        InputError: points or boxes given and ``tracker`` is not ``sam2``.
+        InputError: points or boxes given and ``tracker`` is not ``sam2``, ``sam3`` or ``edgetam``.
     """
-    if needs_sam2(prompts) and tracker.name != "sam2":
-        from garvideo.trackers import HOW_TO_GET_SAM2
+    from garvideo.trackers import HOW_TO_GET_SAM2, PROMPTABLE_TRACKERS
 
+    if needs_sam2(prompts) and tracker.name not in PROMPTABLE_TRACKERS:
         why = f" ({tracker.selection})" if tracker.selection else ""
         how = "" if HOW_TO_GET_SAM2 in why else f"; {HOW_TO_GET_SAM2}"
         raise InputError(

@@ -24,7 +24,7 @@ PointsOpt = Annotated[
     typer.Option(
         "--points",
         help="One object by clicks on --frame: 'x,y[,label];x,y[,label]' in pixels, label 1 positive "
-        "(default) or 0 negative; repeat for more objects. Needs SAM 2. Objects are numbered --mask "
+        "(default) or 0 negative; repeat for more objects. Needs sam2, sam3 or edgetam. Objects are numbered --mask "
         "objects first, then --points, then --box, each in the order given.",
         show_default=False,
     ),
@@ -33,7 +33,7 @@ BoxOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--box",
-        help="One object by its box on --frame: 'x0,y0,x1,y1' in pixels; repeat for more objects. Needs SAM 2.",
+        help="One object by its box on --frame: 'x0,y0,x1,y1' in pixels; repeat for more objects. Needs sam2, sam3 or edgetam.",
         show_default=False,
     ),
 ]
@@ -47,7 +47,8 @@ TrackerOpt = Annotated[
         "--tracker",
         "-t",
         help="Mask propagation: auto (SAM 2: --sam2-checkpoint, $GARVIDEO_SAM2_CHECKPOINT, the hub cache, "
-        "else a download of SAM 2.1 when online; flow when offline), sam2, flow or static.",
+        "else a download of SAM 2.1 when online; flow when offline), sam2, sam3 (--sam3-checkpoint), "
+        "edgetam (--edgetam-checkpoint), flow or static.",
     ),
 ]
 FlowOpt = Annotated[
@@ -139,5 +140,44 @@ OverwriteOpt = Annotated[
     typer.Option(
         "--overwrite",
         help="Replace what --out holds (and its settings) with a fresh run, whatever its settings were.",
+    ),
+]
+TextOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--text",
+        help="One object named in words on --frame, e.g. 'the red car' (SAM 3's concept detector finds it; "
+        "its mask is then tracked by any tracker); repeat for more objects. Objects from --text come after "
+        "--mask, --points and --box ones.",
+        show_default=False,
+    ),
+]
+TextPickOpt = Annotated[
+    list[int] | None,
+    typer.Option(
+        "--text-pick",
+        min=0,
+        help="Which candidate of each --text to use, by rank (0 = best, the default); one per --text, in order.",
+        show_default=False,
+    ),
+]
+TextThresholdOpt = Annotated[
+    float,
+    typer.Option("--text-threshold", min=0.0, max=1.0, help="Score a --text candidate needs (0..1)."),
+]
+Sam3Opt = Annotated[
+    str | None,
+    typer.Option(
+        "--sam3-checkpoint",
+        help="SAM 3 folder or hub id, for --text and --tracker sam3 (default: $GARVIDEO_SAM3_CHECKPOINT, "
+        "else facebook/sam3: gated, accept the licence on its hub page and `hf auth login`).",
+    ),
+]
+EdgetamOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--edgetam-checkpoint",
+        help="EdgeTAM folder or hub id for --tracker edgetam (default: $GARVIDEO_EDGETAM_CHECKPOINT, "
+        "else yonigozlan/EdgeTAM-hf).",
     ),
 ]

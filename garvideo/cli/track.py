@@ -12,16 +12,22 @@ import typer
 from garvideo.cli._options import (
     BoxOpt,
     DeviceOpt,
+    EdgetamOpt,
     FlowOpt,
     FrameOpt,
     MaskOpt,
     PointsOpt,
     ResizeOpt,
     Sam2Opt,
+    Sam3Opt,
+    TextOpt,
+    TextPickOpt,
+    TextThresholdOpt,
     TrackerOpt,
     VideoArg,
 )
 from garvideo.cli._progress import progress_bar
+from garvideo.cli._text import print_text_notes, text_objects
 
 
 def track(
@@ -29,9 +35,14 @@ def track(
     mask: MaskOpt = None,  # type: ignore[assignment]
     points: PointsOpt = None,
     box: BoxOpt = None,
+    text: TextOpt = None,
+    text_pick: TextPickOpt = None,
+    text_threshold: TextThresholdOpt = 0.5,
     frame: FrameOpt = 0,
     tracker: TrackerOpt = "auto",
     sam2_checkpoint: Sam2Opt = None,
+    sam3_checkpoint: Sam3Opt = None,
+    edgetam_checkpoint: EdgetamOpt = None,
     flow_option: FlowOpt = None,
     sam2_config: Annotated[
         str | None,
@@ -73,7 +84,8 @@ def track(
 ) -> None:
     """Propagate objects from one frame to the whole clip (both ways from --frame).
 
-    Objects come from --mask files, --points clicks and --box boxes (points and boxes need SAM 2);
+    Objects come from --mask files, --points clicks, --box boxes (points and boxes need sam2, sam3 or
+    edgetam) and --text names (SAM 3's detector on --frame; --json lists the candidates under "text_prompts");
     they are object0, object1, … in that order. OUT/{frame:05d}.png is a DAVIS-style palette PNG
     (mode P, 0 = background, objectK = K+1); --rle writes {"size", "objects", "annotation": [per
     object {frame: {"segmentation": COCO RLE} | null}]}. Which tracker ran, and why, goes to stderr
@@ -93,9 +105,10 @@ def track(
             "--out",
             "give --out DIR (and/or --rle OUT.json, --overlay OUT.mp4 or --json); nothing would be written",
         )
-    if not (mask or points or box):
+    if not (mask or points or box or text):
         raise InputError(
-            "--mask", "give at least one object: --mask FILE, --points 'x,y' or --box 'x0,y0,x1,y1'"
+            "--mask",
+            "give at least one object: --mask FILE, --points 'x,y', --box 'x0,y0,x1,y1' or --text 'the dog'",
         )
     check_outputs(out=(out, True), rle=(rle, False), overlay=(overlay, False))
     check_tracker(tracker)
@@ -105,11 +118,19 @@ def track(
         check_frame(frame, vid.num_frames)
         masks = load_masks(mask or [], (vid.height, vid.width), resize=resize_masks)
         prompts = build_prompts(masks, points or [], box or [], frame)
+        text_prompts, found = text_objects(
+            vid, text or [], text_pick or [], frame, len(prompts) + 1,
+            checkpoint=sam3_checkpoint, threshold=text_threshold, device=device,
+        )  # fmt: skip
+        n_before_text = len(prompts)
+        prompts += text_prompts
         options = {
             k: v
             for k, v in {
                 "sam2_checkpoint": sam2_checkpoint,
                 "sam2_config": sam2_config,
+                "sam3_checkpoint": sam3_checkpoint,
+                "edgetam_checkpoint": edgetam_checkpoint,
                 "image_size": image_size,
                 "device": device,
                 "threads": threads,
@@ -147,12 +168,15 @@ def track(
     summary["out"] = None if out is None else str(out)
     summary["rle"] = None if rle is None else str(rle)
     summary["overlay"] = None if overlay is None else str(overlay)
+    if found:
+        summary["text_prompts"] = [det.to_json() for det in found]
     if with_masks and annotation is not None:
         summary["masks"] = annotation
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
     typer.echo(f"tracker: {result.reason}", err=True)
+    print_text_notes(found, n_before_text)
     t = result.timings
     typer.echo(
         f"{len(result.frames)} frames tracked with {result.tracker} in {t['total']:.1f} s "

@@ -17,6 +17,7 @@ from garvideo.cli._options import (
     BoxOpt,
     DeviceOpt,
     DtypeOpt,
+    EdgetamOpt,
     FlowOpt,
     FrameOpt,
     KeyframesOpt,
@@ -28,10 +29,15 @@ from garvideo.cli._options import (
     ResizeOpt,
     RoiOpt,
     Sam2Opt,
+    Sam3Opt,
+    TextOpt,
+    TextPickOpt,
+    TextThresholdOpt,
     TrackerOpt,
     VideoArg,
 )
 from garvideo.cli._progress import progress_bar
+from garvideo.cli._text import print_text_notes, text_objects
 
 
 def _pipeline(
@@ -47,6 +53,8 @@ def _pipeline(
     max_new_tokens: int | None,
     *,
     flow_option: list[str] | None = None,
+    sam3_checkpoint: str | None = None,
+    edgetam_checkpoint: str | None = None,
 ) -> Any:
     from garvideo.pipeline import DEFAULT_MAX_NEW_TOKENS, GarVideo
     from garvideo.trackers import parse_flow_options
@@ -54,6 +62,10 @@ def _pipeline(
     options: dict[str, Any] = parse_flow_options(flow_option or [])
     if sam2_checkpoint is not None:
         options["sam2_checkpoint"] = str(sam2_checkpoint)
+    if sam3_checkpoint is not None:
+        options["sam3_checkpoint"] = str(sam3_checkpoint)
+    if edgetam_checkpoint is not None:
+        options["edgetam_checkpoint"] = str(edgetam_checkpoint)
     return GarVideo(
         model=model,
         tracker=tracker,
@@ -83,18 +95,23 @@ def _load(
     boxes: list[str] | None = None,
     frame: int = 0,
     gv: Any = None,
+    text: dict[str, Any] | None = None,
 ) -> tuple[Any, list[Any]]:
     """Open the clip and read the objects on ``frame``: mask files, then ``--points``, then ``--box``
-    (these two segmented by SAM 2 on ``frame``: :func:`garvideo.trackers.masks_from_prompts`)."""
+    (these two segmented by SAM 2 on ``frame``: :func:`garvideo.trackers.masks_from_prompts`), then
+    ``--text`` (``text``: the texts, picks, checkpoint, threshold and device; SAM 3's detector on ``frame``;
+    its detections are put back under ``text["found"]``)."""
     from garvideo.cli._checks import check_frame
     from garvideo.errors import InputError
     from garvideo.masks import load_masks
     from garvideo.trackers import build_prompts, masks_from_prompts
     from garvideo.video import open_video
 
-    if not (masks or points or boxes):
+    texts = list((text or {}).get("texts") or [])
+    if not (masks or points or boxes or texts):
         raise InputError(
-            "--mask", "give at least one object: --mask FILE, --points 'x,y' or --box 'x0,y0,x1,y1'"
+            "--mask",
+            "give at least one object: --mask FILE, --points 'x,y', --box 'x0,y0,x1,y1' or --text 'the dog'",
         )
     video = open_video(video_path)
     try:
@@ -103,10 +120,25 @@ def _load(
         if points or boxes:
             prompts = build_prompts(loaded, points or [], boxes or [], frame)
             loaded = masks_from_prompts(gv.tracker, video, prompts)
+        if texts:
+            assert text is not None
+            found_prompts, text["found"] = text_objects(
+                video, texts, text.get("picks") or [], frame, len(loaded) + 1,
+                checkpoint=text.get("checkpoint"), threshold=text["threshold"], device=text.get("device"),
+            )  # fmt: skip
+            text["offset"] = len(loaded)
+            loaded = [*loaded, *(p.mask for p in found_prompts)]
     except BaseException:
         video.close()
         raise
     return video, loaded
+
+
+def _with_text(out: dict[str, Any], texts: dict[str, Any]) -> dict[str, Any]:
+    """The --json object, with the --text detections under "text_prompts" when there were any."""
+    if texts.get("found"):
+        out["text_prompts"] = [det.to_json() for det in texts["found"]]
+    return out
 
 
 def _print_notes(notes: list[str]) -> None:
@@ -135,12 +167,17 @@ def describe(
     mask: MaskOpt = None,  # type: ignore[assignment]
     points: PointsOpt = None,
     box: BoxOpt = None,
+    text: TextOpt = None,
+    text_pick: TextPickOpt = None,
+    text_threshold: TextThresholdOpt = 0.5,
     frame: FrameOpt = 0,
     num_frames: KOpt = 8,
     keyframes: KeyframesOpt = "uniform",
     include_prompt_frame: IncludeOpt = False,
     tracker: TrackerOpt = "auto",
     sam2_checkpoint: Sam2Opt = None,
+    sam3_checkpoint: Sam3Opt = None,
+    edgetam_checkpoint: EdgetamOpt = None,
     flow_option: FlowOpt = None,
     model: ModelOpt = None,
     roi_mode: RoiOpt = "official",
@@ -156,8 +193,9 @@ def describe(
 ) -> None:
     """Describe the masked object(s) of a clip: track them, pick K keyframes, ask GAR.
 
-    Objects: --mask files, then --points clicks, then --box boxes (points and boxes need SAM 2), as
-    <object0>, <object1>, … in that order. Which tracker ran, and why, is the first note (stderr).
+    Objects: --mask files, then --points clicks, then --box boxes (points and boxes need sam2, sam3 or
+    edgetam), then --text names (SAM 3's detector on --frame; --json lists the candidates under "text_prompts"),
+    as <object0>, <object1>, … in that order. Which tracker ran, and why, is the first note (stderr).
     The description streams to the terminal as it is generated (not with --json, which prints
     {"text", "frames", "objects", "tracker", "model", "timings", "notes"}). Without model weights
     (offline, none on disk) the objects are still tracked and --overlay is written, then the
@@ -182,8 +220,16 @@ def describe(
         dtype,
         max_new_tokens,
         flow_option=flow_option,
+        sam3_checkpoint=sam3_checkpoint,
+        edgetam_checkpoint=edgetam_checkpoint,
     )
-    vid, masks = _load(video, mask, resize_masks, points, box, frame, gv)
+    texts = {
+        "texts": text, "picks": text_pick, "checkpoint": sam3_checkpoint, "threshold": text_threshold,
+        "device": device,
+    }  # fmt: skip
+    vid, masks = _load(video, mask, resize_masks, points, box, frame, gv, texts)
+    if not as_json:
+        print_text_notes(texts.get("found") or [], texts.get("offset", 0))
     check_objects(len(masks))
     with interrupt_hint("describe stopped before the description; nothing was written") as stage, vid:
         missing = load_model_or_none(gv)
@@ -203,7 +249,7 @@ def describe(
             _write_overlay(vid, clip, overlay, result.text, as_json)
         clip.close()
     if as_json:
-        typer.echo(json.dumps(result.to_json()))
+        typer.echo(json.dumps(_with_text(result.to_json(), texts)))
         return
     if stream is not None:
         sys.stdout.write("\n")
@@ -228,11 +274,14 @@ def ask(
         typer.Option(
             "--question",
             "-q",
-            help="The question; objects are <object0>, <object1>, … (--mask, then --points, then --box).",
+            help="The question; objects are <object0>, <object1>, … (--mask, then --points, --box, --text).",
         ),
     ] = ...,  # required
     points: PointsOpt = None,
     box: BoxOpt = None,
+    text: TextOpt = None,
+    text_pick: TextPickOpt = None,
+    text_threshold: TextThresholdOpt = 0.5,
     option: Annotated[
         list[str] | None,
         typer.Option("--option", help="An answer option (repeat; lettered A, B, … in order)."),
@@ -243,6 +292,8 @@ def ask(
     include_prompt_frame: IncludeOpt = False,
     tracker: TrackerOpt = "auto",
     sam2_checkpoint: Sam2Opt = None,
+    sam3_checkpoint: Sam3Opt = None,
+    edgetam_checkpoint: EdgetamOpt = None,
     flow_option: FlowOpt = None,
     model: ModelOpt = None,
     roi_mode: RoiOpt = "official",
@@ -275,8 +326,16 @@ def ask(
         dtype,
         max_new_tokens,
         flow_option=flow_option,
+        sam3_checkpoint=sam3_checkpoint,
+        edgetam_checkpoint=edgetam_checkpoint,
     )
-    vid, masks = _load(video, mask, resize_masks, points, box, frame, gv)
+    texts = {
+        "texts": text, "picks": text_pick, "checkpoint": sam3_checkpoint, "threshold": text_threshold,
+        "device": device,
+    }  # fmt: skip
+    vid, masks = _load(video, mask, resize_masks, points, box, frame, gv, texts)
+    if not as_json:
+        print_text_notes(texts.get("found") or [], texts.get("offset", 0))
     check_objects(len(masks))
     check_question(question, option, len(masks))
     with interrupt_hint("ask stopped before the answer; nothing was written"), vid:
@@ -285,7 +344,7 @@ def ask(
         result = gv.ask(clip, question, options=option or None)
         clip.close()
     if as_json:
-        typer.echo(json.dumps(result.to_json()))
+        typer.echo(json.dumps(_with_text(result.to_json(), texts)))
         return
     typer.echo(result.text)
     notes = list(result.notes)
