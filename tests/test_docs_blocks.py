@@ -232,8 +232,17 @@ def check_python(block: Block) -> None:
 
 
 def check_json(block: Block) -> None:
+    """A ``json`` block is one JSON document (e.g. a settings file) or JSON lines (batch records, each
+    of which must also pass the batch parser)."""
     from garvideo.batch import parse_question
 
+    try:
+        document = json.loads(block.code)
+    except json.JSONDecodeError:
+        pass  # not one document: JSON lines, checked line by line below
+    else:
+        if not (isinstance(document, dict) and {"video", "question"} <= set(document)):
+            return
     for n, line in enumerate(block.code.splitlines(), start=1):
         if not line.strip():
             continue
