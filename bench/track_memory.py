@@ -18,8 +18,10 @@ Usage:
     .venv/bin/python bench/track_memory.py [--trackers flow,static,sam2-tiny] [--lengths 100,2000]
         [--threads 2] [--image-size 512] [--backend auto|decord|opencv]
 
-The video reader's own memory is part of the figure: ``--backend`` picks it (decord's reader was
-measured growing by about 250 MB over 2,000 frames of decoding on its own; OpenCV's stays flat).
+The video reader's own memory is part of the figure: ``--backend`` picks the full-size reader
+(decord's reads ahead of a slow consumer up to a plateau, reached after a few hundred frames at
+854x480, so compare 300 vs 2,000 frames to see the clip-length term alone; OpenCV's stays flat).
+The sam2 tracker also reads the model's S x S frames with a second, one-thread decord reader.
 
 Writes ``bench/results/track_memory.json``.
 """

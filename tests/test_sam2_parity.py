@@ -164,3 +164,22 @@ def test_decord_reader_survives_sam2_switching_the_bridge_to_torch():
         decord.bridge.set_bridge("native")
     for a, b in zip(native, under_torch, strict=True):
         assert isinstance(b, np.ndarray) and b.dtype == np.uint8 and np.array_equal(a, b)
+
+
+def test_scaled_decord_reader_gives_the_official_pixels_in_any_order():
+    """The S x S reader runs one decoding thread (its memory stays flat over a long clip, see
+    docs/sam2.md) and seeks / caches for jumps and backward reads: the pixels must still be those
+    of the official predictor's ``VideoReader(path, width=S, height=S)`` with decord's defaults."""
+    decord = pytest.importorskip("decord")
+    from garvideo.trackers.sam2_backend import _DecordResized
+
+    mp4 = G.GOLDEN / "inputs" / "synth.mp4"
+    size = 64
+    official = decord.VideoReader(str(mp4), width=size, height=size)  # as load_video_frames_from_video_file
+    ref = [official[i].asnumpy() for i in range(len(official))]  # (S, S, 3) uint8 each
+    assert len(ref) >= 8
+    reader = _DecordResized(str(mp4), size)
+    n = len(ref)
+    order = [*range(n), n // 2, *range(n // 2 - 1, -1, -1), n - 1, 2, 3]
+    for i in order:
+        assert np.array_equal(reader(i), ref[i]), i
