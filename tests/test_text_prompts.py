@@ -176,7 +176,7 @@ def test_batch_text_records_candidates_errors_and_settings(
     # Another threshold is another run: refused, nothing lost.
     before = out.read_text()
     code, _, err = run_cli(*base, "--text-threshold", "0.99")
-    assert code == 2 and "text_threshold" in err and out.read_text() == before
+    assert code == 2 and "--text-threshold: 0.0 in a.jsonl, 0.99 now" in err and out.read_text() == before
     # No match is a per-record error naming the best scores (a fresh run at 0.99).
     out2 = tmp_path / "b.jsonl"
     code, _, err = run_cli(*[a if a != out else out2 for a in base], "--text-threshold", "0.99")
