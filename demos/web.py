@@ -94,6 +94,8 @@ class SessionState:
         num_frames, height, width, fps: the clip's facts.
         frame: the prompt frame.
         objects: object index (0 for ``<object0>``, ...) → its prompt on ``frame``.
+        text_found, text_object: the candidates of the last text ("name the object") and the object
+            whose mask is the picked one.
     """
 
     video: str | None = None
@@ -103,6 +105,8 @@ class SessionState:
     fps: float = 0.0
     frame: int = 0
     objects: dict[int, ObjectPrompt] = field(default_factory=dict)
+    text_found: Any = None  # the last "name the object" detection (TextDetection) on ``frame``
+    text_object: int = 0  # the object it fills
 
     def masks(self) -> list[np.ndarray]:
         """The objects' masks in order ``<object0>``, ``<object1>``, …
@@ -156,6 +160,8 @@ class WebDemo:
         max_new_tokens: generation length limit.
         device: torch device for the model (default: the pipeline's choice).
         workdir: where overlay videos are written (default: a new temporary folder).
+        sam3_checkpoint, text_threshold: SAM 3's concept detector for "name the object" (built on the
+            first text; default ``$GARVIDEO_SAM3_CHECKPOINT``, else ``facebook/sam3``).
 
     Raises:
         InputError: a bad option or checkpoint.
@@ -172,6 +178,8 @@ class WebDemo:
         max_new_tokens: int = 256,
         device: str | None = None,
         workdir: os.PathLike | None = None,
+        sam3_checkpoint: str | None = None,
+        text_threshold: float = 0.5,
     ) -> None:
         from garvideo.demos._common import make_pipeline
         from garvideo.trackers import TRACKERS, find_sam2_checkpoint
@@ -204,6 +212,12 @@ class WebDemo:
         # on the first click.
         self._segmenter: Any = built if getattr(built, "name", "") == "sam2" else None
         self._lock = threading.Lock()  # one model call at a time (the page also queues runs)
+        self.sam3_checkpoint, self.text_threshold, self._device = (
+            sam3_checkpoint,
+            float(text_threshold),
+            device,
+        )
+        self._detector: Any = None  # SAM 3's concept detector, built on the first text
         self._run_id = 0
 
     # -- page text ------------------------------------------------------------------------------
@@ -284,7 +298,7 @@ class WebDemo:
             raise InputError("frame", f"{frame} is out of range (the clip has {state.num_frames} frames)")
         if frame == state.frame:
             return state
-        return replace(state, frame=frame, objects={})
+        return replace(state, frame=frame, objects={}, text_found=None)
 
     def render_frame(self, state: SessionState) -> np.ndarray | None:
         """The prompt frame with the objects' masks, points and boxes drawn: ``(H, W, 3)`` uint8."""
@@ -312,7 +326,68 @@ class WebDemo:
             if o.pending_corner is not None:
                 x, y = (round(v) for v in o.pending_corner)
                 cv2.drawMarker(image, (x, y), _BOX, cv2.MARKER_CROSS, 3 * r, 2)
+        if state.text_found is not None:
+            draw_candidates(image, state.text_found)
         return image
+
+    # -- text: name the object ------------------------------------------------------------------
+    def find_text(self, state: SessionState, text: str, obj: int) -> SessionState:
+        """Run SAM 3's concept detector for ``text`` on the prompt frame; the best candidate becomes
+        ``<object{obj}>``'s mask (:meth:`pick_text` chooses another).
+
+        Raises:
+            InputError: no clip, an empty text; ``NoTextMatchError`` (the best scores listed) when no
+                candidate is above the threshold.
+        """
+        if state.video is None:
+            raise InputError("name the object", "upload a clip first")
+        if not (text or "").strip():
+            raise InputError("name the object", "type what the object is, e.g. 'the dog'")
+        from garvideo.trackers.text import TextDetector, text_prompts
+        from garvideo.video import open_video
+
+        obj = _check_object(obj)
+        with self._lock:
+            if self._detector is None:
+                self._detector = TextDetector(
+                    self.sam3_checkpoint, device=self._device, threshold=self.text_threshold
+                )
+            with open_video(state.video) as video:
+                _, (found,) = text_prompts(self._detector, video, [text.strip()], frame=state.frame)
+        state = replace(state, text_found=found, text_object=obj)
+        return self.pick_text(state, 0)
+
+    def pick_text(self, state: SessionState, rank: int) -> SessionState:
+        """Make candidate ``rank`` of the last text the mask of its object.
+
+        Raises:
+            InputError: no text found yet, or a rank beyond its candidates.
+        """
+        found = state.text_found
+        if found is None:
+            raise InputError("candidate", "name the object and press Find first")
+        if not 0 <= int(rank) < len(found.candidates):
+            raise InputError("candidate", f"#{rank} is not one of the {len(found.candidates)} candidates")
+        chosen = found.candidates[int(rank)]
+        objects = dict(state.objects)
+        objects[state.text_object] = ObjectPrompt(
+            mask=chosen.mask, source=f"text '{found.text}' #{chosen.rank}"
+        )
+        found = replace(found, picked=int(rank))
+        return replace(state, objects=objects, text_found=found)
+
+    def describe_candidates(self, state: SessionState) -> str:
+        """Markdown list of the last text's candidates (rank, score, area, box), the picked one marked."""
+        found = state.text_found
+        if found is None:
+            return ""
+        head = f"Candidates for {md_literal(found.text)} on frame {found.frame} (score above "
+        lines = [head + f"{found.threshold:g}), for `<object{state.text_object}>`:"]
+        for c in found.candidates:
+            box = ", ".join(f"{v:.0f}" for v in c.box)
+            mark = " **← picked**" if c.rank == found.picked else ""
+            lines.append(f"- #{c.rank}: score {c.score:.3f}, area {c.area} px, box ({box}){mark}")
+        return "  \n".join(lines)
 
     # -- prompts --------------------------------------------------------------------------------
     def upload_mask(self, state: SessionState, path: str | None, obj: int) -> SessionState:
@@ -539,6 +614,26 @@ class WebDemo:
         return clip
 
 
+def draw_candidates(image: np.ndarray, found: Any) -> None:
+    """Draw a text's candidates on ``image`` (in place, (H, W, 3) uint8): each one's box in its colour
+    (:func:`garvideo.overlay.object_color`) with ``#rank``; the picked one thicker, its mask tinted
+    with :func:`garvideo.overlay.draw_masks` by the caller (it is the object's mask)."""
+    import cv2
+
+    from garvideo.overlay import object_color
+
+    h, w = image.shape[:2]
+    scale = max(0.4, min(h, w) / 400)
+    for c in found.candidates:
+        x0, y0, x1, y1 = (round(v) for v in c.box)
+        colour = object_color(c.rank + 1)
+        cv2.rectangle(image, (x0, y0), (x1, y1), colour, 3 if c.rank == found.picked else 1)
+        label = f"#{c.rank} {c.score:.2f}"
+        org = (max(0, x0 + 2), max(12, y0 + round(14 * scale)))
+        cv2.putText(image, label, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(image, label, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, colour, 1, cv2.LINE_AA)
+
+
 def _render_webm(clip: Any, out: Path, caption: str | None = None) -> Path:
     """The overlay of a prepared clip as a ``.webm`` (VP8): a video the browser's ``<video>`` plays."""
     from garvideo.overlay import render_overlay
@@ -626,7 +721,8 @@ def build_app(demo: WebDemo) -> Any:
 
     Element ids (stable, used by the browser test): ``banner``, ``video-input``, ``frame``,
     ``frame-image``, ``object``, ``click-mode``, ``clear-object``, ``mask-input``, ``prompt-info``,
-    ``task``, ``question``, ``options``, ``run``, ``overlay-video``, ``answer``, ``run-info``.
+    ``task``, ``question``, ``options``, ``run``, ``overlay-video``, ``answer``, ``run-info``,
+    ``text-prompt``, ``find-text``, ``text-pick``, ``text-candidates``.
     """
     import gradio as gr
 
@@ -674,6 +770,42 @@ def build_app(demo: WebDemo) -> Any:
             return state, demo.render_frame(state), demo.describe_prompts(state)
         except GarVideoError as exc:
             raise _fail(exc) from None
+
+    def _candidates_update(state: SessionState):
+        found = state.text_found
+        if found is None:
+            return gr.update(choices=[], value=None, interactive=False)
+        choices = [f"#{c.rank}" for c in found.candidates]
+        return gr.update(choices=choices, value=f"#{found.picked}", interactive=True)
+
+    def on_find(state: SessionState, text: str, obj: str):
+        try:
+            state = demo.find_text(state, text, _check_object(obj))
+        except GarVideoError as exc:
+            raise _fail(exc) from None
+        return (
+            state,
+            demo.render_frame(state),
+            demo.describe_prompts(state),
+            demo.describe_candidates(state),
+            _candidates_update(state),
+        )
+
+    def on_pick(state: SessionState, pick: str | None):
+        if not pick:
+            return (
+                state,
+                demo.render_frame(state),
+                demo.describe_prompts(state),
+                demo.describe_candidates(state),
+            )
+        try:
+            state = demo.pick_text(state, int(str(pick).lstrip("#")))
+        except (GarVideoError, ValueError) as exc:
+            raise _fail(
+                exc if isinstance(exc, GarVideoError) else InputError("candidate", str(exc))
+            ) from None
+        return state, demo.render_frame(state), demo.describe_prompts(state), demo.describe_candidates(state)
 
     def on_clear(state: SessionState, obj: str):
         state = demo.clear_object(state, _check_object(obj))
@@ -736,6 +868,18 @@ def build_app(demo: WebDemo) -> Any:
                     file_types=[".png", ".npy", ".json", ".bmp", ".jpg"],
                     elem_id="mask-input",
                 )
+                with gr.Row():
+                    text_in = gr.Textbox(
+                        label="…or name the object (SAM 3 finds it on the prompt frame)",
+                        placeholder="the dog on the left",
+                        elem_id="text-prompt",
+                        scale=3,
+                    )
+                    find = gr.Button("Find", elem_id="find-text", scale=1)
+                    pick = gr.Dropdown(
+                        [], value=None, label="Candidate", interactive=False, elem_id="text-pick", scale=1
+                    )
+                text_info = gr.Markdown(elem_id="text-candidates")
                 prompt_info = gr.Markdown("Upload a clip to start.", elem_id="prompt-info")
             with gr.Column():
                 task = gr.Radio(list(TASKS), value="describe", label="4. Task", elem_id="task")
@@ -761,6 +905,9 @@ def build_app(demo: WebDemo) -> Any:
         frame_img.select(on_click, [state, obj, mode], [state, frame_img, prompt_info])
         mask_in.upload(on_mask, [state, mask_in, obj], [state, frame_img, prompt_info])
         clear.click(on_clear, [state, obj], [state, frame_img, prompt_info])
+        find.click(on_find, [state, text_in, obj], [state, frame_img, prompt_info, text_info, pick])
+        text_in.submit(on_find, [state, text_in, obj], [state, frame_img, prompt_info, text_info, pick])
+        pick.input(on_pick, [state, pick], [state, frame_img, prompt_info, text_info])
         run.click(on_check, [state, task, question, options], None).success(
             on_run, [state, task, question, options], [video_out, answer, run_info], concurrency_limit=1
         )
@@ -787,6 +934,18 @@ def _parser() -> argparse.ArgumentParser:
         "--sam2-checkpoint",
         default=None,
         help="SAM 2 checkpoint: the sam2 tracker, and clicks/boxes → masks in the page",
+    )
+    p.add_argument(
+        "--sam3-checkpoint",
+        default=None,
+        help="SAM 3 folder or hub id for 'name the object' (default: $GARVIDEO_SAM3_CHECKPOINT, else "
+        "facebook/sam3: gated, accept the licence on its hub page and `hf auth login`)",
+    )
+    p.add_argument(
+        "--text-threshold",
+        type=float,
+        default=0.5,
+        help="score a named object's candidate needs (default 0.5)",
     )
     p.add_argument("--num-frames", type=int, default=8, help="keyframes given to the model (default 8)")
     p.add_argument("--max-new-tokens", type=int, default=256)
@@ -885,6 +1044,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     max_new_tokens=args.max_new_tokens,
                     device=args.device,
                     workdir=workdir / "runs",
+                    sam3_checkpoint=args.sam3_checkpoint,
+                    text_threshold=args.text_threshold,
                 )
             except (InputError, ModelUnavailableError) as exc:
                 print(f"error: {exc}", file=sys.stderr)

@@ -81,7 +81,10 @@ class BatchQuestion:
         frame_masks: the ``masks`` form: per object, ``{frame index: mask file | COCO RLE | None}``.
         points: more objects by clicks on ``frame``, one ``"x,y[,label];…"`` per object (SAM 2).
         boxes: more objects by boxes on ``frame``, one ``(x0, y0, x1, y1)`` per object (SAM 2); objects
-            are the ``mask`` files' first, then ``points``, then ``boxes``.
+            are the ``mask`` files' first, then ``points``, then ``boxes``, then ``text``.
+        texts: more objects named in words on ``frame``, one string per object (SAM 3's concept detector,
+            :mod:`garvideo.trackers.text`; its candidates go into the answer line's ``text``).
+        text_picks: the candidate rank used for each text (default 0, the best); at most one per text.
         problem: why the line cannot be answered (recorded as the item's error), else ``None``.
     """
 
@@ -95,15 +98,18 @@ class BatchQuestion:
     frame_masks: tuple[dict[int, MaskSpec], ...] | None = None
     points: tuple[str, ...] = ()
     boxes: tuple[tuple[float, float, float, float], ...] = ()
+    texts: tuple[str, ...] = ()
+    text_picks: tuple[int, ...] = ()
     problem: str | None = None
 
     def clip_key(self) -> Hashable:
         """Questions with equal keys share one prepared clip (same video and same masks)."""
         if self.problem is not None:
             return ("problem", record_key(self.id))
-        if self.mask_files is not None or self.points or self.boxes:
+        if self.mask_files is not None or self.points or self.boxes or self.texts:
             files = tuple(map(str, self.mask_files or ()))
-            return (str(self.video), "mask", files, self.frame, self.points, self.boxes)
+            prompt = (self.frame, self.points, self.boxes, self.texts, self.text_picks)
+            return (str(self.video), "mask", files, *prompt)
         masks = [
             {k: (str(v) if isinstance(v, Path) else v) for k, v in fm.items()}
             for fm in self.frame_masks or ()
@@ -144,17 +150,20 @@ def parse_question(obj: Mapping[str, Any], *, base: Path, line: int = 0) -> Batc
                 raise ValueError(f"'options' must have 2 to 26 entries, got {len(options)}")
             options = tuple(options)
         points, boxes = _parse_point_box(obj)
-        if "masks" in obj and ("mask" in obj or points or boxes):
+        texts, text_picks = _parse_text(obj)
+        if "masks" in obj and ("mask" in obj or points or boxes or texts):
             raise ValueError(
-                "give either 'mask' / 'points' / 'box' (with 'frame') or 'masks' (per frame), not both"
+                "give either 'mask' / 'points' / 'box' / 'text' (with 'frame') or 'masks' (per frame), not both"
             )
-        if not ("mask" in obj or "masks" in obj or points or boxes):
-            raise ValueError("give either 'mask' / 'points' / 'box' (with 'frame') or 'masks' (per frame)")
+        if not ("mask" in obj or "masks" in obj or points or boxes or texts):
+            raise ValueError(
+                "give either 'mask' / 'points' / 'box' / 'text' (with 'frame') or 'masks' (per frame)"
+            )
         frame = obj.get("frame", 0)
         if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
             raise ValueError(f"'frame' must be a non-negative integer, got {frame!r}")
         mask_files = frame_masks = None
-        if "mask" in obj or points or boxes:
+        if "mask" in obj or points or boxes or texts:
             raw = obj.get("mask", [])
             raw_list = raw if isinstance(raw, list) else [raw]
             if not raw_list and "mask" in obj:
@@ -197,7 +206,29 @@ def parse_question(obj: Mapping[str, Any], *, base: Path, line: int = 0) -> Batc
         frame_masks=frame_masks,
         points=points,
         boxes=boxes,
+        texts=texts,
+        text_picks=text_picks,
     )
+
+
+def _parse_text(obj: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The ``text`` field (a string or a list of strings, one object each) and ``text_pick`` (an int or a
+    list of ints, the candidate rank of each text in order; at most one per text)."""
+    raw = obj.get("text", [])
+    texts = [raw] if isinstance(raw, str) else raw
+    if not isinstance(texts, list) or not all(isinstance(t, str) and t.strip() for t in texts):
+        raise ValueError("'text' must be a non-empty string or a list of them (one object each)")
+    if "text" in obj and not texts:
+        raise ValueError("'text' is an empty list")
+    raw_pick = obj.get("text_pick", [])
+    picks = [raw_pick] if isinstance(raw_pick, int) and not isinstance(raw_pick, bool) else raw_pick
+    if not isinstance(picks, list) or not all(
+        isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in picks
+    ):
+        raise ValueError("'text_pick' must be a candidate rank (0 = best) or a list of them, one per text")
+    if len(picks) > len(texts):
+        raise ValueError(f"'text_pick' has {len(picks)} entries for {len(texts)} text(s); give one per text")
+    return tuple(texts), tuple(picks)
 
 
 def _parse_point_box(
@@ -347,15 +378,31 @@ def _load_spec(spec: MaskSpec, size: tuple[int, int], where: str) -> np.ndarray 
 
 
 def prepare_question_clip(
-    gv: Any, q: BatchQuestion, *, encode: bool = True, progress: Callable[[int, int], None] | None = None
+    gv: Any,
+    q: BatchQuestion,
+    *,
+    encode: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    text_detector: Any = None,
+    found: list[Any] | None = None,
 ) -> Any:
     """Open ``q``'s video, read its masks and ``gv.prepare`` the clip (tracking and, with ``encode``,
-    the keyframe features); ``progress`` is passed on to the tracking."""
+    the keyframe features); ``progress`` is passed on to the tracking.
+
+    ``q.texts`` are found on ``q.frame`` by ``text_detector`` (a :class:`garvideo.trackers.text.TextDetector`,
+    :func:`garvideo.trackers.text.text_prompts`); their :class:`~garvideo.trackers.text.TextDetection` are
+    appended to ``found`` when given.
+
+    Raises:
+        InputError: a bad question; ``NoTextMatchError`` for a text with no candidate above the threshold.
+    """
     from garvideo.masks import load_masks
     from garvideo.video import open_video
 
     if q.problem is not None:
         raise InputError(f"id {q.id}", q.problem)
+    if q.texts and text_detector is None:
+        raise InputError(f"id {q.id}", "has 'text' but the run has no SAM 3 text detector")
     video = open_video(q.video)
     try:
         size = (video.height, video.width)
@@ -366,6 +413,19 @@ def prepare_question_clip(
 
                 prompts = build_prompts(masks, q.points, q.boxes, q.frame)
                 masks = masks_from_prompts(gv.tracker, video, prompts)
+            if q.texts:
+                from garvideo.trackers.text import text_prompts
+
+                if not 0 <= q.frame < video.num_frames:
+                    raise InputError(
+                        f"id {q.id}", f"'frame' {q.frame} is past the clip's {video.num_frames} frames"
+                    )
+                text_found, dets = text_prompts(
+                    text_detector, video, q.texts, frame=q.frame, first_id=len(masks) + 1, picks=q.text_picks
+                )
+                masks = [*masks, *(p.mask for p in text_found)]
+                if found is not None:
+                    found.extend(dets)
             return gv.prepare(video, masks=masks, frame=q.frame, encode=encode, progress=progress)
         frame_masks = [
             {t: _load_spec(spec, size, f"id {q.id}: masks[{k}][{t}]") for t, spec in fm.items()}
@@ -767,22 +827,32 @@ class BatchAnswerer(QuestionRunner[BatchQuestion]):
     and the prompt prefix's KV cache); see :class:`QuestionRunner` for ``prefetch`` and ``batch_size``.
     """
 
+    #: SAM 3's concept detector for questions with ``text`` (``None``: such questions fail with a clear error).
+    text_detector: Any = None
+
     def clip_key(self, item: BatchQuestion) -> Hashable:
         return item.clip_key()
 
     def prepare_clip(
         self, item: BatchQuestion, *, encode: bool, progress: Callable[[int, int], None] | None
     ) -> Any:
-        return prepare_question_clip(self.gv, item, encode=encode, progress=progress)
+        found: list[Any] = []
+        clip = prepare_question_clip(
+            self.gv, item, encode=encode, progress=progress, text_detector=self.text_detector, found=found
+        )
+        return _TextPrepared(clip, tuple(found))
+
+    def clip_of(self, value: Any) -> Any:
+        return value.clip
 
     def request(self, item: BatchQuestion, value: Any) -> Any:
-        return make_question(value, item.question, item.options)
+        return make_question(value.clip, item.question, item.options)
 
     def record(
         self, item: BatchQuestion, value: Any, result: Any, timings: dict[str, float]
     ) -> dict[str, Any]:
         text = str(result.text)
-        return answer_record(
+        rec = answer_record(
             item.id,
             answer=result.letter if item.options else text,
             pred=text,
@@ -790,10 +860,21 @@ class BatchAnswerer(QuestionRunner[BatchQuestion]):
             notes=list(result.notes or []),
             timings=timings,
         )
+        if value.found:
+            rec["text"] = [det.to_json() for det in value.found]
+        return rec
+
+
+@dataclass(frozen=True)
+class _TextPrepared:
+    """A question's prepared clip and the detections of its ``text`` objects (in order)."""
+
+    clip: Any
+    found: tuple[Any, ...] = ()
 
 
 def error_record(q: BatchQuestion, exc: BaseException) -> dict[str, Any]:
-    """The output line of a question that failed."""
+    """The output line of a question that failed (a text with no match: ``error`` lists the best scores)."""
     return answer_record(q.id, answer=None, pred="", error=error_text(exc))
 
 
@@ -865,6 +946,7 @@ def run_batch(
     stats: RunnerStats | None = None,
     settings: Any = None,
     overwrite: bool = False,
+    text_detector: Any = None,
 ) -> RunSummary:
     """Answer every question not yet in ``out`` (resumable, sharded; see :func:`garvideo.jsonl.run_jsonl`).
 
@@ -882,19 +964,22 @@ def run_batch(
         settings: the :class:`garvideo.run_settings.RunSettings` recorded with the answers (default:
             those of ``gv``, :func:`garvideo.run_settings.build_run_settings`).
         overwrite: start afresh even when ``out`` holds answers (made with other settings or not).
+        text_detector: a :class:`garvideo.trackers.text.TextDetector` for questions with ``text`` (its
+            threshold and checkpoint join the default ``settings``, :func:`garvideo.run_settings.text_settings`).
 
     Raises:
         SettingsMismatch: ``out`` holds answers made with other settings (and not ``overwrite``).
     """
-    from garvideo.run_settings import build_run_settings
+    from garvideo.run_settings import build_run_settings, text_settings
 
     if isinstance(questions, (str, Path)):
         qs = plan_batch(questions, out, root=root, shard=shard)
     else:
         qs = list(questions)
     if settings is None:
-        settings = build_run_settings(gv)
+        settings = build_run_settings(gv, **text_settings(text_detector))
     answerer = BatchAnswerer(gv, prefetch=prefetch, batch_size=batch_size, stats=stats)
+    answerer.text_detector = text_detector
     try:
         return run_jsonl(
             qs,

@@ -262,6 +262,28 @@ def pipeline_settings(gv: Any, **extra: Any) -> dict[str, Any]:
     }
 
 
+def text_settings(detector: Any) -> dict[str, Any]:
+    """The settings of a run's text prompts (a :class:`garvideo.trackers.text.TextDetector`, or ``None``:
+    no entries): ``text_threshold``, ``text_nms_iou`` and the SAM 3 checkpoint's identity
+    (``text_checkpoint`` with ``text_checkpoint_revision`` or ``text_checkpoint_hash``, as
+    :func:`model_identity`; ``None`` for a detector built from objects in memory)."""
+    if detector is None:
+        return {}
+    out: dict[str, Any] = {
+        "text_threshold": float(detector.threshold),
+        "text_nms_iou": float(detector.nms_iou),
+        "text_checkpoint": None,
+    }
+    checkpoint = getattr(detector, "checkpoint", None)
+    if checkpoint is not None:
+        ident = model_identity(Path(checkpoint), str(getattr(detector, "checkpoint_name", checkpoint)))
+        out["text_checkpoint"] = ident["model"]
+        for k in ("model_revision", "model_hash"):
+            if k in ident:
+                out["text_checkpoint_" + k.split("_", 1)[1]] = ident[k]
+    return out
+
+
 def build_run_settings(gv: Any, *, info: Mapping[str, Any] | None = None, **extra: Any) -> RunSettings:
     """The :class:`RunSettings` of a run with ``gv`` (see :func:`pipeline_settings`); ``info`` adds
     recorded-only entries (the device is always recorded)."""
@@ -283,6 +305,7 @@ __all__ = [
     "pipeline_settings",
     "read_settings",
     "settings_path",
+    "text_settings",
     "tracker_settings",
     "write_settings",
 ]

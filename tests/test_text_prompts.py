@@ -133,3 +133,53 @@ def test_ask_text_prints_the_candidates(run_cli, tiny_sam3_dir, tiny_model_dir, 
     )  # fmt: skip
     assert code == 0, err
     assert 'note: --text "the swan" on frame 0: object0 is candidate #0 of' in err
+
+
+# ---------------------------------------------------------------------------------------------------
+# batch JSONL: a "text" field per record
+# ---------------------------------------------------------------------------------------------------
+def test_batch_text_records_candidates_errors_and_settings(
+    run_cli, tiny_sam3_dir, tiny_model_dir, sample_clip, detector, tmp_path
+) -> None:
+    from garvideo.batch import load_questions
+
+    c = sample_clip
+    lines = [
+        {"id": "t", "video": str(c.video_path), "text": "the swan", "question": "What is <object0>?"},
+        {"id": "pick", "video": str(c.video_path), "text": ["the swan"], "text_pick": 1, "frame": 0,
+         "mask": str(c.object_masks[0]), "question": "Is <object1> near <object0>?"},
+        {"id": "far-pick", "video": str(c.video_path), "text": "the swan", "text_pick": 99, "question": "Q <object0>?"},
+        {"id": "bad", "video": str(c.video_path), "text": "", "question": "Q <object0>?"},
+    ]  # fmt: skip
+    qpath = tmp_path / "q.jsonl"
+    qpath.write_text("".join(json.dumps(q) + "\n" for q in lines))
+    qs = {q.id: q for q in load_questions(qpath)}
+    assert qs["pick"].texts == ("the swan",) and qs["pick"].text_picks == (1,)
+    assert qs["bad"].problem is not None and "'text'" in qs["bad"].problem
+    out = tmp_path / "a.jsonl"
+    base = ["batch", qpath, "--out", out, "--model", tiny_model_dir, "--tracker", "static", "-k", "1",
+            "--max-new-tokens", "2", "--sam3-checkpoint", tiny_sam3_dir]  # fmt: skip
+    code, _, err = run_cli(*base, "--text-threshold", "0")
+    assert code == 3, err  # two of four failed, the run went on
+    recs = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    found = detector.detect(_frame0(sample_clip), "the swan")
+    want = [round(x.score, 6) for x in found.candidates]
+    assert recs["t"]["error"] is None and recs["t"]["text"][0]["picked"] == 0
+    assert [x["score"] for x in recs["t"]["text"][0]["candidates"]] == want
+    assert recs["pick"]["error"] is None and recs["pick"]["text"][0]["picked"] == 1
+    assert "--text-pick: 99 is out of range" in (recs["far-pick"]["error"] or "")
+    assert "text" not in recs["far-pick"]
+    assert "'text'" in recs["bad"]["error"]
+    settings = json.loads((tmp_path / "a.settings.json").read_text())["settings"]
+    assert settings["text_threshold"] == 0.0 and settings["text_checkpoint"] == str(tiny_sam3_dir.resolve())
+    assert len(settings["text_checkpoint_hash"]) == 16
+    # Another threshold is another run: refused, nothing lost.
+    before = out.read_text()
+    code, _, err = run_cli(*base, "--text-threshold", "0.99")
+    assert code == 2 and "--text-threshold: 0.0 in a.jsonl, 0.99 now" in err and out.read_text() == before
+    # No match is a per-record error naming the best scores (a fresh run at 0.99).
+    out2 = tmp_path / "b.jsonl"
+    code, _, err = run_cli(*[a if a != out else out2 for a in base], "--text-threshold", "0.99")
+    assert code == 2  # every question failed
+    recs2 = {r["id"]: r for r in map(json.loads, out2.read_text().splitlines())}
+    assert "no object scored above the threshold 0.99 on frame 0 (best scores: 0." in recs2["t"]["error"]

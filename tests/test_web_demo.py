@@ -13,6 +13,7 @@ the reason, unless ``GARVIDEO_REQUIRE_BROWSER=1`` (set by ``make test``), where 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -84,11 +85,10 @@ def tiny_model(tmp_path_factory) -> Path:
     return Path(make_tiny_model(tmp_path_factory.mktemp("tiny_gar_seed1"), seed=1))
 
 
-@pytest.fixture(scope="module")
-def web_server(browser_exe, tiny_model, tmp_path_factory, request):
-    """``python -m garvideo.demos.web`` on a free port of 127.0.0.1; yields its URL.
-
-    While the server starts, the expected texts are computed in this process (``expected``)."""
+@contextlib.contextmanager
+def _web_process(tiny_model: Path, tmp_path_factory, extra_args=(), before=None):
+    """``python -m garvideo.demos.web`` on a free port of 127.0.0.1 (flow tracker, the tiny model, plus
+    ``extra_args``); yields its URL. ``before()`` runs while the server starts."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("web") / "server.log"
     env = dict(
@@ -113,12 +113,14 @@ def web_server(browser_exe, tiny_model, tmp_path_factory, request):
         str(MAX_NEW_TOKENS),
         "--port",
         str(port),
+        *map(str, extra_args),
     ]
     url = f"http://127.0.0.1:{port}/"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
         try:
-            request.getfixturevalue("expected")
+            if before is not None:
+                before()
             deadline = time.monotonic() + SERVER_START_TIMEOUT_S
             while True:
                 if proc.poll() is not None:
@@ -145,6 +147,17 @@ def web_server(browser_exe, tiny_model, tmp_path_factory, request):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def web_server(browser_exe, tiny_model, tmp_path_factory, request):
+    """``python -m garvideo.demos.web`` on a free port of 127.0.0.1; yields its URL.
+
+    While the server starts, the expected texts are computed in this process (``expected``)."""
+    with _web_process(
+        tiny_model, tmp_path_factory, before=lambda: request.getfixturevalue("expected")
+    ) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -573,3 +586,96 @@ def test_web_demo_removes_its_run_folder_and_gradio_cache_on_exit(tiny_model, tm
             proc.wait(timeout=15)
         log.close()
     assert _ours(tmp) == []
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_web_demo_text_prompt_candidates_in_chromium(
+    browser_exe, tiny_model, tiny_sam3_dir, tmp_path_factory, sample_clip, web_demo
+):
+    """ "Name the object": the page runs SAM 3's detector (tiny random) on the prompt frame, lists and draws
+    the candidates, the picker changes the object's mask, and describing uses it. Screenshot of the
+    candidates: tests/artifacts/web_text_candidates.png."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from garvideo.trackers.text import TextDetector
+    from garvideo.video import open_video
+
+    text = "the <b>swan</b> & co"  # typed as is: shown escaped, never as markup
+    with open_video(sample_clip.video_path) as v:
+        image = next(iter(v.frames([0])))[1]
+    want = TextDetector(str(tiny_sam3_dir), device="cpu", threshold=0.0).detect(image, text)
+    assert len(want.candidates) >= 2
+    # What the page must say for candidate 1: the library's description of the clip with that mask.
+    gv = web_demo.pipeline
+    described = gv.describe(gv.prepare(sample_clip.video_path, masks=[want.candidates[1].mask], frame=0)).text
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    extra = ["--sam3-checkpoint", tiny_sam3_dir, "--text-threshold", "0"]
+    with _web_process(tiny_model, tmp_path_factory, extra) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=browser_exe, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.goto(url, timeout=UI_TIMEOUT_MS)
+            page.locator("#video-input input[type=file]").set_input_files(str(sample_clip.video_path))
+            info = page.locator("#prompt-info")
+            expect(info).to_contain_text(f"{sample_clip.num_frames} frames", timeout=UI_TIMEOUT_MS)
+            page.locator("#text-prompt textarea, #text-prompt input").first.fill(text)
+            page.locator("#find-text").click()
+            cands = page.locator("#text-candidates")
+            expect(cands).to_contain_text(f"Candidates for {text} on frame 0", timeout=UI_TIMEOUT_MS)
+            for c in want.candidates:
+                expect(cands).to_contain_text(f"#{c.rank}: score {c.score:.3f}, area {c.area} px")
+            expect(cands).to_contain_text("#0: score")
+            assert cands.locator("b").count() == 0  # the typed <b> is text, not markup
+            expect(info).to_contain_text(
+                f"<object0> (id 1 in the video): mask of {want.candidates[0].area} px"
+            )
+            page.wait_for_function(
+                "document.querySelector('#frame-image img').naturalWidth > 0", timeout=UI_TIMEOUT_MS
+            )
+            # Pick candidate 1: the object's mask is that one.
+            page.locator("#text-pick input").click()
+            page.get_by_role("option", name="#1", exact=True).click()
+            expect(info).to_contain_text(
+                f"<object0> (id 1 in the video): mask of {want.candidates[1].area} px", timeout=UI_TIMEOUT_MS
+            )
+            expect(cands).to_contain_text("← picked", timeout=UI_TIMEOUT_MS)
+            page.wait_for_timeout(500)  # the redrawn frame
+            page.locator("#frame-image").screenshot(path=str(ARTIFACTS / "web_text_candidates.png"))
+            page.locator("#run").click()
+            expect(page.locator("#run-info")).to_contain_text("Described in", timeout=UI_TIMEOUT_MS)
+            assert page.locator("#answer textarea").input_value() == described
+            assert page.locator(".toast-body.error").count() == 0
+        finally:
+            browser.close()
+
+
+def test_web_demo_text_no_match_and_pick_logic(web_demo, sample_clip, tiny_sam3_dir):
+    """The page's logic in process: candidates drawn on the frame, a pick replaces the object's mask, no
+    match is a toast listing the best scores (escaped)."""
+    from garvideo.demos.web import toast_html
+    from garvideo.errors import InputError
+    from garvideo.trackers.text import NoTextMatchError, TextDetector
+
+    state = web_demo.open_clip(str(sample_clip.video_path))
+    web_demo._detector = TextDetector(str(tiny_sam3_dir), device="cpu", threshold=0.0)
+    try:
+        plain = web_demo.render_frame(state)
+        state = web_demo.find_text(state, "the swan", 1)
+        found = state.text_found
+        assert found.picked == 0 and state.text_object == 1
+        np.testing.assert_array_equal(state.objects[1].mask, found.candidates[0].mask)
+        drawn = web_demo.render_frame(state)
+        assert (drawn != plain).any()
+        state = web_demo.pick_text(state, 1)
+        np.testing.assert_array_equal(state.objects[1].mask, found.candidates[1].mask)
+        assert "**← picked**" in web_demo.describe_candidates(state).splitlines()[2]
+        with pytest.raises(InputError, match="is not one of the"):
+            web_demo.pick_text(state, 99)
+        web_demo._detector = TextDetector(str(tiny_sam3_dir), device="cpu", threshold=0.99)
+        with pytest.raises(NoTextMatchError) as exc:
+            web_demo.find_text(state, "<i>x</i>", 0)
+        shown = toast_html(exc.value)
+        assert "best scores: 0." in shown and "&lt;i&gt;" in shown and "<i>" not in shown
+    finally:
+        web_demo._detector = None

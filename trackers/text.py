@@ -160,7 +160,8 @@ class TextDetector:
         self.threshold = float(threshold)
         self.nms_iou = float(nms_iou)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.checkpoint: str | None = None
+        self.checkpoint: str | None = None  # the folder read
+        self.checkpoint_name: str | None = None  # as asked for (a hub id or a folder), for run settings
         if model is not None:
             self.model, self.processor = model.to(self.device).eval(), processor
             return
@@ -175,6 +176,11 @@ class TextDetector:
                 folder, f"not a SAM 3 checkpoint folder ({type(exc).__name__}: {first})"
             ) from None
         self.checkpoint = str(folder)
+        import os
+
+        from garvideo.trackers.hf_video import KINDS
+
+        self.checkpoint_name = str(checkpoint or os.environ.get(KINDS["sam3"].env) or KINDS["sam3"].hub_id)
 
     def raw(self, image: np.ndarray, text: str) -> dict[str, np.ndarray]:
         """Every query's ``scores`` (Q,), ``boxes`` (Q, 4) pixels and ``masks`` (Q, H, W) bool, as

@@ -153,6 +153,11 @@ SETTING_FLAGS = {
     "max_new_tokens": "--max-new-tokens",
     "region_order": "prompt conventions (region_order)",
     "mode": "--mode",
+    "text_threshold": "--text-threshold",
+    "text_nms_iou": "text NMS IoU",
+    "text_checkpoint": "--sam3-checkpoint",
+    "text_checkpoint_revision": "--sam3-checkpoint (its revision)",
+    "text_checkpoint_hash": "--sam3-checkpoint (its config and weights)",
     "garvideo": "garvideo version",
 }
 

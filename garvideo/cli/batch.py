@@ -24,8 +24,10 @@ from garvideo.cli._options import (
     PrefetchOpt,
     RetryErrorsOpt,
     RoiOpt,
+    Sam3Opt,
     ShardOpt,
     SkipFailedOpt,
+    TextThresholdOpt,
     TrackerOpt,
 )
 from garvideo.cli._progress import progress_bar
@@ -103,10 +105,13 @@ def batch(
     overwrite: OverwriteOpt = False,
     retry_errors: RetryErrorsOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+    text_threshold: TextThresholdOpt = 0.5,
+    sam3_checkpoint: Sam3Opt = None,
 ) -> None:
     """Answer a JSONL file of region questions, one answer line per question, written as produced.
 
-    Each line: {"id", "video", "mask" (path or list of paths) with "frame" (default 0), or "masks"
+    Each line: {"id", "video", "mask" (path or list of paths) and/or "text" (a name or a list of names, SAM 3's
+    detector, "text_pick" to choose a candidate) with "frame" (default 0), or "masks"
     (per object, {frame: mask path or COCO RLE}), "question" (objects as <object0>, ...), "options"?}.
     The run's settings (model, tracker, K, ...) are recorded in ANSWERS' .settings.json: a rerun with
     the same ones resumes (keeps the answers, retries the questions that failed unless --skip-failed),
@@ -120,7 +125,7 @@ def batch(
     Example: garvideo batch questions.jsonl --out answers.jsonl --tracker flow --num-frames 8 --batch-size 4
     """
     from garvideo.batch import RunnerStats, make_pipeline, plan_batch, run_batch
-    from garvideo.run_settings import build_run_settings
+    from garvideo.run_settings import build_run_settings, text_settings
 
     qs = plan_batch(questions, out, root=root, shard=shard)  # bad input fails before the model loads
     from garvideo.cli._checks import check_model_options, check_rerun, worded_settings_errors
@@ -138,7 +143,12 @@ def batch(
         dtype=dtype,
         tracker_options=parse_flow_options(flow_option or []),
     )
-    settings = build_run_settings(gv)
+    text_detector = None
+    if any(q.texts for q in qs):  # questions with "text": SAM 3's concept detector on their frame
+        from garvideo.trackers.text import TextDetector
+
+        text_detector = TextDetector(sam3_checkpoint, device=device, threshold=text_threshold)
+    settings = build_run_settings(gv, **text_settings(text_detector))
     check_rerun(out, settings, shard=shard, overwrite=overwrite)  # before the model loads
     stats = RunnerStats()
     with worded_settings_errors(), resumable_run("batch QA", enabled=not as_json) as update:
@@ -154,6 +164,7 @@ def batch(
             stats=stats,
             settings=settings,
             overwrite=overwrite,
+            text_detector=text_detector,
         )
     _print_summary(summary, as_json, gv, stats)
     exit_for_failures(summary, "questions")

@@ -24,6 +24,8 @@ from garvideo.cli._options import (
     NewTokOpt,
     RoiOpt,
     Sam2Opt,
+    Sam3Opt,
+    TextThresholdOpt,
     TrackerOpt,
 )
 
@@ -119,6 +121,8 @@ def register(app: typer.Typer) -> None:
                 help="Threads preparing requests (decode, track, encode) while the model generates.",
             ),
         ] = 2,
+        sam3_checkpoint: Sam3Opt = None,
+        text_threshold: TextThresholdOpt = 0.5,
         max_upload_mb: Annotated[
             float,
             typer.Option("--max-upload-mb", min=0.001, help="Largest request body (data: URL videos), MB."),
@@ -185,6 +189,8 @@ def register(app: typer.Typer) -> None:
             max_batch_size=max_batch_size,
             batch_wait_ms=batch_wait_ms,
             prepare_workers=prepare_workers,
+            sam3_checkpoint=sam3_checkpoint,
+            text_threshold=text_threshold,
         )
         sock = _bind(host, port)
         bound_host, bound_port = sock.getsockname()[:2]

@@ -51,7 +51,7 @@ from garvideo.errors import InputError
 from garvideo.serve.cache import ClipCache
 from garvideo.serve.media import MediaStore, ObjectSpec, VideoSource, clip_key, decode_masks, too_large
 from garvideo.serve.metrics import CONTENT_TYPE, StatusCounter
-from garvideo.serve.prompts import check_prompts, prepare_kwargs
+from garvideo.serve.prompts import TextObjects, check_prompts, prepare_kwargs
 from garvideo.serve.schema import ApiError, ChatRequest, chunk_body, completion_body, error_body, new_id
 
 __all__ = ["ServeConfig", "create_app"]
@@ -95,6 +95,9 @@ class ServeConfig:
             rows); it starts at once when nothing else is expected.
         prepare_workers: threads preparing requests (video decoding, tracking, keyframe encoding) while
             the model generates.
+        sam3_checkpoint, text_threshold: SAM 3's concept detector for ``{"text": ...}`` objects (built on
+            the first such request; ``None``: ``$GARVIDEO_SAM3_CHECKPOINT``, else ``facebook/sam3``).
+        text_detector: an already built :class:`garvideo.trackers.text.TextDetector` (tests).
     """
 
     allowed_roots: list[Path] = field(default_factory=list)
@@ -105,6 +108,9 @@ class ServeConfig:
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     batch_wait_ms: float = 30.0
     prepare_workers: int = 2
+    sam3_checkpoint: str | None = None
+    text_threshold: float = 0.5
+    text_detector: Any = None
 
     @property
     def max_upload_bytes(self) -> int:
@@ -129,6 +135,7 @@ class Job:
     max_new_tokens: int
     generate_kwargs: dict[str, Any]
     notes: list[str]
+    text_found: list[Any] = field(default_factory=list)  # TextDetection of each text object
 
 
 @dataclass(eq=False)
@@ -521,7 +528,7 @@ def _question_and_video(req: ChatRequest) -> tuple[str, str, list[str]]:
     return text.strip(), urls[0], notes
 
 
-def build_job(req: ChatRequest, gv: Any, media: MediaStore) -> Job:
+def build_job(req: ChatRequest, gv: Any, media: MediaStore, texts: TextObjects | None = None) -> Job:
     """Check a request fully (video, masks, references) and turn it into a :class:`Job`."""
     from garvideo.model.prompts import MAX_REGIONS
     from garvideo.pipeline import rewrite_object_refs
@@ -533,6 +540,9 @@ def build_job(req: ChatRequest, gv: Any, media: MediaStore) -> Job:
         raise ApiError(400, "options need a question in the user message's text", "options")
     video = media.resolve(url)
     frame, objects = decode_masks(req.masks or [], video, MAX_REGIONS)
+    found: list[Any] = []
+    if any(o.kind == "text" for o in objects):
+        objects, found = (texts or TextObjects()).resolve(objects, frame, video.path)
     check_prompts(gv, objects)
     if question:
         try:
@@ -557,6 +567,7 @@ def build_job(req: ChatRequest, gv: Any, media: MediaStore) -> Job:
         max_new_tokens=int(new),
         generate_kwargs=gen,
         notes=notes,
+        text_found=found,
     )
 
 
@@ -569,8 +580,8 @@ def _as_api_error(exc: BaseException) -> ApiError:
     return ApiError(500, f"internal error ({type(exc).__name__}); see the server log", None, "internal_error")
 
 
-def _extra(result: Any, cached: bool, notes: list[str]) -> dict[str, Any]:
-    return {
+def _extra(result: Any, cached: bool, notes: list[str], text_found: Any = ()) -> dict[str, Any]:
+    extra = {
         "task": "ask" if hasattr(result, "question") else "describe",
         "letter": getattr(result, "letter", None),
         "frames": [int(f) for f in result.frames],
@@ -581,6 +592,9 @@ def _extra(result: Any, cached: bool, notes: list[str]) -> dict[str, Any]:
         "notes": list(result.notes) + notes,
         "timings": {k: round(float(v), 4) for k, v in result.timings.items()},
     }
+    if text_found:  # the candidates of {"text": ...} objects (a garvideo extension, docs/text-prompts.md)
+        extra["text_prompts"] = [det.to_json() for det in text_found]
+    return extra
 
 
 def _usage(result: Any) -> dict[str, int]:
@@ -621,6 +635,9 @@ def create_app(gv: Any, config: ServeConfig | None = None) -> Any:
     config = config or ServeConfig()
     upload_dir = Path(tempfile.mkdtemp(prefix="garvideo-serve-"))
     engine = Engine(gv, config)
+    texts = TextObjects(
+        config.sam3_checkpoint, config.text_threshold, getattr(gv, "device", None), config.text_detector
+    )
     media = MediaStore(
         config.allowed_roots, upload_dir, config.max_upload_bytes, config.max_queue + config.cache_size + 2
     )
@@ -730,7 +747,7 @@ def create_app(gv: Any, config: ServeConfig | None = None) -> Any:
                     "model",
                     "model_not_found",
                 )
-            job = await run_in_threadpool(build_job, req, gv, media)
+            job = await run_in_threadpool(build_job, req, gv, media, texts)
             rid = new_id()
             if not req.stream:
                 task = engine.submit(job, None, ticket)
@@ -747,7 +764,12 @@ def create_app(gv: Any, config: ServeConfig | None = None) -> Any:
                 engine.count("served")
                 finish = "length" if result.new_tokens >= job.max_new_tokens else "stop"
                 return completion_body(
-                    rid, req.model, result.text, finish, _usage(result), _extra(result, cached, job.notes)
+                    rid,
+                    req.model,
+                    result.text,
+                    finish,
+                    _usage(result),
+                    _extra(result, cached, job.notes, job.text_found),
                 )
 
             loop = asyncio.get_running_loop()
@@ -818,7 +840,13 @@ def create_app(gv: Any, config: ServeConfig | None = None) -> Any:
                         return
                     finish = "length" if result.new_tokens >= job.max_new_tokens else "stop"
                     yield _sse(
-                        chunk_body(rid, req.model, {}, finish, extra=_extra(result, cached, job.notes))
+                        chunk_body(
+                            rid,
+                            req.model,
+                            {},
+                            finish,
+                            extra=_extra(result, cached, job.notes, job.text_found),
+                        )
                     )
                     if include_usage:
                         yield _sse(chunk_body(rid, req.model, None, usage=_usage(result)))

@@ -63,9 +63,13 @@ class ObjectSpec:
     points: np.ndarray | None = None  # (N, 2) float pixel (x, y)
     labels: np.ndarray | None = None  # (N,) int, 1 positive / 0 negative
     box: tuple[float, float, float, float] | None = None
+    text: str | None = None  # named in words: replaced by its mask before the job is made
+    pick: int = 0  # the candidate of ``text`` used, by rank
 
     @property
     def kind(self) -> str:
+        if self.text is not None:
+            return "text"
         return "mask" if self.mask is not None else "points" if self.points is not None else "box"
 
 
@@ -269,7 +273,7 @@ def decode_masks(
     (:func:`garvideo.masks.load_mask`).
     """
     if not specs:
-        raise ApiError(400, "give the object(s) in extra_body.masks (rle, png, points or box)", "masks")
+        raise ApiError(400, "give the object(s) in extra_body.masks (rle, png, points, box or text)", "masks")
     frames = {s.frame for s in specs}
     if len(frames) > 1:
         raise ApiError(400, f"all masks must be on one frame, got frames {sorted(frames)}", "masks")
@@ -285,11 +289,15 @@ def decode_masks(
         if len(kinds) != 1:
             raise ApiError(
                 400,
-                f"masks[{i}] must have exactly one of rle, png, points, box (got {kinds or 'none'})",
+                f"masks[{i}] must have exactly one of rle, png, points, box, text (got {kinds or 'none'})",
                 f"masks[{i}]",
             )
         kind = kinds[0]
         param = f"masks[{i}].{kind}"
+        if spec.pick is not None and kind != "text":
+            raise ApiError(
+                400, f"masks[{i}].pick chooses a text candidate: give it with text", f"masks[{i}].pick"
+            )
         if kind == "rle":
             from garvideo.masks import rle_decode
 
@@ -300,6 +308,10 @@ def decode_masks(
             objects.append(ObjectSpec(mask=_non_empty(m, param)))
         elif kind == "png":
             objects.extend(ObjectSpec(mask=m) for m in _png_masks(spec.png, size, param))  # type: ignore[arg-type]
+        elif kind == "text":
+            if not spec.text.strip():  # type: ignore[union-attr]
+                raise ApiError(400, f"{param} is empty", param)
+            objects.append(ObjectSpec(text=spec.text, pick=int(spec.pick or 0)))
         elif kind == "points":
             objects.append(_points(spec.points, size, param))  # type: ignore[arg-type]
         else:

@@ -16,7 +16,7 @@ from garvideo.errors import InputError
 from garvideo.serve.media import ObjectSpec
 from garvideo.serve.schema import ApiError
 
-__all__ = ["NEEDS_SAM2", "check_prompts", "prepare_kwargs"]
+__all__ = ["NEEDS_SAM2", "TextObjects", "check_prompts", "prepare_kwargs"]
 
 NEEDS_SAM2 = "points/box prompts need a SAM 2 checkpoint"
 
@@ -73,3 +73,64 @@ def prepare_kwargs(gv: Any, objects: Sequence[ObjectSpec], frame: int, video: Pa
     except InputError as exc:  # e.g. SAM 2 found nothing at a point
         raise ApiError(400, exc.problem, "masks", "bad_prompt") from None
     return {"masks": masks, "frame": frame}
+
+
+class TextObjects:
+    """The server's text prompts: SAM 3's concept detector (:class:`garvideo.trackers.text.TextDetector`,
+    built on the first text request from ``checkpoint`` / ``threshold``, or the one given), run on the
+    request's prompt frame by :func:`garvideo.trackers.text.text_prompts`; one request at a time."""
+
+    def __init__(
+        self,
+        checkpoint: str | None = None,
+        threshold: float = 0.5,
+        device: str | None = None,
+        detector: Any = None,
+    ) -> None:
+        import threading
+
+        self.checkpoint, self.threshold, self.device = checkpoint, float(threshold), device
+        self._detector = detector
+        self._lock = threading.Lock()
+
+    def resolve(
+        self, objects: Sequence[ObjectSpec], frame: int, video: Path
+    ) -> tuple[list[ObjectSpec], list[Any]]:
+        """``objects`` with each text one replaced by the mask of its chosen candidate, and the
+        :class:`~garvideo.trackers.text.TextDetection` of each text (in order; none without text).
+
+        Raises:
+            ApiError: 400 ``no_text_match`` (no candidate above the threshold; the message lists the best
+                scores), ``bad_prompt`` (a pick beyond the candidates); 503 ``text_unavailable`` when no
+                SAM 3 can be loaded.
+        """
+        texts = [o for o in objects if o.kind == "text"]
+        if not texts:
+            return list(objects), []
+        from garvideo.errors import ModelUnavailableError
+        from garvideo.trackers.text import NoTextMatchError, TextDetector, text_prompts
+        from garvideo.video import open_video
+
+        with self._lock:
+            try:
+                if self._detector is None:
+                    self._detector = TextDetector(
+                        self.checkpoint, device=self.device, threshold=self.threshold
+                    )
+                with open_video(video) as vid:
+                    prompts, found = text_prompts(
+                        self._detector,
+                        vid,
+                        [o.text or "" for o in texts],
+                        frame=frame,
+                        picks=[o.pick for o in texts],
+                    )
+            except NoTextMatchError as exc:
+                raise ApiError(400, exc.problem, "masks", "no_text_match") from None
+            except ModelUnavailableError as exc:
+                raise ApiError(503, f"text prompts need SAM 3: {exc}", "masks", "text_unavailable") from None
+            except InputError as exc:
+                raise ApiError(400, exc.problem, "masks", "bad_prompt") from None
+        masks = iter(p.mask for p in prompts)
+        out = [ObjectSpec(mask=next(masks)) if o.kind == "text" else o for o in objects]
+        return out, found

@@ -90,7 +90,9 @@ class Message(_Lenient):
 
 class MaskSpec(BaseModel):
     """One object on ``frame``: exactly one of ``rle`` (COCO RLE), ``png`` (base64 PNG, or a
-    ``data:image/png;base64,`` URL), ``points`` (``[[x, y, label], ...]``) or ``box`` (``[x0, y0, x1, y1]``)."""
+    ``data:image/png;base64,`` URL), ``points`` (``[[x, y, label], ...]``), ``box`` (``[x0, y0, x1, y1]``)
+    or ``text`` (the object named in words: SAM 3's concept detector on ``frame``; ``pick`` chooses a
+    candidate by rank, 0 = best, the default)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -99,10 +101,12 @@ class MaskSpec(BaseModel):
     png: str | None = None
     points: list[list[float]] | None = None
     box: list[float] | None = None
+    text: str | None = None
+    pick: int | None = Field(None, ge=0)
 
     @property
     def kinds(self) -> list[str]:
-        return [k for k in ("rle", "png", "points", "box") if getattr(self, k) is not None]
+        return [k for k in ("rle", "png", "points", "box", "text") if getattr(self, k) is not None]
 
 
 class StreamOptions(_Lenient):
