@@ -27,6 +27,7 @@ import numpy as np
 
 from garvideo.errors import InputError
 from garvideo.masks import masks_to_id_map
+from garvideo.trackers.threads import scoped_threads
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +243,11 @@ class Tracker:
     name: str = "base"
     #: Why this backend was chosen (set by ``build_tracker("auto")``; recorded in ``TrackResult.info``).
     selection: str | None = None
+    #: CPU thread count while :meth:`track` runs (``None``: leave the library's setting), set for the
+    #: work only and restored after it (:func:`~garvideo.trackers.threads.scoped_threads`).
+    threads: int | None = None
+    #: Which library's thread count ``threads`` sets: ``"torch"`` or ``"opencv"``.
+    thread_library: str = "torch"
 
     def track(
         self,
@@ -274,6 +280,22 @@ class Tracker:
             InputError: no prompts, a prompt frame out of range, a mask of the wrong size or empty,
                 a prompt kind the backend does not take, a bad frame selection.
         """
+        with scoped_threads(self.threads, self.thread_library):
+            return self._track(
+                video, prompts, frames=frames, start=start, end=end, stride=stride, progress=progress
+            )
+
+    def _track(
+        self,
+        video: VideoLike,
+        prompts: Sequence[Prompt],
+        *,
+        frames: Sequence[int] | None,
+        start: int | None,
+        end: int | None,
+        stride: int,
+        progress: ProgressFn | None,
+    ) -> TrackResult:
         from garvideo.trackers.prompts import coerce_track_inputs  # a path, masks: see there
 
         video, prompts = coerce_track_inputs(video, prompts)

@@ -838,6 +838,7 @@ class FlowTracker(Tracker):
     """
 
     name = "flow"
+    thread_library = "opencv"
 
     def __init__(self, threads: int | None = None, **options: object) -> None:
         unknown = set(options) - set(FlowOptions.__dataclass_fields__)
@@ -847,7 +848,7 @@ class FlowTracker(Tracker):
         if threads is not None:
             if threads < 1:
                 raise InputError("threads", f"must be at least 1, got {threads}")
-            cv2.setNumThreads(int(threads))
+            self.threads = int(threads)
 
     def _open_session(self, video: VideoLike, direction: str, order: Sequence[int]) -> Session:
         return _FlowSession(self.options, int(video.height), int(video.width))

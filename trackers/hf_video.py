@@ -383,7 +383,7 @@ class HfVideoTracker(Tracker):
         if threads is not None:
             if int(threads) < 1:
                 raise InputError("threads", f"must be at least 1, got {threads}")
-            torch.set_num_threads(int(threads))
+            self.threads = int(threads)
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)

@@ -245,7 +245,7 @@ def require_sam2(tracker: Tracker, prompts: Sequence[Prompt], source: str = "--p
     Raises:
         InputError: points or boxes given and ``tracker`` is not ``sam2``, ``sam3`` or ``edgetam``.
     """
-    from garvideo.trackers import HOW_TO_GET_SAM2, PROMPTABLE_TRACKERS
+    from garvideo.trackers.names import HOW_TO_GET_SAM2, PROMPTABLE_TRACKERS
 
     if needs_sam2(prompts) and tracker.name not in PROMPTABLE_TRACKERS:
         why = f" ({tracker.selection})" if tracker.selection else ""

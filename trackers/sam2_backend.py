@@ -666,7 +666,7 @@ class Sam2Tracker(Tracker):
         if threads is not None:
             if int(threads) < 1:
                 raise InputError("threads", f"must be at least 1, got {threads}")
-            torch.set_num_threads(int(threads))
+            self.threads = int(threads)  # set while tracking only (Tracker.track)
         if image_size is not None and (int(image_size) < 64 or int(image_size) % 32):
             raise InputError("--image-size", f"must be a multiple of 32, at least 64; got {image_size}")
         if device is None:
