@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -87,6 +88,20 @@ def _prepare(gv: Any, vid: Any, masks: list[Any], frame: int, quiet: bool, **kwa
         return gv.prepare(vid, masks=masks, frame=frame, progress=progress, **kwargs)
 
 
+@dataclass
+class TextRequest:
+    """The ``--text`` options of one command, and what SAM 3's detector found for them (filled by
+    :func:`_load`: the detections, and how many objects came before the text ones)."""
+
+    texts: Sequence[str]
+    picks: Sequence[int]
+    checkpoint: str | None
+    threshold: float
+    device: str | None
+    found: list[Any] = field(default_factory=list)
+    offset: int = 0
+
+
 def _load(
     video_path: Path,
     masks: list[Path] | None,
@@ -95,19 +110,18 @@ def _load(
     boxes: list[str] | None = None,
     frame: int = 0,
     gv: Any = None,
-    text: dict[str, Any] | None = None,
+    text: TextRequest | None = None,
 ) -> tuple[Any, list[Any]]:
     """Open the clip and read the objects on ``frame``: mask files, then ``--points``, then ``--box``
     (these two segmented by SAM 2 on ``frame``: :func:`garvideo.trackers.masks_from_prompts`), then
-    ``--text`` (``text``: the texts, picks, checkpoint, threshold and device; SAM 3's detector on ``frame``;
-    its detections are put back under ``text["found"]``)."""
+    ``--text`` (SAM 3's detector on ``frame``; its detections are kept in ``text.found``)."""
     from garvideo.cli._checks import check_frame
     from garvideo.errors import InputError
     from garvideo.masks import load_masks
     from garvideo.trackers import build_prompts, masks_from_prompts
     from garvideo.video import open_video
 
-    texts = list((text or {}).get("texts") or [])
+    texts = list(text.texts) if text is not None else []
     if not (masks or points or boxes or texts):
         raise InputError(
             "--mask",
@@ -122,11 +136,11 @@ def _load(
             loaded = masks_from_prompts(gv.tracker, video, prompts)
         if texts:
             assert text is not None
-            found_prompts, text["found"] = text_objects(
-                video, texts, text.get("picks") or [], frame, len(loaded) + 1,
-                checkpoint=text.get("checkpoint"), threshold=text["threshold"], device=text.get("device"),
+            found_prompts, text.found = text_objects(
+                video, texts, text.picks, frame, len(loaded) + 1,
+                checkpoint=text.checkpoint, threshold=text.threshold, device=text.device,
             )  # fmt: skip
-            text["offset"] = len(loaded)
+            text.offset = len(loaded)
             loaded = [*loaded, *(p.mask for p in found_prompts)]
     except BaseException:
         video.close()
@@ -134,10 +148,10 @@ def _load(
     return video, loaded
 
 
-def _with_text(out: dict[str, Any], texts: dict[str, Any]) -> dict[str, Any]:
+def _with_text(out: dict[str, Any], texts: TextRequest) -> dict[str, Any]:
     """The --json object, with the --text detections under "text_prompts" when there were any."""
-    if texts.get("found"):
-        out["text_prompts"] = [det.to_json() for det in texts["found"]]
+    if texts.found:
+        out["text_prompts"] = [det.to_json() for det in texts.found]
     return out
 
 
@@ -223,13 +237,10 @@ def describe(
         sam3_checkpoint=sam3_checkpoint,
         edgetam_checkpoint=edgetam_checkpoint,
     )
-    texts = {
-        "texts": text, "picks": text_pick, "checkpoint": sam3_checkpoint, "threshold": text_threshold,
-        "device": device,
-    }  # fmt: skip
+    texts = TextRequest(text or [], text_pick or [], sam3_checkpoint, text_threshold, device)
     vid, masks = _load(video, mask, resize_masks, points, box, frame, gv, texts)
     if not as_json:
-        print_text_notes(texts.get("found") or [], texts.get("offset", 0))
+        print_text_notes(texts.found, texts.offset)
     check_objects(len(masks))
     with interrupt_hint("describe stopped before the description; nothing was written") as stage, vid:
         missing = load_model_or_none(gv)
@@ -329,13 +340,10 @@ def ask(
         sam3_checkpoint=sam3_checkpoint,
         edgetam_checkpoint=edgetam_checkpoint,
     )
-    texts = {
-        "texts": text, "picks": text_pick, "checkpoint": sam3_checkpoint, "threshold": text_threshold,
-        "device": device,
-    }  # fmt: skip
+    texts = TextRequest(text or [], text_pick or [], sam3_checkpoint, text_threshold, device)
     vid, masks = _load(video, mask, resize_masks, points, box, frame, gv, texts)
     if not as_json:
-        print_text_notes(texts.get("found") or [], texts.get("offset", 0))
+        print_text_notes(texts.found, texts.offset)
     check_objects(len(masks))
     check_question(question, option, len(masks))
     with interrupt_hint("ask stopped before the answer; nothing was written"), vid:
