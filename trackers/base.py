@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 import numpy as np
 
 from garvideo.errors import InputError
 from garvideo.masks import masks_to_id_map
+from garvideo.trackers.inputs import coerce_track_inputs
 from garvideo.trackers.threads import scoped_threads
+from garvideo.trackers.types import Prompt, VideoLike
 
 logger = logging.getLogger(__name__)
 
@@ -56,55 +58,6 @@ class _Runs:
         values = np.zeros(len(lengths), dtype=bool)
         values[0 if self.first else 1 :: 2] = True
         return np.repeat(values, lengths).reshape(shape)
-
-
-@runtime_checkable
-class VideoLike(Protocol):
-    """What a tracker needs from :class:`garvideo.video.Video`."""
-
-    @property
-    def num_frames(self) -> int: ...
-
-    @property
-    def height(self) -> int: ...
-
-    @property
-    def width(self) -> int: ...
-
-    def frames(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]: ...
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """One object's prompt on one frame.
-
-    Exactly one of ``mask``, ``points`` (with ``labels``) or ``box`` is given; points and boxes are
-    understood by the ``sam2`` backend only.
-
-    Args:
-        obj_id: the object's id (a positive integer; 0 is the background in id maps).
-        frame: index of the prompted frame in the clip (counted from 0).
-        mask: (H, W) bool (or 0/1) mask of the object on that frame, H and W the video's size.
-        points: (N, 2) float pixel coordinates ``(x, y)``.
-        labels: (N,) int, 1 for a positive click, 0 for a negative one.
-        box: ``(x0, y0, x1, y1)`` in pixels.
-    """
-
-    obj_id: int
-    frame: int
-    mask: np.ndarray | None = None
-    points: np.ndarray | None = None
-    labels: np.ndarray | None = None
-    box: tuple[float, float, float, float] | None = None
-
-    @property
-    def kind(self) -> str:
-        """``"mask"``, ``"points"`` or ``"box"``."""
-        if self.mask is not None:
-            return "mask"
-        if self.points is not None:
-            return "points"
-        return "box"
 
 
 @dataclass
@@ -296,7 +249,6 @@ class Tracker:
         stride: int,
         progress: ProgressFn | None,
     ) -> TrackResult:
-        from garvideo.trackers.prompts import coerce_track_inputs  # a path, masks: see there
 
         video, prompts = coerce_track_inputs(video, prompts)
         t_total = time.perf_counter()
