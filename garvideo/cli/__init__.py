@@ -29,6 +29,7 @@ import typer.main
 from typer import _click as click  # typer >= 0.25 vendors click; its exceptions are these
 from typer.exceptions import Abort
 
+from garvideo.cli._errors import error_line
 from garvideo.errors import InputError, ModelUnavailableError
 
 app = typer.Typer(
@@ -187,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
         sys.exit(exc.exit_code)
     except (InputError, ModelUnavailableError) as exc:
-        typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
+        typer.echo(error_line(exc), err=True)
         sys.exit(2)
     except (KeyboardInterrupt, Abort):
         typer.echo("interrupted: stopped before finishing; nothing more was written", err=True)

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     )
     from garvideo.model.modeling import (
         FEAT_STRIDE,
-        ROI_MODES,
         FrameFeatures,
         GarModel,
         ImageFeatures,
@@ -57,6 +56,7 @@ if TYPE_CHECKING:
         MC_SUFFIX,
         REGION_TOKEN_IDS,
         REGION_TOKENS,
+        ROI_MODES,
         TOKENS_PER_TILE,
         apply_chat_template,
         build_image_prompt,
@@ -88,7 +88,7 @@ _EXPORTS = {
     "resolve_model_dir": "loading",
     "save_model": "loading",
     "FEAT_STRIDE": "modeling",
-    "ROI_MODES": "modeling",
+    "ROI_MODES": "prompts",
     "FrameFeatures": "modeling",
     "GarModel": "modeling",
     "ImageFeatures": "modeling",

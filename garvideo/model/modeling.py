@@ -59,7 +59,7 @@ from transformers import PerceptionLMForConditionalGeneration
 
 from garvideo.errors import InputError
 from garvideo.model.configuration import GarConfig
-from garvideo.model.prompts import IMAGE_TOKEN_ID, REGION_TOKEN_IDS, REGION_TOKENS, TOKENS_PER_TILE
+from garvideo.model.prompts import IMAGE_TOKEN_ID, REGION_TOKEN_IDS, REGION_TOKENS, ROI_MODES, TOKENS_PER_TILE
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,6 @@ CACHE_KWARG = (
 )
 
 RoiMode = Literal["official", "corrected"]
-ROI_MODES: tuple[str, ...] = ("official", "corrected")
 #: Side of the pooled feature map of one 448×448 tile (32×32 patches, 2×2 pooling).
 TILE_FEAT = 16
 #: Canvas pixels per pooled feature cell: 14-pixel patches pooled 2×2 (``orig = feat · 28``, official).

@@ -109,6 +109,10 @@ REGION_TOKEN_IDS: tuple[int, ...] = (128004, 128005, 128008, 128010, 128011)
 REGION_TOKENS = 256
 #: Global tokens per 448×448 tile (32×32 patches pooled 2×2).
 TOKENS_PER_TILE = 256
+#: RoI box arithmetic for region replay: the released checkpoints' (``"official"``) or ``"corrected"``
+#: (:func:`garvideo.model.replay_regions`); here, beside the other layout constants, so settings can check it
+#: without importing torch.
+ROI_MODES: tuple[str, ...] = ("official", "corrected")
 IMAGE_TOKEN = "<|image|>"
 IMAGE_TOKEN_ID = 128002
 BOS_TOKEN = "<|begin_of_text|>"

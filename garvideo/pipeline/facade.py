@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from garvideo.errors import InputError, ModelUnavailableError, PathLike
-from garvideo.keyframes import STRATEGIES
 from garvideo.pipeline.batching import Question, run_batch
 from garvideo.pipeline.budget import (
     _TEXT_OVERHEAD_GUESS,
@@ -28,6 +27,7 @@ from garvideo.pipeline.encoding import encode_clip
 from garvideo.pipeline.generation import StreamFn, request_timings, run_request
 from garvideo.pipeline.prompt import PromptInputs, build_prompt_inputs, check_question
 from garvideo.pipeline.results import AnswerResult, DescribeResult, build_result, result_fields
+from garvideo.pipeline.settings import PipelineSettings
 
 __all__ = ["GarVideo", "load_model_or_none"]
 
@@ -52,6 +52,8 @@ class GarVideo:
         per_second: keyframes per second for ``keyframes="fps"``.
         max_new_tokens: default generation length (reserved in the token budget).
         tracker_options: options for :func:`garvideo.trackers.build_tracker` (e.g. ``sam2_checkpoint``).
+        settings: all of ``num_frames`` … ``max_new_tokens`` as one :class:`PipelineSettings`; when given,
+            those arguments are not read.
     """
 
     def __init__(
@@ -68,28 +70,24 @@ class GarVideo:
         per_second: float = 1.0,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         tracker_options: Mapping[str, Any] | None = None,
+        settings: PipelineSettings | None = None,
     ) -> None:
-        from garvideo.model import ROI_MODES
-
-        if keyframes not in STRATEGIES:
-            raise InputError(
-                "--keyframes",
-                f"unknown keyframe strategy {keyframes!r} (choose from {', '.join(STRATEGIES)})",
+        if settings is None:
+            settings = PipelineSettings(
+                num_frames=num_frames,
+                keyframes=keyframes,
+                include_prompt_frame=include_prompt_frame,
+                per_second=per_second,
+                roi_mode=roi_mode,
+                max_new_tokens=max_new_tokens,
             )
-        if not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
-            raise InputError("--num-frames", f"must be a positive integer, got {num_frames!r}")
-        if roi_mode not in ROI_MODES:
-            raise InputError("--roi-mode", f"must be one of {', '.join(ROI_MODES)}, got {roi_mode!r}")
-        if max_new_tokens < 1:
-            raise InputError("--max-new-tokens", f"must be >= 1, got {max_new_tokens}")
-        if not per_second > 0:
-            raise InputError("--per-second", f"must be positive, got {per_second}")
-        self.num_frames = int(num_frames)
-        self.keyframes = keyframes
-        self.roi_mode = roi_mode
-        self.include_prompt_frame = bool(include_prompt_frame)
-        self.per_second = float(per_second)
-        self.max_new_tokens = int(max_new_tokens)
+        self.settings = settings
+        self.num_frames = settings.num_frames
+        self.keyframes = settings.keyframes
+        self.roi_mode = settings.roi_mode
+        self.include_prompt_frame = settings.include_prompt_frame
+        self.per_second = settings.per_second
+        self.max_new_tokens = settings.max_new_tokens
         self.device = device
         self.dtype = dtype
         self.tracker_options = dict(tracker_options or {})
@@ -123,10 +121,21 @@ class GarVideo:
 
             gv = GarVideo.from_pretrained("HaochenWang/GAR-1B", tracker="auto", num_frames=8)
         """
-        gv = cls(model=model, **options)
-        gv.bundle  # noqa: B018 - loads the weights
-        gv.tracker  # noqa: B018 - builds the tracker ("auto" resolves here)
-        return gv
+        return cls(model=model, **options).load()
+
+    def load(self, *, tracker: bool = True) -> GarVideo:
+        """Load the model's weights and (``tracker=True``) build the tracker now; returns ``self``.
+
+        Without it both happen on first use. Idempotent.
+
+        Raises:
+            ModelUnavailableError: no weights offline (the message says how to get them).
+            InputError: a bad checkpoint or tracker option.
+        """
+        self.bundle  # noqa: B018 - the one place a property is touched to load
+        if tracker:
+            self.tracker  # noqa: B018 - builds the tracker ("auto" resolves here)
+        return self
 
     def __repr__(self) -> str:
         """The model (and whether it is loaded), the tracker and K; never loads anything."""
