@@ -60,7 +60,7 @@ def stripped(path: Path) -> list[str]:
 
 
 def run_variants(gv: Any, names: list[str], limit: int | None, tmp: Path, label: str) -> list[dict[str, Any]]:
-    from garvideo.batch import RunnerStats
+    from garvideo.runs.engine import RunnerStats
     from garvideo.eval.videorefer_q import run_videorefer_q
 
     rows: list[dict[str, Any]] = []

@@ -363,7 +363,7 @@ def check_eval(device: Any, args: Any, tmp: Path) -> dict:
     """Eval throughput on the shared mini file, batch size 1 versus 8 (prefetch 2), GAR-1B's shape."""
     import torch
 
-    from garvideo.batch import RunnerStats
+    from garvideo.runs.engine import RunnerStats
     from garvideo.eval.videorefer_q import run_videorefer_q
     from garvideo.pipeline import GarVideo
 
