@@ -367,8 +367,9 @@ def record_masks(q: BenchQuestion, mode: str, num_frames: int, size: tuple[int, 
     for t in common:
         if not all(t in a and a[t] is not None for a in q.annotation):
             continue
-        masks = [_decode(a[t], size, f"{where}: annotation[{k}][{t}]") for k, a in enumerate(q.annotation)]
-        if any(m is None for m in masks):
+        decoded = [_decode(a[t], size, f"{where}: annotation[{k}][{t}]") for k, a in enumerate(q.annotation)]
+        masks = [m for m in decoded if m is not None]
+        if len(masks) < len(decoded):  # an object's mask is empty here
             continue
         notes = []
         if t != q.frame_idx:

@@ -215,9 +215,9 @@ def test_batch_refuses_other_settings_and_merge_refuses_mixed_parts(
 
 
 def test_the_library_raises_a_mismatch_naming_the_field(sample_clip, tiny_model_dir, tmp_path):
+    from garvideo.pipeline import GarVideo
     from garvideo.runs.batch_qa import run_batch_qa
     from garvideo.runs.questions import load_questions
-    from garvideo.pipeline import GarVideo
 
     c = sample_clip
     qs = tmp_path / "q.jsonl"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from garvideo.runs.questions import load_questions, plan_batch_qa
 from garvideo.errors import InputError
+from garvideo.runs.questions import load_questions, plan_batch_qa
 
 
 def write(path, lines):

@@ -46,14 +46,14 @@ def run_pipeline(
     from garvideo.pipeline.settings import PipelineSettings
     from garvideo.trackers import parse_flow_options
 
-    overrides = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
+    settings = PipelineSettings(num_frames=num_frames, keyframes=keyframes, roi_mode=roi_mode)
     options = GarVideoOptions(
         model=model,
         tracker=tracker,
         flow_options=parse_flow_options(list(flow_option or [])),
         device=device,
         dtype=dtype,
-        settings=PipelineSettings(num_frames=num_frames, keyframes=keyframes, roi_mode=roi_mode, **overrides),
+        settings=settings.with_overrides(max_new_tokens=max_new_tokens),  # None: the default length
     )
     return build_garvideo(options)
 

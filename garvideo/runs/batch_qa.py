@@ -14,6 +14,7 @@ them; :class:`BatchAnswerer` is a :class:`~garvideo.runs.engine.QuestionRunner` 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +97,10 @@ def prepare_question_clip(
                 text_found, dets = text_prompts(
                     text_detector, video, q.texts, frame=q.frame, first_id=len(masks) + 1, picks=q.text_picks
                 )
-                masks = [*masks, *(p.mask for p in text_found)]
+                masks = list(masks)
+                for p in text_found:  # each found text is one more object, by its mask on q.frame
+                    assert p.mask is not None, "a text prompt carries its mask"
+                    masks.append(p.mask)
                 if found is not None:
                     found.extend(dets)
             return gv.prepare(video, masks=masks, frame=q.frame, encode=encode, progress=progress)
@@ -239,7 +243,7 @@ def run_batch_qa(
         SettingsMismatch: ``out`` holds answers made with other settings (and not ``overwrite``).
         OutputLocked: another process is writing ``out``.
     """
-    if isinstance(questions, (str, Path)):
+    if isinstance(questions, (str, os.PathLike)):
         qs = plan_batch_qa(questions, out, root=root, shard=shard)
     else:
         qs = list(questions)
