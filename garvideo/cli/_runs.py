@@ -16,6 +16,7 @@ from garvideo.cli._progress import progress_bar
 from garvideo.errors import InputError
 from garvideo.eval.scoring import Scores, settings_line
 from garvideo.runs.loop import Progress, RunInterrupted, RunSummary
+from garvideo.trackers import parse_flow_options
 
 if TYPE_CHECKING:  # imports torch
     from garvideo.pipeline import GarVideo
@@ -44,7 +45,6 @@ def run_pipeline(
     # imports torch (the pipeline): kept out of `garvideo --help`
     from garvideo.options import GarVideoOptions, build_garvideo
     from garvideo.pipeline.settings import PipelineSettings
-    from garvideo.trackers import parse_flow_options
 
     settings = PipelineSettings(num_frames=num_frames, keyframes=keyframes, roi_mode=roi_mode)
     options = GarVideoOptions(

@@ -33,6 +33,7 @@ from garvideo.run_settings import build_run_settings, text_settings
 from garvideo.runs.engine import DEFAULT_PREFETCH, RunnerStats
 from garvideo.runs.loop import RunSummary
 from garvideo.runs.questions import plan_batch_qa
+from garvideo.trackers.text import TextDetector
 
 if TYPE_CHECKING:  # imports torch
     from garvideo.pipeline import GarVideo
@@ -90,8 +91,6 @@ def batch(
     )
     text_detector = None
     if any(q.texts for q in qs):  # questions with "text": SAM 3's concept detector on their frame
-        from garvideo.trackers.text import TextDetector  # imports torch: only for questions with text
-
         text_detector = TextDetector(sam3_checkpoint, device=device, threshold=text_threshold)
     settings = build_run_settings(gv, **text_settings(text_detector))
     check_rerun(out, settings, shard=shard, overwrite=overwrite)  # before the model loads
