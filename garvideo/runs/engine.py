@@ -190,7 +190,7 @@ class QuestionRunner(Generic[T, V]):
     frame) and closes what is left.
 
     Subclasses say what a clip is and what to ask: :meth:`clip_key`, :meth:`prepare_clip`,
-    :meth:`request`, :meth:`record` (and :meth:`clip_of` when the prepared value is more than a clip).
+    :meth:`clip_of`, :meth:`request`, :meth:`record`.
     """
 
     def __init__(

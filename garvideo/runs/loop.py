@@ -226,7 +226,7 @@ def _run_locked(
     t0 = time.perf_counter()
     sh = resolve_shard(shard)
     keys = [record_key(spec.key(it)) for it in items]
-    seen_keys: set = set()
+    seen_keys: set[str] = set()
     for k in keys:
         if k in seen_keys:
             raise InputError(f"id {k}", "appears more than once in the input (ids must be unique)")
