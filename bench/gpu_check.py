@@ -363,9 +363,9 @@ def check_eval(device: Any, args: Any, tmp: Path) -> dict:
     """Eval throughput on the shared mini file, batch size 1 versus 8 (prefetch 2), GAR-1B's shape."""
     import torch
 
-    from garvideo.batch import RunnerStats
     from garvideo.eval.videorefer_q import run_videorefer_q
     from garvideo.pipeline import GarVideo
+    from garvideo.runs.engine import RunnerStats
 
     data = SHARED / "data" / "videorefer-mini" / "VideoRefer-Bench-Q-mini.json"
     root = SHARED / "data" / "davis2016"

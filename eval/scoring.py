@@ -295,7 +295,7 @@ def load_predictions(path: PathLike) -> list[dict[str, Any]]:
     Raises:
         InputError: missing or empty file, a malformed line, or a line without the official keys.
     """
-    from garvideo.jsonl import read_jsonl
+    from garvideo.runs.lines import read_jsonl
 
     p = Path(path)
     if not p.is_file():

@@ -94,11 +94,11 @@ def check_outputs(**paths: tuple[object, bool]) -> None:
     ``(path or None, is_folder)``; the first problem is raised naming the flag's value.
 
     Raises:
-        InputError: see :func:`garvideo.jsonl.check_writable`.
+        InputError: see :func:`garvideo.runs.outputs.check_writable`.
     """
     from pathlib import Path
 
-    from garvideo.jsonl import check_writable
+    from garvideo.runs.outputs import check_writable
 
     for name, (path, folder) in paths.items():
         if path is None:
@@ -193,7 +193,7 @@ def worded_settings_errors() -> Iterator[None]:
 
 def check_rerun(out: object, settings: object, *, shard: object, overwrite: bool) -> None:
     """Before any model work: a rerun into ``out`` resumes only a run made with the same settings."""
-    from garvideo.jsonl import check_resume
+    from garvideo.runs.outputs import check_resume
 
     with worded_settings_errors():
         check_resume(out, settings, shard=shard, overwrite=overwrite)  # type: ignore[arg-type]
