@@ -43,6 +43,7 @@ pin all of this.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -58,10 +59,8 @@ from torchvision.transforms import functional as tvf  # the v1 API, as the offic
 
 try:
     from transformers import PerceptionLMImageProcessor
-except (
-    ImportError
-):  # transformers 4.56 exports only the fast class (the settings and canvas search are the same)
-    from transformers import PerceptionLMImageProcessorFast as PerceptionLMImageProcessor
+except ImportError:  # transformers 4.56 exports only the fast class (the settings and canvas search are the same)
+    PerceptionLMImageProcessor = importlib.import_module("transformers").PerceptionLMImageProcessorFast
 
 from garvideo.errors import InputError
 from garvideo.model.prompts import MAX_REGIONS
