@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from garvideo.cli._checks import check_model_options
+from garvideo.trackers import parse_flow_options
 
 if TYPE_CHECKING:
     from garvideo.options import GarVideoOptions
@@ -224,11 +225,9 @@ def garvideo_options(
     Raises:
         InputError: a bad option, named by its library field (the CLI prints its flag).
     """
-    # Function-local: garvideo.options and garvideo.trackers import the pipeline (torch); `garvideo --help`
-    # imports this module and stays light.
+    # Function-local: garvideo.options imports the pipeline (torch); `garvideo --help` imports this module.
     from garvideo.options import GarVideoOptions
     from garvideo.pipeline.settings import PipelineSettings
-    from garvideo.trackers import parse_flow_options
 
     check_model_options(tracker, device, dtype)
     flow_options = parse_flow_options(flow_option or [])
