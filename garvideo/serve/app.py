@@ -61,16 +61,20 @@ logger = logging.getLogger(__name__)
 SERVED_MODEL = "garvideo"
 """The model id the API lists and accepts (the loaded checkpoint's own name is accepted too)."""
 
-# Where a pipeline InputError's source points in the request.
-_PARAMS = {
-    "--question": "messages",
-    "describe": "max_tokens",
-    "--option": "options",
-    "--mask": "masks",
+#: Library field (a pipeline :class:`~garvideo.errors.InputError`'s ``source``) -> the request parameter
+#: it comes from (the OpenAI error's ``param``). A source not listed gives ``param: null``.
+API_PARAMS: dict[str, str] = {
+    "question": "messages",
+    "options": "options",
     "masks": "masks",
-    "--frame": "masks",
-    "--num-frames": "num_frames",
-    "--max-new-tokens": "max_tokens",
+    "frame": "masks",
+    "points": "masks",
+    "box": "masks",
+    "text": "masks",
+    "text_pick": "masks",
+    "num_frames": "num_frames",
+    "max_new_tokens": "max_tokens",
+    "describe": "max_tokens",  # the token budget of a description: its prompt and max_tokens
 }
 
 
@@ -575,7 +579,7 @@ def _as_api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, InputError):
-        return ApiError(400, exc.problem, _PARAMS.get(exc.source or "", None), "bad_input")
+        return ApiError(400, exc.problem, API_PARAMS.get(exc.source or ""), "bad_input")
     logger.error("internal error", exc_info=(type(exc), exc, exc.__traceback__))
     return ApiError(500, f"internal error ({type(exc).__name__}); see the server log", None, "internal_error")
 
