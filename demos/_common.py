@@ -107,20 +107,20 @@ def resolve_input(args: argparse.Namespace, *, min_objects: int = 1) -> DemoInpu
     if args.video is None:
         if args.mask:
             raise InputError(
-                "--mask", "give --video too (without --video the sample clip and its masks are used)"
+                "masks", "give --video too (without --video the sample clip and its masks are used)"
             )
         sample = make_sample_clip(Path(args.out) / "sample")
         masks = load_mask(sample.prompt_mask)  # both objects, frame 0
         logger.info("using the sample clip %s (%d objects)", sample.video_path, len(masks))
         return DemoInput(video=sample.video_path, masks=masks, frame=0, sample=sample)
     if not args.mask:
-        raise InputError("--mask", "give the object(s) on --frame with --mask FILE (repeat for more objects)")
+        raise InputError("masks", "give the object(s) on --frame with --mask FILE (repeat for more objects)")
     with open_video(args.video) as video:
         masks = load_masks(args.mask, (video.height, video.width), resize=args.resize_masks)
         video.check_index(args.frame)
     if len(masks) < min_objects:
         raise InputError(
-            "--mask", f"this demo needs at least {min_objects} objects, the mask file(s) hold {len(masks)}"
+            "masks", f"this demo needs at least {min_objects} objects, the mask file(s) hold {len(masks)}"
         )
     return DemoInput(video=Path(args.video), masks=masks, frame=int(args.frame))
 

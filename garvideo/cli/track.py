@@ -103,12 +103,12 @@ def track(
     """
     if out is None and overlay is None and rle is None and not as_json:
         raise InputError(
-            "--out",
+            "out",
             "give --out DIR (and/or --rle OUT.json, --overlay OUT.mp4 or --json); nothing would be written",
         )
     if not (mask or points or box or text):
         raise InputError(
-            "--mask",
+            "masks",
             "give at least one object: --mask FILE, --points 'x,y', --box 'x0,y0,x1,y1' or --text 'the dog'",
         )
     check_outputs(out=(out, True), rle=(rle, False), overlay=(overlay, False))
@@ -137,7 +137,7 @@ def track(
             "threads": threads,
         }
         given = {k: v for k, v in only_track.items() if v is not None}
-        trk = build_tracker(options.tracker, **options.tracker_options(), **given)
+        trk = build_tracker(tracker, **options.tracker_options(), **given)
         require_sam2(trk, prompts)
         with progress_bar(f"tracking ({trk.name})", enabled=not as_json) as bar:
             result = trk.track(

@@ -99,7 +99,7 @@ def _load(
     texts = list(text.texts) if text is not None else []
     if not (masks or points or boxes or texts):
         raise InputError(
-            "--mask",
+            "masks",
             "give at least one object: --mask FILE, --points 'x,y', --box 'x0,y0,x1,y1' or --text 'the dog'",
         )
     video = open_video(video_path)
@@ -117,7 +117,10 @@ def _load(
                 checkpoint=text.checkpoint, threshold=text.threshold, device=text.device,
             )  # fmt: skip
             text.offset = len(loaded)
-            loaded = [*loaded, *(p.mask for p in found_prompts)]
+            loaded = list(loaded)
+            for prompt in found_prompts:
+                assert prompt.mask is not None, "a text object is the mask of its picked candidate"
+                loaded.append(prompt.mask)
     except BaseException:
         video.close()
         raise
@@ -269,7 +272,7 @@ def ask(
             "-q",
             help="The question; objects are <object0>, <object1>, … (--mask, then --points, --box, --text).",
         ),
-    ] = ...,  # required
+    ] = ...,  # type: ignore[assignment]  # typer: ``...`` marks the option required
     points: PointsOpt = None,
     box: BoxOpt = None,
     text: TextOpt = None,

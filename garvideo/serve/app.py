@@ -43,14 +43,17 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import StreamingResponse
 
 from garvideo.errors import InputError
+from garvideo.model.prompts import MAX_REGIONS
+from garvideo.pipeline import GarVideo, Question, rewrite_object_refs
 from garvideo.serve.cache import ClipCache
 from garvideo.serve.media import MediaStore, ObjectSpec, VideoSource, clip_key, decode_masks, too_large
-from garvideo.serve.metrics import CONTENT_TYPE, StatusCounter
+from garvideo.serve.metrics import CONTENT_TYPE, ServeMetrics, StatusCounter
 from garvideo.serve.prompts import TextObjects, check_prompts, prepare_kwargs
 from garvideo.serve.schema import ApiError, ChatRequest, chunk_body, completion_body, error_body, new_id
 
@@ -187,9 +190,7 @@ class Engine:
     join a running batch).
     """
 
-    def __init__(self, gv: Any, config: ServeConfig) -> None:
-        from garvideo.serve.metrics import ServeMetrics
-
+    def __init__(self, gv: GarVideo, config: ServeConfig) -> None:
         if config.max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {config.max_batch_size}")
         if config.prepare_workers < 1:
@@ -403,8 +404,6 @@ class Engine:
         return stream
 
     def _run(self, batch: list[Task]) -> None:
-        from garvideo.pipeline import Question
-
         t0 = time.perf_counter()
         self.metrics.batch_rows.observe(len(batch))
         for t in batch:
@@ -478,8 +477,6 @@ class Engine:
 # request → job
 # ----------------------------------------------------------------------------------------------------
 def _parse(body: bytes) -> ChatRequest:
-    from pydantic import ValidationError
-
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -532,11 +529,8 @@ def _question_and_video(req: ChatRequest) -> tuple[str, str, list[str]]:
     return text.strip(), urls[0], notes
 
 
-def build_job(req: ChatRequest, gv: Any, media: MediaStore, texts: TextObjects | None = None) -> Job:
+def build_job(req: ChatRequest, gv: GarVideo, media: MediaStore, texts: TextObjects | None = None) -> Job:
     """Check a request fully (video, masks, references) and turn it into a :class:`Job`."""
-    from garvideo.model.prompts import MAX_REGIONS
-    from garvideo.pipeline import rewrite_object_refs
-
     if req.n not in (None, 1):
         raise ApiError(400, "n must be 1 (one answer per request)", "n")
     question, url, notes = _question_and_video(req)
@@ -630,7 +624,7 @@ class _ClosingStream(StreamingResponse):
             self.on_close()
 
 
-def create_app(gv: Any, config: ServeConfig | None = None) -> Any:
+def create_app(gv: GarVideo, config: ServeConfig | None = None) -> FastAPI:
     """The FastAPI app serving ``gv`` (a :class:`garvideo.pipeline.GarVideo`, model loaded or not).
 
     Routes: ``GET /health`` and ``GET /metrics`` (Prometheus text; no key needed), ``GET /v1/models``,
@@ -800,12 +794,12 @@ def create_app(gv: Any, config: ServeConfig | None = None) -> Any:
                 engine.count("cancelled")
                 return Response(status_code=499)
             if first[0] == "done" and first[1].exception() is not None:
-                exc = first[1].exception()
-                if isinstance(exc, ClientGone):
+                failure = first[1].exception()
+                if isinstance(failure, ClientGone):
                     engine.count("cancelled")
                     return Response(status_code=499)
                 engine.count("failed")
-                raise _as_api_error(exc)
+                raise _as_api_error(failure)
 
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
