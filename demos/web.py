@@ -703,9 +703,10 @@ def toast_message(exc: GarVideoError) -> str:
     problem = _ABS_PATH.sub(lambda m: m.group(1), _FLAG_HINT.sub("", problem))
     if source is None:
         return problem
-    if source in PAGE_LABELS:
-        source = PAGE_LABELS[source]
-    elif os.sep in source:
+    field, sep, detail = source.partition(" ")  # a field, or a field and what it was ('text "the dog"')
+    if field in PAGE_LABELS:
+        source = PAGE_LABELS[field] + sep + detail
+    elif os.path.isabs(source):  # an uploaded file: its name, not Gradio's temporary folder
         source = Path(source).name
     return f"{source}: {problem}"
 

@@ -134,6 +134,7 @@ def test_the_page_table_covers_what_the_page_sets():
         "masks", "mask is 10x10 but the video frames are 20x20 (pass --resize-masks to resize it)"
     )
     assert toast_message(exc) == "mask: mask is 10x10 but the video frames are 20x20"
+    assert toast_message(InputError('text "<i>x</i>"', "no match")) == 'name the object "<i>x</i>": no match'
 
 
 def test_the_demo_scripts_table_names_their_flags():

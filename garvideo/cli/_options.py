@@ -225,12 +225,13 @@ def garvideo_options(
     Raises:
         InputError: a bad option, named by its library field (the CLI prints its flag).
     """
-    # Function-local: garvideo.options imports the pipeline (torch); `garvideo --help` imports this module.
+    check_model_options(tracker, device, dtype)
+    flow_options = parse_flow_options(flow_option or [])
+    # Function-local, after the light checks: garvideo.options imports the pipeline (torch, seconds), and
+    # `garvideo --help` imports this module.
     from garvideo.options import GarVideoOptions
     from garvideo.pipeline.settings import PipelineSettings
 
-    check_model_options(tracker, device, dtype)
-    flow_options = parse_flow_options(flow_option or [])
     settings = PipelineSettings(
         num_frames=num_frames,
         keyframes=keyframes,
