@@ -27,6 +27,7 @@ httpx = pytest.importorskip("httpx")
 from garvideo.serve.launch import ServerProcess
 
 REPO = Path(__file__).resolve().parents[1]
+GARVIDEO = [sys.executable, "-c", "from garvideo.cli import main; main()"]  # the command, in a subprocess
 KEY = "test-key-123"
 MAX_QUEUE = 8  # 9 requests in flight at most: the 8 concurrent ones fit, the 10th held one does not
 
@@ -55,9 +56,7 @@ def served(tmp_path_factory, sample_clip, tiny_model_dir):
     argv = ["serve", "--model", str(tiny_model_dir), "--tracker", "static", "--num-frames", "4"]
     argv += ["--max-new-tokens", "8", "--port", "0", "--allowed-root", str(root), "--api-key", KEY]
     argv += ["--max-queue", str(MAX_QUEUE), "--max-upload-mb", "2"]
-    with ServerProcess(
-        [sys.executable, "-c", "from garvideo.cli import main; main()", *argv], env=env, cwd=str(REPO)
-    ) as server:
+    with ServerProcess([*GARVIDEO, *argv], env=env, cwd=str(REPO)) as server:
         yield server, root, outside
 
 

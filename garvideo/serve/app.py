@@ -411,7 +411,7 @@ class Engine:
         try:
             if len(batch) == 1 and batch[0].job.generate_kwargs:
                 t = batch[0]
-                kw = {"stream": self._stream_fn(t), "max_new_tokens": t.job.max_new_tokens}
+                kw: dict[str, Any] = {"stream": self._stream_fn(t), "max_new_tokens": t.job.max_new_tokens}
                 kw.update(t.job.generate_kwargs)
                 if t.job.question is None:
                     result = self.gv.describe(t.clip, **kw)
