@@ -145,15 +145,17 @@ def test_web_toasts_show_no_temp_paths_or_flags():
         "/tmp/gradio/77/clip.mp4", "unreadable (decord: Error reading /tmp/gradio/77/clip.mp4...)"
     )
     assert toast_message(exc) == "clip.mp4: unreadable (decord: Error reading clip.mp4...)"
-    assert toast_message(InputError("--question", "refers to <object1>")) == "question: refers to <object1>"
+    assert toast_message(InputError("question", "refers to <object1>")) == "question: refers to <object1>"
+    assert toast_message(InputError("num_frames", "must be >= 1, got 0")) == "keyframes: must be >= 1, got 0"
 
 
 def test_web_runs_clean_up_and_bad_input_keeps_the_last_result(tiny_model_dir, sample_clip, tmp_path):
     pytest.importorskip("gradio")
+    from garvideo.demos._common import demo_options
     from garvideo.demos.web import WebDemo
     from garvideo.errors import InputError
 
-    demo = WebDemo(str(tiny_model_dir), tracker="static", num_frames=1, max_new_tokens=2)
+    demo = WebDemo(demo_options(model=str(tiny_model_dir), tracker="static", num_frames=1, max_new_tokens=2))
     workdir = demo.workdir
     state = demo.upload_mask(demo.open_clip(str(sample_clip.video_path)), str(sample_clip.object_masks[0]), 0)
     for _ in range(3):

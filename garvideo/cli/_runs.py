@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from garvideo.cli._options import garvideo_options
 from garvideo.cli._progress import progress_bar
 from garvideo.errors import InputError
 from garvideo.eval.scoring import Scores, settings_line
 from garvideo.runs.loop import Progress, RunInterrupted, RunSummary
-from garvideo.trackers import parse_flow_options
 
 if TYPE_CHECKING:  # imports torch
     from garvideo.pipeline import GarVideo
@@ -43,17 +43,18 @@ def run_pipeline(
         InputError: a bad setting or flow option (naming its field).
     """
     # imports torch (the pipeline): kept out of `garvideo --help`
-    from garvideo.options import GarVideoOptions, build_garvideo
-    from garvideo.pipeline.settings import PipelineSettings
+    from garvideo.options import build_garvideo
 
-    settings = PipelineSettings(num_frames=num_frames, keyframes=keyframes, roi_mode=roi_mode)
-    options = GarVideoOptions(
+    options = garvideo_options(
         model=model,
         tracker=tracker,
-        flow_options=parse_flow_options(list(flow_option or [])),
+        flow_option=flow_option,
+        num_frames=num_frames,
+        keyframes=keyframes,
+        roi_mode=roi_mode,
         device=device,
         dtype=dtype,
-        settings=settings.with_overrides(max_new_tokens=max_new_tokens),  # None: the default length
+        max_new_tokens=max_new_tokens,  # None: the default length
     )
     return build_garvideo(options)
 
