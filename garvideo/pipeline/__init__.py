@@ -41,20 +41,47 @@ features, region replay), :mod:`~garvideo.pipeline.prompt` (``build_prompt_input
 them in order).
 """
 
-from garvideo.pipeline.batching import Question
-from garvideo.pipeline.budget import (
-    DEFAULT_CONTEXT_LENGTH,
-    DEFAULT_MAX_NEW_TOKENS,
-    QUESTION_RESERVE,
-    TokenBudget,
-    frame_cost,
-)
-from garvideo.pipeline.facade import GarVideo, load_model_or_none
-from garvideo.pipeline.generation import StreamFn
-from garvideo.pipeline.prepared import FrameMasks, ObjectInfo, PreparedClip
-from garvideo.pipeline.prompt import PromptInputs, rewrite_object_refs
-from garvideo.pipeline.results import AnswerResult, DescribeResult
-from garvideo.pipeline.settings import PipelineSettings
+from typing import TYPE_CHECKING
+
+from garvideo._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from garvideo.pipeline.batching import Question
+    from garvideo.pipeline.budget import (
+        DEFAULT_CONTEXT_LENGTH,
+        DEFAULT_MAX_NEW_TOKENS,
+        QUESTION_RESERVE,
+        TokenBudget,
+        frame_cost,
+    )
+    from garvideo.pipeline.facade import GarVideo, load_model_or_none
+    from garvideo.pipeline.generation import StreamFn
+    from garvideo.pipeline.prepared import FrameMasks, ObjectInfo, PreparedClip
+    from garvideo.pipeline.prompt import PromptInputs, rewrite_object_refs
+    from garvideo.pipeline.results import AnswerResult, DescribeResult
+    from garvideo.pipeline.settings import PipelineSettings
+
+# A lazy root (as garvideo.model's): ``import garvideo.pipeline.settings`` (what garvideo.options and the
+# CLI's option parsing use) does not import torch; ``from garvideo.pipeline import GarVideo`` does.
+_EXPORTS = {
+    "Question": "batching",
+    "DEFAULT_CONTEXT_LENGTH": "budget",
+    "DEFAULT_MAX_NEW_TOKENS": "budget",
+    "QUESTION_RESERVE": "budget",
+    "TokenBudget": "budget",
+    "frame_cost": "budget",
+    "GarVideo": "facade",
+    "load_model_or_none": "facade",
+    "StreamFn": "generation",
+    "FrameMasks": "prepared",
+    "ObjectInfo": "prepared",
+    "PreparedClip": "prepared",
+    "PromptInputs": "prompt",
+    "rewrite_object_refs": "prompt",
+    "AnswerResult": "results",
+    "DescribeResult": "results",
+    "PipelineSettings": "settings",
+}
 
 __all__ = [
     "DEFAULT_CONTEXT_LENGTH",
@@ -75,3 +102,5 @@ __all__ = [
     "load_model_or_none",
     "rewrite_object_refs",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
