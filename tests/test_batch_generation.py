@@ -106,6 +106,7 @@ def one_by_one(gv, clips) -> list[DescribeResult | AnswerResult]:
     return [_one_by_one(gv, q) for q in _questions(*clips)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [1, 3, 8])
 def test_run_batch_matches_one_by_one(gv, clips, one_by_one, batch_size) -> None:
     a, b = clips

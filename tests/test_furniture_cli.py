@@ -32,6 +32,7 @@ def test_web_is_listed_and_has_its_options(run_cli):
         assert flag in out, flag
 
 
+@pytest.mark.slow
 def test_web_passes_host_port_share_to_launch(run_cli, tiny_model_dir, monkeypatch):
     """The options reach the demo's launch function (the real server start is the next test)."""
     pytest.importorskip("gradio")

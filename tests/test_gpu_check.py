@@ -55,6 +55,7 @@ def test_peak_table_and_flop_counts(gpu_check):
     )
 
 
+@pytest.mark.slow
 def test_smoke_run_on_cpu_writes_every_section(gpu_check, tmp_path, capsys):
     out = tmp_path / "gpu.json"
     assert gpu_check.main(["--device", "cpu", "--smoke", "--out", str(out)]) == 0

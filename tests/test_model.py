@@ -73,6 +73,7 @@ def test_tokenizer_special_ids(bundle):
     assert bundle.processor.eos_token_id == 128009
 
 
+@pytest.mark.slow
 def test_round_trip_identical_logits(bundle, tmp_path):
     img, m = _image(), _mask(300, 500, 40, 200, 100, 260)
     embeds, _ = bundle.prepare_image(img, [m])
@@ -147,6 +148,7 @@ def test_bad_folder_is_input_error(tmp_path):
         load_gar(tmp_path / "nope" / "deeper" / "x", device="cpu")
 
 
+@pytest.mark.slow
 def test_bf16_on_cpu(tiny_model_dir):
     b = load_gar(tiny_model_dir, dtype="bfloat16", device="cpu")
     assert b.dtype == torch.bfloat16
@@ -399,6 +401,7 @@ def test_generate_from_prefix_matches_full_prompt(bundle):
     assert cont.token_ids == full.token_ids
 
 
+@pytest.mark.slow
 def test_tiny_model_is_reproducible(tmp_path):
     from garvideo.model import make_tiny_model
 

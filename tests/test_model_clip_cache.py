@@ -25,6 +25,7 @@ def clip_dir(tmp_path_factory):
     return root, masks
 
 
+@pytest.mark.slow
 def test_reusing_a_clip_with_another_model_recomputes(tiny_model_dir, tmp_path, clip_dir) -> None:
     root, masks = clip_dir
     first = GarVideo(

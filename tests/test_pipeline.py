@@ -158,6 +158,7 @@ def test_budget_reduces_k_and_says_so(gv, colour_clip) -> None:
 # ----------------------------------------------------------------------------------------------------
 # per-frame features and boxes (on the real tiny model)
 # ----------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("roi_mode", ["official", "corrected"])
 def test_spliced_regions_come_from_their_own_frame(bundle, colour_clip, roi_mode) -> None:
     from garvideo.model.processing import mask_box
@@ -203,6 +204,7 @@ def test_spliced_regions_come_from_their_own_frame(bundle, colour_clip, roi_mode
 # ----------------------------------------------------------------------------------------------------
 # describe / ask end to end
 # ----------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_describe_tracks_and_reports(gv, sample_clip) -> None:
     from garvideo.masks import load_mask
 
@@ -224,6 +226,7 @@ def test_describe_tracks_and_reports(gv, sample_clip) -> None:
     assert r.objects[1]["absent_frames"] == gt_absent
 
 
+@pytest.mark.slow
 def test_questions_share_prefix_and_match_plain_generation(gv, sample_clip) -> None:
     from garvideo.masks import load_mask
 
@@ -300,6 +303,7 @@ def test_visible_strategy_prefers_frames_with_every_object(gv, sample_clip) -> N
     clip.close()
 
 
+@pytest.mark.slow
 def test_davis_clip_end_to_end(gv, shared_dir: Path) -> None:
     from garvideo.masks import load_mask
 

@@ -87,6 +87,7 @@ def test_failing_options_are_checked_before_the_model(capfd, sample_clip, tmp_pa
     assert code == 2 and "no-model" in err and calls == ["load"], (err, calls)
 
 
+@pytest.mark.slow
 def test_successful_describe_prints_no_warnings(sample_clip, tiny_model_dir):
     # a separate process: pytest's own warning capture would hide what a user sees
     proc = subprocess.run(
@@ -161,6 +162,7 @@ def test_web_toasts_show_no_temp_paths_or_flags():
     assert toast_message(InputError("num_frames", "must be >= 1, got 0")) == "keyframes: must be >= 1, got 0"
 
 
+@pytest.mark.slow
 def test_web_runs_clean_up_and_bad_input_keeps_the_last_result(tiny_model_dir, sample_clip, tmp_path):
     pytest.importorskip("gradio")
     from garvideo.demos._common import demo_options

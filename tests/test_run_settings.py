@@ -38,6 +38,7 @@ def _eval(run_cli, bench, out, model, *extra, limit="3"):
     return run_cli(*argv, "--model", model, *extra)
 
 
+@pytest.mark.slow
 def test_two_runs_with_other_settings_refuse_or_overwrite_and_scores_describe_the_predictions(
     run_cli, bench, tiny_model_dir, tiny2_dir, tmp_path, stripped
 ):
@@ -108,6 +109,7 @@ def test_two_runs_with_other_settings_refuse_or_overwrite_and_scores_describe_th
     assert rc == 2 and "no recorded settings" in err and "--overwrite" in err
 
 
+@pytest.mark.slow
 def test_fix_and_rerun_retries_the_failed_records(run_cli, bench, tiny_model_dir, tmp_path):
     data, root = bench
     records = json.loads(data.read_text())[:3]
@@ -150,6 +152,7 @@ def test_a_video_root_without_the_first_video_is_refused_before_any_work(
     assert len(err.strip().splitlines()) == 1 and not preds.exists()
 
 
+@pytest.mark.slow
 def test_batch_refuses_other_settings_and_merge_refuses_mixed_parts(
     sample_clip, tiny_model_dir, tmp_path, run_cli
 ):

@@ -69,6 +69,7 @@ def questions(sample_clip, tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_batch_qa_prefetch_batches_and_ctrl_c_match_the_serial_run(questions, flow_gv, tmp_path, stripped):
     serial_stats = RunnerStats()
     serial = tmp_path / "serial.jsonl"
@@ -106,6 +107,7 @@ def test_batch_qa_prefetch_batches_and_ctrl_c_match_the_serial_run(questions, fl
     assert stripped(out) == reference
 
 
+@pytest.mark.slow
 def test_batch_command_takes_prefetch_and_batch_size(questions, tiny_model_dir, tmp_path, stripped):
     outs = []
     for extra in ([], ["--batch-size", "4", "--prefetch", "0"]):  # default: --prefetch 2
@@ -127,6 +129,7 @@ def test_batch_command_takes_prefetch_and_batch_size(questions, tiny_model_dir, 
     assert res.exit_code == 2 and "--batch-size" in res.output
 
 
+@pytest.mark.slow
 def test_eval_prefetch_batches_and_shards_by_clip_match_the_serial_run(
     shared_dir, gv, tmp_path, stripped, caplog
 ):

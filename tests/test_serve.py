@@ -84,6 +84,7 @@ def _health(server) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_models_health_describe_ask_and_cache(served, client):
     server, root, _ = served
     assert _health(server)["status"] == "ok"
@@ -303,6 +304,7 @@ def _readme_block(lang: str, contains: str) -> str:
     return next(b for b in blocks if contains in b)
 
 
+@pytest.mark.slow
 def test_readme_examples_work_as_written(served, tmp_path):
     """The API page's Python client and curl examples, run against the test server: only the port and
     the /tmp/sample folder (here the allowed root, which holds the sample clip) are replaced."""
@@ -354,6 +356,7 @@ def test_serve_help_has_an_example(run_cli):
     assert code == 0 and "Example: garvideo serve" in out and "--allowed-root" in out
 
 
+@pytest.mark.slow
 def test_points_and_box_go_to_sam2(sample_clip, tiny_model_dir):
     """Points and boxes are segmented by SAM 2 (a tiny random one here, seeded) when the server tracks with
     it (``garvideo.trackers.masks_from_prompts``). In process (the app without uvicorn), on the sample clip."""

@@ -64,6 +64,7 @@ class _Stop(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_run_batch_streams_rows_reports_early_rows_first_and_stops_one_row(gv, sample_clip) -> None:
     from garvideo.masks import load_mask
 

@@ -31,6 +31,7 @@ def _ask(client, url: str, masks: list, text: str = ""):
     )
 
 
+@pytest.mark.slow
 def test_text_objects_candidates_pick_and_no_match(text_served, sample_clip, tiny_sam3_dir) -> None:
     from garvideo.trackers.text import TextDetector
     from garvideo.video import open_video

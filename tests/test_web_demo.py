@@ -385,6 +385,7 @@ def test_web_demo_prompts_from_mask_files(web_demo, sample_clip, tmp_path):
         web_demo.set_frame(state, 48)
 
 
+@pytest.mark.slow
 def test_web_demo_run_streams_then_reuses_the_prepared_clip(web_demo, sample_clip, expected):
     from garvideo.errors import InputError
     from garvideo.video import open_video
@@ -414,6 +415,7 @@ def test_web_demo_run_streams_then_reuses_the_prepared_clip(web_demo, sample_cli
         next(web_demo.run(web_demo.open_clip(None), "describe"))
 
 
+@pytest.mark.slow
 def test_web_demo_clicks_become_masks_with_sam2(web_demo, sample_clip, tmp_path):
     """With a SAM 2 tracker (a tiny random one here), points and boxes are turned into masks."""
     from garvideo.demos._common import demo_options
