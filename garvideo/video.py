@@ -27,7 +27,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
+from PIL import Image
 
 from garvideo.errors import InputError, PathLike
 
@@ -252,8 +254,6 @@ def _frame_is_truncated(path: Path) -> bool:
         tail = f.read().rstrip(b"\x00\r\n ")
     if tail.endswith(end):
         return False
-    from PIL import Image
-
     try:
         with Image.open(path) as im:
             im.load()  # PIL raises "image file is truncated" (ImageFile.LOAD_TRUNCATED_IMAGES is off)
@@ -269,8 +269,6 @@ class FrameFolderVideo(Video):
         files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FRAME_EXTENSIONS)
         if not files:
             raise InputError(folder, f"no frames in folder (expected {', '.join(FRAME_EXTENSIONS)} files)")
-        from PIL import Image
-
         sizes = {}
         for f in files:  # image headers only: cheap, and catches mixed sizes before any work starts
             try:
@@ -291,8 +289,6 @@ class FrameFolderVideo(Video):
         super().__init__(VideoInfo(os.fspath(folder), len(files), float(fps), height, width, "frames"))
 
     def _read(self, indices: Sequence[int]) -> list[np.ndarray]:
-        import cv2
-
         out = []
         for i in indices:
             data = cv2.imread(os.fspath(self.files[i]), cv2.IMREAD_UNCHANGED)
@@ -311,7 +307,7 @@ class DecordVideo(Video):
     """A video file decoded with decord (seeks to the frames asked for)."""
 
     def __init__(self, path: Path, num_threads: int = 0) -> None:
-        import decord
+        import decord  # only for a decord reader: it loads libav (and must come after cv2, see garvideo/__init__)
 
         if not logger.isEnabledFor(logging.DEBUG):  # FFmpeg's own log lines (decord's libav)
             decord.logging.set_level(decord.logging.QUIET)
@@ -357,8 +353,6 @@ class OpenCVVideo(Video):
     """A video file decoded with OpenCV: sequential reads, seeking only when jumping backwards or far."""
 
     def __init__(self, path: Path) -> None:
-        import cv2
-
         with _native_stderr_to_log():
             cap = cv2.VideoCapture(os.fspath(path))
         if not cap.isOpened():
@@ -380,8 +374,6 @@ class OpenCVVideo(Video):
         super().__init__(VideoInfo(os.fspath(path), n, fps, int(h), int(w), "opencv"))
 
     def _read(self, indices: Sequence[int]) -> list[np.ndarray]:
-        import cv2
-
         out = []
         for i in indices:
             if i < self._pos or i - self._pos > 32:
@@ -442,7 +434,7 @@ def open_video(path: PathLike, *, backend: str = "auto", fps: float = 0.0) -> Vi
     if p.is_dir():
         return FrameFolderVideo(p, fps=fps)
     if backend not in ("auto", "decord", "opencv"):
-        raise InputError("--backend", f"unknown video backend {backend!r} (use auto, decord or opencv)")
+        raise InputError("backend", f"unknown video backend {backend!r} (use auto, decord or opencv)")
     if backend == "auto":
         backend = os.environ.get(BACKEND_ENV, "").strip() or "auto"
         if backend not in ("auto", "decord", "opencv"):

@@ -387,12 +387,13 @@ def test_parse_flow_options_types_and_errors():
     assert got == {"work_size": 640, "motion": 0.5, "refine": False, "consistency": True, "preset": "fast"}
     assert isinstance(got["work_size"], int) and isinstance(got["motion"], float)
     assert parse_flow_options([]) == {}
-    for item, needle in [
-        ("bogus=1", "unknown flow option"),
-        ("refine=maybe", "refine takes a bool"),
-        ("work_size=6.5", "work_size takes a int"),
-        ("=3", "KEY=VALUE"),
-        ("preset=slowest", "preset: must be one of"),
+    for item, needle, field in [
+        ("bogus=1", "unknown flow option", "flow_options"),
+        ("refine=maybe", "refine takes a bool", "flow_options"),
+        ("work_size=6.5", "work_size takes a int", "flow_options"),
+        ("=3", "KEY=VALUE", "flow_options"),
+        ("preset=slowest", "preset: must be one of", "preset"),
     ]:
-        with pytest.raises(InputError, match=needle):
+        with pytest.raises(InputError, match=needle) as exc:
             parse_flow_options([item])
+        assert exc.value.source == field  # a library field (the CLI names the flag: cli/_errors.py)

@@ -23,6 +23,8 @@ import os
 from pathlib import Path
 from typing import Any, Union
 
+from garvideo.trackers.hf_video import require_classes
+
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -201,7 +203,7 @@ PRESENCE_BIAS = 3.0
 def _seeded(model: Any, seed: int) -> Any:
     """garvideo's seeded initialisation (same tensors under every transformers release), matrices at
     :data:`WEIGHT_STD`."""
-    import torch
+    import torch  # torch and transformers only when a tiny model is made
 
     from garvideo.model.tiny import _seeded_init
 
@@ -222,8 +224,6 @@ def make_tiny_sam3(out_dir: PathLike, seed: int = 0) -> Path:
         ModelUnavailableError: the installed transformers has no SAM 3 (see :func:`require_classes`).
     """
     import torch
-
-    from garvideo.trackers.hf_video import require_classes
 
     tf = require_classes("sam3")
     out = Path(out_dir)
@@ -252,8 +252,6 @@ def make_tiny_edgetam(out_dir: PathLike, seed: int = 0) -> Path:
     """Write the tiny random EdgeTAM (model + ``Sam2VideoProcessor``) to ``out_dir``; returns the folder."""
     import torch
 
-    from garvideo.trackers.hf_video import require_classes
-
     tf = require_classes("edgetam")
     out = Path(out_dir)
     with torch.random.fork_rng(devices=[]):
@@ -273,7 +271,7 @@ def make_tiny_edgetam(out_dir: PathLike, seed: int = 0) -> Path:
 
 def _mark_random(folder: Path) -> None:
     """Record in config.json that the weights are random (as the tiny GAR does)."""
-    from garvideo.model.configuration import RANDOM_INIT_KEY
+    from garvideo.model.configuration import RANDOM_INIT_KEY  # imports transformers: only when writing
 
     path = folder / "config.json"
     cfg = json.loads(path.read_text())
