@@ -26,6 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -269,7 +270,7 @@ class FrameFolderVideo(Video):
         files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FRAME_EXTENSIONS)
         if not files:
             raise InputError(folder, f"no frames in folder (expected {', '.join(FRAME_EXTENSIONS)} files)")
-        sizes = {}
+        sizes: dict[tuple[int, int], Path] = {}  # (width, height) -> first file of that size
         for f in files:  # image headers only: cheap, and catches mixed sizes before any work starts
             try:
                 with Image.open(f) as im:
@@ -311,7 +312,7 @@ class DecordVideo(Video):
 
         if not logger.isEnabledFor(logging.DEBUG):  # FFmpeg's own log lines (decord's libav)
             decord.logging.set_level(decord.logging.QUIET)
-        self._reader = None
+        self._reader: Any = None  # decord.VideoReader (decord has no type hints); None once closed
         with _native_stderr_to_log():
             self._reader = decord.VideoReader(os.fspath(path), ctx=decord.cpu(0), num_threads=num_threads)
             n = len(self._reader)
@@ -346,7 +347,7 @@ class DecordVideo(Video):
 
     def close(self) -> None:
         with _deferred_sigint():  # decord frees its decoder in VideoReader.__del__
-            self._reader = None  # type: ignore[assignment]
+            self._reader = None
 
 
 class OpenCVVideo(Video):
@@ -368,21 +369,24 @@ class OpenCVVideo(Video):
             while cap.grab():
                 n += 1
         cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-        self._cap = cap
+        self._cap: cv2.VideoCapture | None = cap  # None once closed
         self._pos = 0  # index of the frame the next read() returns
         h, w = first.shape[:2]
         super().__init__(VideoInfo(os.fspath(path), n, fps, int(h), int(w), "opencv"))
 
     def _read(self, indices: Sequence[int]) -> list[np.ndarray]:
+        cap = self._cap
+        if cap is None:
+            raise ValueError(f"{self.source}: the video is closed")
         out = []
         for i in indices:
             if i < self._pos or i - self._pos > 32:
-                self._cap.set(cv2.CAP_PROP_POS_FRAMES, i)
+                cap.set(cv2.CAP_PROP_POS_FRAMES, i)
                 self._pos = i
             while self._pos < i:
-                self._cap.grab()
+                cap.grab()
                 self._pos += 1
-            ok, frame = self._cap.read()
+            ok, frame = cap.read()
             if not ok or frame is None:
                 raise InputError(self.source, f"cannot decode frame {i} (truncated or corrupt video)")
             self._pos += 1

@@ -34,7 +34,7 @@ EDGETAM_TINY_SIZE = 128
 # The characters of the tiny CLIP vocabulary (CLIP lower-cases its input first).
 # A short memory window (the released models read 7 spatial memories and 16 object pointers), so that tests
 # cover clips longer than the window in a few frames.
-TINY_WINDOW = {"num_maskmem": 3, "max_object_pointers_in_encoder": 5}
+TINY_WINDOW: dict[str, Any] = {"num_maskmem": 3, "max_object_pointers_in_encoder": 5}
 _CHARS = "abcdefghijklmnopqrstuvwxyz0123456789.,'!?-"
 
 
@@ -56,7 +56,8 @@ def build_tiny_clip_tokenizer() -> Any:
             merges.append((cur, nxt_tok))
             cur = cur + nxt_tok
             vocab.setdefault(cur, len(vocab))
-    return CLIPTokenizer(vocab=vocab, merges=merges)
+    # merges as (a, b) pairs: transformers 5 takes them (its hint says str / list[str]); the saved files stay as before
+    return CLIPTokenizer(vocab=vocab, merges=merges)  # type: ignore[arg-type]
 
 
 def tiny_sam3_config() -> Any:
@@ -121,9 +122,11 @@ def tiny_sam3_config() -> Any:
         },
         mask_decoder_config={"hidden_size": 128, "num_attention_heads": 2},
     )
+    # image_size: read by the config's __init__ (its **kwargs), not in transformers' typed signature
+    sizes: dict[str, Any] = {"image_size": s}
     tracker = tf.Sam3TrackerVideoConfig(
         vision_config=vision,
-        image_size=s,
+        **sizes,
         prompt_encoder_config={"hidden_size": 128, "image_size": s, "patch_size": 14},
         mask_decoder_config={
             "hidden_size": 128,

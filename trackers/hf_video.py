@@ -303,9 +303,9 @@ class _HfSession:
         by_obj = {p.obj_id: p for p in prompts}
         result: dict[int, tuple[np.ndarray, float]] = {}
         for i, oid in enumerate(out.object_ids):
-            p = by_obj.get(oid)
-            if p is not None and p.mask is not None:
-                result[oid] = (np.asarray(p.mask).astype(bool), 1.0)  # a mask prompt is its own output
+            given = by_obj.get(oid)
+            if given is not None and given.mask is not None:
+                result[oid] = (np.asarray(given.mask).astype(bool), 1.0)  # a mask prompt is its own output
             else:
                 result[oid] = (fg[i], float(scores[i]))
         if self.t.prune:

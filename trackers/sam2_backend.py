@@ -38,7 +38,7 @@ import numpy as np
 
 from garvideo.errors import InputError, ModelUnavailableError
 from garvideo.trackers.base import Prompt, Session, Tracker, VideoLike, iter_frames
-from garvideo.video import decord_frame_to_numpy
+from garvideo.video import VideoInfo, decord_frame_to_numpy
 
 logger = logging.getLogger(__name__)
 
@@ -346,9 +346,8 @@ class _FrameSource:
         self.size, self.device = int(size), device
         self.files = getattr(video, "files", None)
         self.decord: _DecordResized | None = None
-        info = getattr(video, "info", None)
-        backend = getattr(info, "backend", None)
-        if self.files is None and backend in ("decord", "opencv"):
+        info: VideoInfo | None = getattr(video, "info", None)  # a file-backed garvideo.video.Video
+        if self.files is None and info is not None and info.backend in ("decord", "opencv"):
             try:
                 self.decord = _DecordResized(str(info.source), self.size)
             except Exception as exc:  # noqa: BLE001 - no decord, or it cannot open the file

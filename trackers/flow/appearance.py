@@ -26,8 +26,8 @@ def quantise_lab(rgb_small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ``(bins, col8)``: (h, w) int32 histogram bin index in quantised Lab (16 bins a channel) and
         (h, w) int32 bilateral-grid colour index (8 bins a channel).
     """
-    lab = np.asarray(cv2.cvtColor(rgb_small, cv2.COLOR_RGB2LAB))
-    l, a, b = (np.asarray(c) for c in cv2.split(lab >> 4))  # 256 / 16 = 16 bins per channel
+    lab = np.asarray(cv2.cvtColor(rgb_small, cv2.COLOR_RGB2LAB), dtype=np.uint8)  # (h, w, 3)
+    l, a, b = (np.asarray(c, dtype=np.uint8) for c in cv2.split(lab >> 4))  # 256 / 16 = 16 bins per channel
     bins = (l.astype(np.uint16) << 8 | a.astype(np.uint16) << 4 | b).astype(np.int32)  # (l*16+a)*16+b
     l, a, b = l >> 1, a >> 1, b >> 1  # 8 bins per channel
     return bins, (l.astype(np.uint16) << 6 | a.astype(np.uint16) << 3 | b).astype(np.int32)
@@ -58,7 +58,7 @@ def colour_models(
         ``(fg, bg)``: (4096,) float32 normalised histograms.
     """
     fg = prob > 0.5
-    size = max(2, int(np.sqrt(max(np.count_nonzero(fg), 1)) * band))
+    size = max(2, int(np.sqrt(max(int(np.count_nonzero(fg)), 1)) * band))
     crop = distance_crop(fg, 2 * size)
     inner = max(1, size // 3)
     zero = np.zeros(BINS**3, np.int64)

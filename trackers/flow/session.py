@@ -115,9 +115,10 @@ class FlowSession:
         scale = next((s for s in range(3) if area / 4**s <= budget), 2) if o.fine_flow else 2
         cur = np.ascontiguousarray(gray[y0:y1, x0:x1])
         prev = np.ascontiguousarray(self.prev_gray[y0:y1, x0:x1])
-        flow_b[y0:y1, x0:x1] = self.dis[scale].calc(cur, prev, None)
+        # flow=None: DIS starts from zero flow (OpenCV accepts it; its stub does not say so)
+        flow_b[y0:y1, x0:x1] = self.dis[scale].calc(cur, prev, None)  # type: ignore[call-overload]
         if flow_f is not None:
-            flow_f[y0:y1, x0:x1] = self.dis[scale].calc(prev, cur, None)
+            flow_f[y0:y1, x0:x1] = self.dis[scale].calc(prev, cur, None)  # type: ignore[call-overload]
         return flow_b, flow_f
 
     # -- one frame -----------------------------------------------------------------------------
@@ -268,7 +269,7 @@ class FlowSession:
         # Search band: pixels near the warped mask only (objects do not teleport). The fusion is
         # computed on the band's bounding box only (the probability is 0 outside it).
         core = warped > 0.5
-        size = max(2, int(np.sqrt(max(np.count_nonzero(core), 1)) * o.band))
+        size = max(2, int(np.sqrt(max(int(np.count_nonzero(core)), 1)) * o.band))
         near = np.zeros(core.shape, bool)
         dist = distance_crop(core, size)
         band_box = None
@@ -285,7 +286,7 @@ class FlowSession:
             and (np.count_nonzero(core) < o.occluded_fraction * ob.area_ref or ob.recover > 0)
         )
         col = None  # (h, w) colour log-odds, on the whole frame only when needed
-        if has_col and (occluded or o.adaptive):
+        if bins is not None and col_lut is not None and (occluded or o.adaptive):  # has_col
             col = np.clip(col_lut[bins], -4, 4)
         prob = np.zeros_like(warped)
         if band_box is not None:
