@@ -29,8 +29,8 @@ def quantise_lab(rgb_small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lab = np.asarray(cv2.cvtColor(rgb_small, cv2.COLOR_RGB2LAB), dtype=np.uint8)  # (h, w, 3)
     l, a, b = (np.asarray(c, dtype=np.uint8) for c in cv2.split(lab >> 4))  # 256 / 16 = 16 bins per channel
     bins = (l.astype(np.uint16) << 8 | a.astype(np.uint16) << 4 | b).astype(np.int32)  # (l*16+a)*16+b
-    l, a, b = l >> 1, a >> 1, b >> 1  # 8 bins per channel
-    return bins, (l.astype(np.uint16) << 6 | a.astype(np.uint16) << 3 | b).astype(np.int32)
+    l8, a8, b8 = l >> 1, a >> 1, b >> 1  # 8 bins per channel
+    return bins, (l8.astype(np.uint16) << 6 | a8.astype(np.uint16) << 3 | b8).astype(np.int32)
 
 
 def count(bins: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
