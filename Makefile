@@ -1,7 +1,8 @@
 # Two entry points, each doing its own set-up on a fresh machine:
 #   make demo   - create .venv, install, generate the sample clip, run `garvideo describe` on it
-#   make test   - create .venv, install, run the whole test suite (under the project's transformers,
-#                 then again under transformers 4.56.2, the official GAR code's pin and our lower bound)
+#   make test   - create .venv, install, run `make lint` (ruff, mypy, the import graph), then the whole
+#                 test suite (under the project's transformers, then again under transformers 4.56.2, the
+#                 official GAR code's pin and our lower bound)
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -44,7 +45,7 @@ demo: install
 		echo "demo: tracked the sample clip, overlay at $(OUTDIR)/sample/overlay.mp4; the description needs GAR weights (see above)"; \
 	else exit $$rc; fi
 
-test: install browser $(COMPAT)/bin/python
+test: lint browser $(COMPAT)/bin/python
 	GARVIDEO_REQUIRE_BROWSER=$$([ "$$(id -u)" = 0 ] && echo 1 || echo 0) $(BIN)/python -m pytest -q tests
 	@echo "== the same suite under transformers 4.56.2 =="
 	GARVIDEO_REQUIRE_BROWSER=$$([ "$$(id -u)" = 0 ] && echo 1 || echo 0) $(COMPAT)/bin/python -m pytest -q -p no:cacheprovider tests
@@ -53,8 +54,11 @@ test: install browser $(COMPAT)/bin/python
 docs: install
 	$(BIN)/mkdocs build --strict --site-dir $(OUTDIR)/site
 
+# Style (ruff), types (mypy over the installed layout) and the import graph (no cycle, no upward import).
 lint: install
-	$(BIN)/ruff check garvideo trackers eval demos tests bench tools
+	$(BIN)/python -m ruff check garvideo trackers eval demos tests bench tools
+	$(BIN)/python tools/typecheck.py
+	$(BIN)/python tools/import_graph.py
 
 clean:
 	rm -rf $(VENV) $(COMPAT) $(OUTDIR)

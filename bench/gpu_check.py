@@ -363,9 +363,9 @@ def check_eval(device: Any, args: Any, tmp: Path) -> dict:
     """Eval throughput on the shared mini file, batch size 1 versus 8 (prefetch 2), GAR-1B's shape."""
     import torch
 
-    from garvideo.batch import RunnerStats
     from garvideo.eval.videorefer_q import run_videorefer_q
     from garvideo.pipeline import GarVideo
+    from garvideo.runs.engine import RunnerStats
 
     data = SHARED / "data" / "videorefer-mini" / "VideoRefer-Bench-Q-mini.json"
     root = SHARED / "data" / "davis2016"
@@ -418,6 +418,7 @@ def check_serve(device: Any, args: Any, tmp: Path) -> dict:
     from garvideo.masks import load_mask, rle_encode
     from garvideo.pipeline import GarVideo
     from garvideo.serve import ServeConfig, create_app
+    from garvideo.serve.launch import ServerThread
 
     dtype = torch.float32 if args.smoke else torch.bfloat16
     config = tiny_config() if args.smoke else gar_1b_config()
@@ -432,7 +433,7 @@ def check_serve(device: Any, args: Any, tmp: Path) -> dict:
                 model=bundle, tracker="static", num_frames=args.num_frames, device=str(device), dtype=dtype
             )
             app = create_app(gv, ServeConfig(allowed_roots=[sample.root], max_batch_size=batch))
-            servers[variant] = serve_load.InThread(app)
+            servers[variant] = ServerThread(app).start()
         urls = {v: s.url for v, s in servers.items()}
         for url in urls.values():
             serve_load.warm_up(url, video, mask_sets, args.serve_tokens)

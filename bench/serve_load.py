@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -44,6 +42,8 @@ from typing import Any
 
 from _common import RESULTS, command_line, write_json
 
+from garvideo.serve.launch import ServerProcess
+
 MAX_CLIENTS = 64
 MAX_SECONDS = 600
 MODELS = ("tiny", "gar1b")
@@ -52,67 +52,9 @@ MODELS = ("tiny", "gar1b")
 # ----------------------------------------------------------------------------------------------------
 # servers
 # ----------------------------------------------------------------------------------------------------
-class Server:
-    """A server subprocess; ``url`` once it printed 'listening on URL' on stderr."""
-
-    def __init__(self, argv: list[str]) -> None:
-        self.proc = subprocess.Popen(
-            argv,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
-        )
-        self.log: list[str] = []
-        self.ready = threading.Event()
-        self.url = ""
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        for line in self.proc.stderr:  # type: ignore[union-attr]
-            self.log.append(line)
-            m = re.search(r"listening on (http://\S+)", line)
-            if m:
-                self.url = m.group(1)
-                self.ready.set()
-
-    def wait(self, timeout: float = 600) -> None:
-        end = time.monotonic() + timeout
-        while not self.ready.wait(0.2):
-            if self.proc.poll() is not None or time.monotonic() > end:
-                self.stop()
-                raise SystemExit("the server did not start:\n" + "".join(self.log[-40:]))
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-class InThread:
-    """An app (``garvideo.serve.create_app``) on uvicorn in a thread of this process, on a free loopback
-    port (``bench/gpu_check.py`` measures the server this way)."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        from garvideo.cli.serve import _bind
-
-        sock = _bind("127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self.thread.start()
-        end = time.monotonic() + 120
-        while not self.server.started:
-            if time.monotonic() > end or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(60)
+def start_server(argv: list[str]) -> ServerProcess:
+    """A server subprocess (offline: nothing is downloaded); :meth:`ServerProcess.wait` before use."""
+    return ServerProcess(argv, env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -121,9 +63,9 @@ def worker(args: argparse.Namespace) -> None:
     import uvicorn
     from _common import gar_bundle
 
-    from garvideo.cli.serve import _bind
     from garvideo.pipeline import GarVideo
     from garvideo.serve import ServeConfig, create_app
+    from garvideo.serve.launch import bind_socket
 
     bundle = gar_bundle(
         gar1b_config(args.gar1b_layers, args.gar1b_vision_layers),
@@ -137,7 +79,7 @@ def worker(args: argparse.Namespace) -> None:
     )
     if args.batch_wait_ms is not None:
         config.batch_wait_ms = args.batch_wait_ms
-    sock = _bind("127.0.0.1", 0)
+    sock = bind_socket("127.0.0.1", 0)
     print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}", file=sys.stderr, flush=True)
     server = uvicorn.Server(uvicorn.Config(create_app(gv, config), log_level="warning", lifespan="on"))
     server.run(sockets=[sock])
@@ -378,13 +320,13 @@ def main() -> None:
         mask_sets = [[{"frame": 0, "rle": rle_encode(load_mask(sample.object_masks[0])[0])}]]
         video = {"type": "video_url", "video_url": {"url": sample.video_path.as_uri()}}
         for model in models:
-            servers: dict[str, Server] = {}
+            servers: dict[str, ServerProcess] = {}
             t0 = time.perf_counter()
             try:
                 for variant, batch in (("off", 1), ("on", args.max_batch_size)):
-                    servers[variant] = Server(server_argv(model, batch, sample.root, tmpd, args))
+                    servers[variant] = start_server(server_argv(model, batch, sample.root, tmpd, args))
                 for s in servers.values():
-                    s.wait()
+                    s.wait(timeout=600)
                 startup = time.perf_counter() - t0
                 urls = {v: s.url for v, s in servers.items()}
                 for url in urls.values():

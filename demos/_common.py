@@ -1,5 +1,7 @@
 """What the demo scripts share: the input options (a user's clip, or the synthetic sample clip by
-default) and the model options, parsed the same way in every script."""
+default), the model options, parsed the same way in every script and turned into a
+:class:`~garvideo.options.GarVideoOptions` by :func:`demo_options`, and the one-line error the scripts
+print (library fields named by the scripts' flags, :data:`DEMO_FLAGS`)."""
 
 from __future__ import annotations
 
@@ -10,12 +12,19 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from garvideo.demos.sample_clip import SampleClip, make_sample_clip
-from garvideo.errors import InputError
+from garvideo.errors import GarVideoError, InputError
+from garvideo.masks import load_mask, load_masks
+from garvideo.trackers.base import Tracker
+from garvideo.video import open_video
+
+if TYPE_CHECKING:
+    from garvideo.model.loading import GarBundle
+    from garvideo.options import GarVideoOptions
 
 logger = logging.getLogger(__name__)
 
@@ -95,51 +104,90 @@ def resolve_input(args: argparse.Namespace, *, min_objects: int = 1) -> DemoInpu
         InputError: ``--video`` without ``--mask`` (or the reverse), unreadable files, fewer objects
             than ``min_objects``.
     """
-    from garvideo.masks import load_masks
-    from garvideo.video import open_video
-
     if args.video is None:
         if args.mask:
             raise InputError(
-                "--mask", "give --video too (without --video the sample clip and its masks are used)"
+                "masks", "give --video too (without --video the sample clip and its masks are used)"
             )
         sample = make_sample_clip(Path(args.out) / "sample")
-        from garvideo.masks import load_mask
-
         masks = load_mask(sample.prompt_mask)  # both objects, frame 0
         logger.info("using the sample clip %s (%d objects)", sample.video_path, len(masks))
         return DemoInput(video=sample.video_path, masks=masks, frame=0, sample=sample)
     if not args.mask:
-        raise InputError("--mask", "give the object(s) on --frame with --mask FILE (repeat for more objects)")
+        raise InputError("masks", "give the object(s) on --frame with --mask FILE (repeat for more objects)")
     with open_video(args.video) as video:
         masks = load_masks(args.mask, (video.height, video.width), resize=args.resize_masks)
         video.check_index(args.frame)
     if len(masks) < min_objects:
         raise InputError(
-            "--mask", f"this demo needs at least {min_objects} objects, the mask file(s) hold {len(masks)}"
+            "masks", f"this demo needs at least {min_objects} objects, the mask file(s) hold {len(masks)}"
         )
     return DemoInput(video=Path(args.video), masks=masks, frame=int(args.frame))
 
 
-def make_pipeline(
-    model: Any,
-    tracker: Any,
-    sam2_checkpoint: str | os.PathLike | None,
-    num_frames: int,
-    max_new_tokens: int,
-    device: str | None,
-) -> Any:
-    """The :class:`garvideo.pipeline.GarVideo` of a demo (``sam2_checkpoint`` goes to the tracker)."""
-    from garvideo.pipeline import GarVideo
+def demo_options(
+    *,
+    model: str | os.PathLike[str] | GarBundle | None = None,
+    tracker: str | Tracker = "auto",
+    sam2_checkpoint: str | os.PathLike[str] | None = None,
+    num_frames: int = 8,
+    max_new_tokens: int = 256,
+    device: str | None = None,
+) -> GarVideoOptions:
+    """The :class:`~garvideo.options.GarVideoOptions` of a demo's model options (``--model``,
+    ``--tracker``, ``--sam2-checkpoint``, ``--num-frames``, ``--max-new-tokens``, ``--device``; the demo
+    functions take the same keywords); build the pipeline with :func:`garvideo.options.build_garvideo`.
 
-    return GarVideo(
+    Args:
+        model: GAR hub id, folder or an already loaded bundle (``None``: ``$GARVIDEO_MODEL``, else GAR-1B).
+        tracker: a tracker name or a built tracker.
+        sam2_checkpoint: for the ``sam2``/``auto`` tracker (``None`` or empty: its default lookup).
+        num_frames: keyframes given to the model.
+        max_new_tokens: generation length limit.
+        device: torch device (``None``: CUDA when available).
+
+    Raises:
+        InputError: a bad setting (named by its field, e.g. ``num_frames``).
+    """
+    # Function-local: the pipeline (torch) is not loaded by the demos that only track.
+    from garvideo.options import GarVideoOptions
+    from garvideo.pipeline.settings import PipelineSettings
+
+    return GarVideoOptions(
         model=model,
         tracker=tracker,
-        num_frames=num_frames,
+        sam2_checkpoint=os.fspath(sam2_checkpoint) if sam2_checkpoint else None,
         device=device,
-        max_new_tokens=max_new_tokens,
-        tracker_options={"sam2_checkpoint": sam2_checkpoint} if sam2_checkpoint else None,
+        settings=PipelineSettings(num_frames=num_frames, max_new_tokens=max_new_tokens),
     )
+
+
+#: Library field (an :class:`~garvideo.errors.InputError`'s ``source``) -> the demo scripts' flag.
+DEMO_FLAGS: dict[str, str] = {
+    "video": "--video",
+    "masks": "--mask",
+    "frame": "--frame",
+    "tracker": "--tracker",
+    "sam2_checkpoint": "--sam2-checkpoint",
+    "model": "--model",
+    "num_frames": "--num-frames",
+    "max_new_tokens": "--max-new-tokens",
+    "device": "--device",
+    "question": "--question",
+    "options": "--option",
+    "overlay": "--overlay",
+    "out": "--out",
+    "sam3_checkpoint": "--sam3-checkpoint",
+    "text_threshold": "--text-threshold",
+    "port": "--port",
+}
+
+
+def error_line(exc: GarVideoError) -> str:
+    """The one stderr line of a demo script for a garvideo error: ``error: <flag or file>: <problem>``."""
+    if isinstance(exc, InputError) and exc.source is not None:
+        return f"error: {DEMO_FLAGS.get(exc.source, exc.source)}: {exc.problem}"
+    return f"error: {exc}"
 
 
 def demo_parser(prog: str, description: str, epilog: str, *, model: bool = True) -> argparse.ArgumentParser:

@@ -15,24 +15,31 @@ Only library calls: :class:`garvideo.pipeline.GarVideo` and :func:`garvideo.over
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from garvideo.demos._common import (
     add_overlay_arg,
+    demo_options,
     demo_parser,
-    make_pipeline,
+    error_line,
     overlay_path,
     parse_demo_args,
     resolve_input,
     write_stdout,
 )
 from garvideo.errors import InputError, ModelUnavailableError, PathLike
+from garvideo.options import build_garvideo
+from garvideo.overlay import render_overlay
+
+if TYPE_CHECKING:
+    from garvideo.model.loading import GarBundle
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +73,7 @@ def describe_clip(
     overlay: PathLike,
     *,
     frame: int = 0,
-    model: Any = None,
+    model: str | os.PathLike[str] | GarBundle | None = None,
     tracker: str = "auto",
     sam2_checkpoint: str | None = None,
     num_frames: int = 8,
@@ -92,18 +99,27 @@ def describe_clip(
         InputError: bad files or options.
         ModelUnavailableError: no weights (offline, nothing on disk).
     """
-    from garvideo.overlay import render_overlay
-    from garvideo.pipeline import load_model_or_none
-
-    gv = make_pipeline(model, tracker, sam2_checkpoint, num_frames, max_new_tokens, device)
+    gv = build_garvideo(
+        demo_options(
+            model=model,
+            tracker=tracker,
+            sam2_checkpoint=sam2_checkpoint,
+            num_frames=num_frames,
+            max_new_tokens=max_new_tokens,
+            device=device,
+        )
+    )
     # Track first (no weights needed) and draw the tracks, so that the overlay exists even when the
     # model cannot be loaded; then load, describe, and redraw with the text burned in.
     clip = gv.prepare(video, masks=list(masks), frame=frame, encode=False, track_all_frames=True)
     try:
         path = render_overlay(clip.video, clip.masks_by_frame(), overlay)
-        missing = load_model_or_none(gv)
-        if missing is not None:
-            raise ModelUnavailableError(f"{missing} (the overlay with the tracks is written: {path})")
+        try:
+            gv.load()
+        except ModelUnavailableError as missing:
+            raise ModelUnavailableError(
+                f"{missing} (the overlay with the tracks is written: {path})"
+            ) from None
         result = gv.describe(clip, stream=on_text)
         path = render_overlay(clip.video, clip.masks_by_frame(), overlay, caption=result.text)
     finally:
@@ -156,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             on_text=stream,
         )
     except (InputError, ModelUnavailableError) as exc:
-        print(("\n" if streamed else "") + f"error: {exc}", file=sys.stderr)
+        print(("\n" if streamed else "") + error_line(exc), file=sys.stderr)
         return 2
     print()
     print(f"keyframes {res.frames}, tracker {res.tracker}, model {res.model}")

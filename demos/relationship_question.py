@@ -16,24 +16,31 @@ Only library calls: :class:`garvideo.pipeline.GarVideo` and :func:`garvideo.over
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from garvideo.demos._common import (
     add_overlay_arg,
+    demo_options,
     demo_parser,
-    make_pipeline,
+    error_line,
     overlay_path,
     parse_demo_args,
     resolve_input,
     write_stdout,
 )
 from garvideo.errors import InputError, ModelUnavailableError, PathLike
+from garvideo.options import build_garvideo
+from garvideo.overlay import render_overlay
+
+if TYPE_CHECKING:
+    from garvideo.model.loading import GarBundle
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +78,7 @@ def ask_about_objects(
     *,
     options: Sequence[str] | None = None,
     frame: int = 0,
-    model: Any = None,
+    model: str | os.PathLike[str] | GarBundle | None = None,
     tracker: str = "auto",
     sam2_checkpoint: str | None = None,
     num_frames: int = 8,
@@ -95,12 +102,19 @@ def ask_about_objects(
         InputError: no question, a question naming an object that has no mask, bad files.
         ModelUnavailableError: no weights.
     """
-    from garvideo.overlay import render_overlay
-
     questions = [q.strip() for q in questions if q and q.strip()]
     if not questions:
-        raise InputError("--question", "give at least one question")
-    gv = make_pipeline(model, tracker, sam2_checkpoint, num_frames, max_new_tokens, device)
+        raise InputError("question", "give at least one question")
+    gv = build_garvideo(
+        demo_options(
+            model=model,
+            tracker=tracker,
+            sam2_checkpoint=sam2_checkpoint,
+            num_frames=num_frames,
+            max_new_tokens=max_new_tokens,
+            device=device,
+        )
+    )
     # One prepared clip for every question: tracking, keyframe features and the prompt prefix are shared.
     clip = gv.prepare(video, masks=list(masks), frame=frame, track_all_frames=True)
     try:
@@ -169,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             on_text=_QuestionPrinter(questions, write_stdout),
         )
     except (InputError, ModelUnavailableError) as exc:
-        print(f"\nerror: {exc}", file=sys.stderr)
+        print("\n" + error_line(exc), file=sys.stderr)
         return 2
     for q, letter in zip(res.questions, res.letters):
         if letter is not None:

@@ -126,7 +126,7 @@ def make_sample_clip(
     writer = None
     if write_video:
         writer = cv2.VideoWriter(
-            os.fspath(root / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height)
+            os.fspath(root / "clip.mp4"), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height)
         )
         if not writer.isOpened():
             raise RuntimeError("OpenCV could not open an mp4 writer (mp4v)")

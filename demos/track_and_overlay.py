@@ -23,7 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from garvideo.demos._common import add_overlay_arg, demo_parser, overlay_path, parse_demo_args, resolve_input
+from garvideo.demos._common import (
+    add_overlay_arg,
+    demo_parser,
+    error_line,
+    overlay_path,
+    parse_demo_args,
+    resolve_input,
+)
 from garvideo.errors import InputError, PathLike
 
 logger = logging.getLogger(__name__)
@@ -135,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ground_truth=None if inp.sample is None else inp.sample.gt_all(),
         )
     except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 2
     print(f"tracked {len(res.object_ids)} object(s) over {res.num_frames} frames with {res.tracker}")
     for oid in res.object_ids:

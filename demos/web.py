@@ -33,6 +33,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -42,9 +43,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
-from garvideo.errors import GarVideoError, InputError
+from garvideo.demos._common import add_model_args, add_tracker_args, demo_options, error_line
+from garvideo.errors import GarVideoError, InputError, ModelUnavailableError
+from garvideo.masks import load_mask
+from garvideo.options import GarVideoOptions, build_garvideo
+from garvideo.overlay import draw_masks, object_color, render_overlay
+from garvideo.pipeline import rewrite_object_refs
+from garvideo.trackers import TRACKERS, Prompt, build_tracker, find_sam2_checkpoint, masks_from_prompts
+from garvideo.trackers.text import TextDetector, text_prompts
+from garvideo.video import open_video
 
 logger = logging.getLogger(__name__)
 
@@ -149,16 +159,11 @@ class WebDemo:
     """Everything the page does, without Gradio: load the model once, then serve page events.
 
     Args:
-        model: hub id, local folder or a loaded ``garvideo.model.GarBundle`` (as ``GarVideo``'s
-            ``model``; ``None``: ``$GARVIDEO_MODEL``, else GAR-1B).
-        tracker: ``"auto"``, ``"sam2"``, ``"flow"`` or ``"static"``, or a built
-            :class:`garvideo.trackers.Tracker`.
-        sam2_checkpoint: SAM 2 checkpoint (default ``$GARVIDEO_SAM2_CHECKPOINT`` or one in the Hugging
-            Face cache): the ``sam2``/``auto`` tracker, and clicks → masks in the page whatever the tracker.
-            With a ``sam2`` tracker, clicks use that tracker's model.
-        num_frames: keyframes given to the model.
-        max_new_tokens: generation length limit.
-        device: torch device for the model (default: the pipeline's choice).
+        options: the model, the tracker (a name or a built :class:`garvideo.trackers.Tracker`), the SAM 2
+            checkpoint (default ``$GARVIDEO_SAM2_CHECKPOINT`` or one in the Hugging Face cache: the
+            ``sam2``/``auto`` tracker, and clicks → masks in the page whatever the tracker; with a ``sam2``
+            tracker, clicks use that tracker's model), the device, K and the answer length
+            (``settings.max_new_tokens``); see :func:`garvideo.demos._common.demo_options`.
         workdir: where overlay videos are written (default: a new temporary folder).
         sam3_checkpoint, text_threshold: SAM 3's concept detector for "name the object" (built on the
             first text; default ``$GARVIDEO_SAM3_CHECKPOINT``, else ``facebook/sam3``).
@@ -170,40 +175,29 @@ class WebDemo:
 
     def __init__(
         self,
-        model: Any = None,
+        options: GarVideoOptions,
         *,
-        tracker: Any = "auto",
-        sam2_checkpoint: str | None = None,
-        num_frames: int = 8,
-        max_new_tokens: int = 256,
-        device: str | None = None,
         workdir: os.PathLike | None = None,
         sam3_checkpoint: str | None = None,
         text_threshold: float = 0.5,
     ) -> None:
-        from garvideo.demos._common import make_pipeline
-        from garvideo.trackers import TRACKERS, find_sam2_checkpoint
-
-        if isinstance(tracker, str) and tracker not in TRACKERS:
-            raise InputError("--tracker", f"unknown tracker {tracker!r} (choose from {', '.join(TRACKERS)})")
-        if num_frames < 1:
-            raise InputError("--num-frames", f"must be at least 1, got {num_frames}")
-        if max_new_tokens < 1:
-            raise InputError("--max-new-tokens", f"must be at least 1, got {max_new_tokens}")
-        self.sam2_checkpoint = find_sam2_checkpoint(sam2_checkpoint)
-        self.max_new_tokens = int(max_new_tokens)
+        if isinstance(options.tracker, str) and options.tracker not in TRACKERS:
+            raise InputError(
+                "tracker", f"unknown tracker {options.tracker!r} (choose from {', '.join(TRACKERS)})"
+            )
+        found = find_sam2_checkpoint(options.sam2_checkpoint)
+        self.sam2_checkpoint = found
+        self.max_new_tokens = options.settings.max_new_tokens
         self._own_workdir = workdir is None  # made here: removed by close()
         self.workdir = (
             Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="garvideo-web-"))
         )
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.pipeline = make_pipeline(
-            model, tracker, self.sam2_checkpoint, num_frames, self.max_new_tokens, device
-        )
         # Load the weights and build the tracker now: a missing checkpoint stops the demo at start
         # (ModelUnavailableError), not at the first click, and the page can name what it runs.
+        self.pipeline = build_garvideo(replace(options, sam2_checkpoint=found)).load()
         self.bundle = self.pipeline.bundle
-        built = self.pipeline.tracker  # "auto" resolves to sam2 or flow here
+        built = self.pipeline.tracker  # "auto" resolved to sam2 or flow by load()
         self.model_name = self.pipeline.model_name
         self.random_weights = has_random_weights(self.bundle)
         self._clip: Any = None  # the last PreparedClip, reused while the clip, frame and masks stay the same
@@ -215,7 +209,7 @@ class WebDemo:
         self.sam3_checkpoint, self.text_threshold, self._device = (
             sam3_checkpoint,
             float(text_threshold),
-            device,
+            options.device,
         )
         self._detector: Any = None  # SAM 3's concept detector, built on the first text
         self._run_id = 0
@@ -278,7 +272,6 @@ class WebDemo:
         """A fresh state for the clip at ``path`` (``None``: no clip), prompt frame 0."""
         if not path:
             return SessionState()
-        from garvideo.video import open_video
 
         with open_video(path) as video:
             return SessionState(
@@ -304,10 +297,6 @@ class WebDemo:
         """The prompt frame with the objects' masks, points and boxes drawn: ``(H, W, 3)`` uint8."""
         if state.video is None:
             return None
-        import cv2
-
-        from garvideo.overlay import draw_masks
-        from garvideo.video import open_video
 
         with open_video(state.video) as video:
             image = video.frame(state.frame)
@@ -343,8 +332,6 @@ class WebDemo:
             raise InputError("name the object", "upload a clip first")
         if not (text or "").strip():
             raise InputError("name the object", "type what the object is, e.g. 'the dog'")
-        from garvideo.trackers.text import TextDetector, text_prompts
-        from garvideo.video import open_video
 
         obj = _check_object(obj)
         with self._lock:
@@ -401,7 +388,6 @@ class WebDemo:
             raise InputError("mask", "upload a clip first")
         if not path:
             return state
-        from garvideo.masks import load_mask
 
         obj = _check_object(obj)
         masks = load_mask(path, size=(state.height, state.width))
@@ -461,8 +447,6 @@ class WebDemo:
 
     def _segment(self, state: SessionState, prompt: ObjectPrompt) -> np.ndarray:
         """SAM 2's mask on the prompt frame for the points (or the box) of one object."""
-        from garvideo.trackers import Prompt, build_tracker, masks_from_prompts
-        from garvideo.video import open_video
 
         if self._segmenter is None:
             self._segmenter = build_tracker("sam2", sam2_checkpoint=self.sam2_checkpoint)
@@ -570,7 +554,6 @@ class WebDemo:
         Raises:
             InputError: see :meth:`run`.
         """
-        from garvideo.pipeline import rewrite_object_refs
 
         if task not in TASKS:
             raise InputError("task", f"unknown task {task!r} (choose from {', '.join(TASKS)})")
@@ -618,9 +601,6 @@ def draw_candidates(image: np.ndarray, found: Any) -> None:
     """Draw a text's candidates on ``image`` (in place, (H, W, 3) uint8): each one's box in its colour
     (:func:`garvideo.overlay.object_color`) with ``#rank``; the picked one thicker, its mask tinted
     with :func:`garvideo.overlay.draw_masks` by the caller (it is the object's mask)."""
-    import cv2
-
-    from garvideo.overlay import object_color
 
     h, w = image.shape[:2]
     scale = max(0.4, min(h, w) / 400)
@@ -636,7 +616,6 @@ def draw_candidates(image: np.ndarray, found: Any) -> None:
 
 def _render_webm(clip: Any, out: Path, caption: str | None = None) -> Path:
     """The overlay of a prepared clip as a ``.webm`` (VP8): a video the browser's ``<video>`` plays."""
-    from garvideo.overlay import render_overlay
 
     return Path(render_overlay(clip.video, clip.masks_by_frame(), out, caption=caption))
 
@@ -664,14 +643,29 @@ def _check_object(obj: Any) -> int:
 # the page
 # ----------------------------------------------------------------------------------------------------
 _ABS_PATH = re.compile(r"(?<![\w.])/(?:[^\s/:;,()'\"]+/)+([^\s/:;,()'\"]+)")
+# A library remedy for the command line in parentheses, e.g. masks' "(pass --resize-masks to resize it)":
+# the page has no such option, so the hint is left out.
 _FLAG_HINT = re.compile(r"\s*\([^()]*--[a-z][^()]*\)")
-_PAGE_NAMES = {
-    "--mask": "mask",
-    "--question": "question",
-    "--option": "options",
-    "--num-frames": "keyframes",
-    "--max-new-tokens": "answer length",
-    "--frame": "prompt frame",
+
+#: Library field (an :class:`~garvideo.errors.InputError`'s ``source``) -> what the page calls it. The page's
+#: own errors already name its elements ("clip", "candidate", "click", ...); files are shown by their name.
+PAGE_LABELS: dict[str, str] = {
+    "video": "clip",
+    "masks": "mask",
+    "frame": "prompt frame",
+    "points": "click",
+    "box": "click",
+    "question": "question",
+    "options": "options",
+    "num_frames": "keyframes",
+    "keyframes": "keyframes",
+    "max_new_tokens": "answer length",
+    "text": "name the object",
+    "text_pick": "candidate",
+    "text_threshold": "candidate score",
+    "tracker": "tracker",
+    "sam2_checkpoint": "SAM 2 checkpoint",
+    "sam3_checkpoint": "SAM 3 checkpoint",
 }
 
 
@@ -703,15 +697,16 @@ def toast_html(exc: GarVideoError) -> str:
 
 def toast_message(exc: GarVideoError) -> str:
     """An error as the page shows it: file names without their (temporary) folders, page element
-    names instead of command-line options, and no hints about command-line flags."""
+    names instead of library fields (:data:`PAGE_LABELS`), and no hints about command-line flags."""
     source = getattr(exc, "source", None)
     problem = getattr(exc, "problem", None) or str(exc)
     problem = _ABS_PATH.sub(lambda m: m.group(1), _FLAG_HINT.sub("", problem))
     if source is None:
         return problem
-    if source.startswith("--"):
-        source = _PAGE_NAMES.get(source, source.lstrip("-").replace("-", " "))
-    elif os.sep in source:
+    field, sep, detail = source.partition(" ")  # a field, or a field and what it was ('text "the dog"')
+    if field in PAGE_LABELS:
+        source = PAGE_LABELS[field] + sep + detail
+    elif os.path.isabs(source):  # an uploaded file: its name, not Gradio's temporary folder
         source = Path(source).name
     return f"{source}: {problem}"
 
@@ -923,18 +918,8 @@ def _parser() -> argparse.ArgumentParser:
         description="garvideo's web demo (Gradio): upload a clip, give objects, see tracks and descriptions.",
         epilog="Example: python -m garvideo.demos.web --model HaochenWang/GAR-1B --port 7860",
     )
-    p.add_argument(
-        "--model",
-        default=None,
-        help="hub id or local folder of a GAR checkpoint (default: $GARVIDEO_MODEL, else "
-        "HaochenWang/GAR-1B); a tiny random model works too",
-    )
-    p.add_argument("--tracker", default="auto", help="auto | sam2 | flow | static (default auto)")
-    p.add_argument(
-        "--sam2-checkpoint",
-        default=None,
-        help="SAM 2 checkpoint: the sam2 tracker, and clicks/boxes → masks in the page",
-    )
+    add_tracker_args(p)  # --tracker, --sam2-checkpoint (also clicks/boxes → masks in the page)
+    add_model_args(p)  # --model, --num-frames, --max-new-tokens, --device
     p.add_argument(
         "--sam3-checkpoint",
         default=None,
@@ -947,9 +932,6 @@ def _parser() -> argparse.ArgumentParser:
         default=0.5,
         help="score a named object's candidate needs (default 0.5)",
     )
-    p.add_argument("--num-frames", type=int, default=8, help="keyframes given to the model (default 8)")
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--device", default=None, help="torch device for the model (default: cuda if available)")
     p.add_argument(
         "--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)"
     )
@@ -972,7 +954,6 @@ def web_workdir() -> Iterator[Path]:
     Gradio is imported, so enter this before importing it). SIGTERM is handled as Ctrl-C while inside,
     so ``kill`` cleans up as well; the previous handler is restored on exit.
     """
-    import signal
 
     workdir = Path(tempfile.mkdtemp(prefix="garvideo-web-"))
     own_cache = "GRADIO_TEMP_DIR" not in os.environ
@@ -1018,7 +999,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     Everything the demo writes goes to one folder (:func:`web_workdir`), removed when the demo stops:
     Ctrl-C, SIGTERM, or a failure at start.
     """
-    from garvideo.errors import ModelUnavailableError
 
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -1036,19 +1016,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 return 2
             try:
-                demo = WebDemo(
-                    args.model,
+                options = demo_options(
+                    model=args.model,
                     tracker=args.tracker,
                     sam2_checkpoint=args.sam2_checkpoint,
                     num_frames=args.num_frames,
                     max_new_tokens=args.max_new_tokens,
                     device=args.device,
+                )
+                demo = WebDemo(
+                    options,
                     workdir=workdir / "runs",
                     sam3_checkpoint=args.sam3_checkpoint,
                     text_threshold=args.text_threshold,
                 )
             except (InputError, ModelUnavailableError) as exc:
-                print(f"error: {exc}", file=sys.stderr)
+                print(error_line(exc), file=sys.stderr)
                 return 2
             launch(demo, host=args.host, port=args.port)
     except KeyboardInterrupt:  # before the server ran (Gradio handles it while serving)

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from garvideo.errors import InputError, PathLike
-from garvideo.jsonl import read_jsonl
 from garvideo.run_settings import read_settings, short_value
+from garvideo.runs.lines import read_jsonl
 
 # The five question types of VideoRefer-Bench-Q, in the order of the published table
 # (DAMO-NLP-SG/VideoRefer, benchmark/README.md).

@@ -35,11 +35,10 @@ import string
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from garvideo.batch import DEFAULT_PREFETCH, QuestionRunner, RunnerStats, answer_fields, make_question
 from garvideo.errors import InputError, PathLike
 from garvideo.eval.scoring import (
     QUESTION_TYPES,
@@ -49,20 +48,18 @@ from garvideo.eval.scoring import (
     scores_paths,
     write_scores,
 )
-from garvideo.jsonl import (
-    JsonlRun,
-    MergeResult,
-    Progress,
-    RunSummary,
-    error_text,
-    find_parts,
-    merge_shards,
-    read_jsonl,
-    record_key,
-    resolve_shard,
-    run_jsonl,
-)
+from garvideo.masks import rle_decode
 from garvideo.run_settings import RunSettings, build_run_settings
+from garvideo.runs.engine import DEFAULT_PREFETCH, QuestionRunner, RunnerStats, make_question
+from garvideo.runs.lines import read_jsonl, record_key
+from garvideo.runs.loop import JsonlRun, Progress, RunSummary, run_jsonl
+from garvideo.runs.merge import MergeResult, merge_shards
+from garvideo.runs.records import answer_fields, error_text
+from garvideo.runs.shards import Shard, find_parts, resolve_shard
+from garvideo.video import open_video
+
+if TYPE_CHECKING:  # the pipeline imports torch at import; the checks before a run do not need it
+    from garvideo.pipeline import AnswerResult, DescribeResult, GarVideo, PreparedClip, Question
 
 logger = logging.getLogger(__name__)
 
@@ -123,12 +120,12 @@ def select_records(
     if types:
         unknown = [t for t in types if t not in QUESTION_TYPES]
         if unknown:
-            raise InputError("--types", f"unknown type {unknown[0]!r} (known: {', '.join(QUESTION_TYPES)})")
+            raise InputError("types", f"unknown type {unknown[0]!r} (known: {', '.join(QUESTION_TYPES)})")
         wanted = set(types)
         out = [r for r in out if r.get("type") in wanted]
     if limit is not None:
         if limit < 0:
-            raise InputError("--limit", f"must be >= 0, got {limit}")
+            raise InputError("limit", f"must be >= 0, got {limit}")
         out = out[:limit]
     return out
 
@@ -177,8 +174,6 @@ class BenchQuestion:
 
     def _masks_at_frame_idx(self) -> bool:
         """Every object has a decodable, non-empty mask at ``frame_idx``."""
-        from garvideo.masks import rle_decode
-
         for a in self.annotation:
             rle = a.get(self.frame_idx)
             if rle is None:
@@ -315,8 +310,6 @@ class RecordMasks:
 
 
 def _decode(rle: dict[str, Any] | None, size: tuple[int, int], where: str) -> np.ndarray | None:
-    from garvideo.masks import rle_decode
-
     if rle is None:
         return None
     m = rle_decode(rle, source=where, size=size)
@@ -354,7 +347,7 @@ def record_masks(q: BenchQuestion, mode: str, num_frames: int, size: tuple[int, 
             no frame where every object has a mask (``single``), an object with no mask at all.
     """
     if mode not in MODES:
-        raise InputError("--mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
+        raise InputError("mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
     where = f"record {q.id}"
     check_frame_keys(q, num_frames)
     if mode == "multi":
@@ -374,8 +367,9 @@ def record_masks(q: BenchQuestion, mode: str, num_frames: int, size: tuple[int, 
     for t in common:
         if not all(t in a and a[t] is not None for a in q.annotation):
             continue
-        masks = [_decode(a[t], size, f"{where}: annotation[{k}][{t}]") for k, a in enumerate(q.annotation)]
-        if any(m is None for m in masks):
+        decoded = [_decode(a[t], size, f"{where}: annotation[{k}][{t}]") for k, a in enumerate(q.annotation)]
+        masks = [m for m in decoded if m is not None]
+        if len(masks) < len(decoded):  # an object's mask is empty here
             continue
         notes = []
         if t != q.frame_idx:
@@ -411,16 +405,20 @@ def prediction_record(
     }
 
 
-class VideoReferAnswerer(QuestionRunner[Mapping[str, Any]]):
+_Prepared = tuple["PreparedClip", list[str]]
+"""A record's prepared clip and the notes of its masks (:attr:`RecordMasks.notes`)."""
+
+
+class VideoReferAnswerer(QuestionRunner[Mapping[str, Any], _Prepared]):
     """Answers benchmark records with a :class:`garvideo.pipeline.GarVideo` (``gv``) in ``mode``.
 
     Consecutive records on the same clip and masks reuse one prepared clip; see
-    :class:`garvideo.batch.QuestionRunner` for ``prefetch`` and ``batch_size``.
+    :class:`garvideo.runs.engine.QuestionRunner` for ``prefetch`` and ``batch_size``.
     """
 
     def __init__(
         self,
-        gv: Any,
+        gv: GarVideo,
         video_root: PathLike,
         mode: str = "single",
         *,
@@ -436,14 +434,12 @@ class VideoReferAnswerer(QuestionRunner[Mapping[str, Any]]):
     def clip_key(self, item: Mapping[str, Any]) -> Hashable:
         return self._group(item)
 
-    def clip_of(self, value: tuple[Any, list[str]]) -> Any:
+    def clip_of(self, value: _Prepared) -> PreparedClip:
         return value[0]
 
     def prepare_clip(
         self, item: Mapping[str, Any], *, encode: bool, progress: Callable[[int, int], None] | None
-    ) -> tuple[Any, list[str]]:
-        from garvideo.video import open_video
-
+    ) -> _Prepared:
         q = parse_record(item, self.video_root)
         if not q.video_dir.is_dir():
             raise InputError(f"record {q.id}", f"no such video folder {q.video_dir}")
@@ -461,13 +457,17 @@ class VideoReferAnswerer(QuestionRunner[Mapping[str, Any]]):
             raise
         return clip, rm.notes
 
-    def request(self, item: Mapping[str, Any], value: tuple[Any, list[str]]) -> Any:
+    def request(self, item: Mapping[str, Any], value: _Prepared) -> Question:
         q = parse_record(item, self.video_root)
         check_frame_keys(q, value[0].num_frames)  # this record's own keys, also when the clip is shared
         return make_question(value[0], q.question, q.options)
 
     def record(
-        self, item: Mapping[str, Any], value: tuple[Any, list[str]], result: Any, timings: dict[str, float]
+        self,
+        item: Mapping[str, Any],
+        value: _Prepared,
+        result: DescribeResult | AnswerResult,
+        timings: dict[str, float],
     ) -> dict[str, Any]:
         return prediction_record(
             item,
@@ -489,14 +489,14 @@ def _group_key(mode: str, video_root: Path) -> Callable[[Mapping[str, Any]], Has
     return key
 
 
-def run_settings(gv: Any, *, mode: str, data: PathLike | None = None) -> RunSettings:
+def run_settings(gv: GarVideo, *, mode: str, data: PathLike | None = None) -> RunSettings:
     """The settings recorded beside the predictions (and shown with their scores): those of ``gv``
     (:func:`garvideo.run_settings.pipeline_settings`) and the benchmark ``mode``; the data file and
     the tracker's selection reason are recorded, not compared."""
     info: dict[str, Any] = {}
     if data is not None:
         info["data"] = str(data)
-    reason = getattr(gv, "tracker_reason", None)
+    reason = gv.tracker_reason
     if reason is not None:
         info["tracker_reason"] = reason
     return build_run_settings(gv, info=info, mode=mode)
@@ -509,22 +509,22 @@ def plan_run(
     mode: str = "single",
     limit: int | None = None,
     types: Sequence[str] | None = None,
-    shard: Any = None,
+    shard: str | Shard | None = None,
 ) -> list[dict[str, Any]]:
     """Check a run's inputs and options (before any model work) and return the records it covers.
 
     Raises:
-        InputError: an unknown mode or type, a bad ``--shard``, a missing video root, a malformed
+        InputError: an unknown mode or type, a bad ``shard``, a missing video root, a malformed
             benchmark file, or no record left after ``types`` / ``limit``.
     """
     if mode not in MODES:
-        raise InputError("--mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
+        raise InputError("mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
     resolve_shard(shard)
     if not Path(video_root).is_dir():
         raise InputError(video_root, "no such video root folder")
     records = select_records(load_benchmark(data), types=types, limit=limit)
     if not records:
-        raise InputError(data, "no records to run (check --types / --limit)")
+        raise InputError(data, "no records to run (check types / limit)")
     check_first_video(records, video_root)
     return records
 
@@ -534,15 +534,15 @@ def check_first_video(records: Sequence[Mapping[str, Any]], video_root: PathLike
     instead of failing every record).
 
     Raises:
-        InputError: naming ``--video-root``.
+        InputError: naming ``video_root``.
     """
     first = records[0]
     video = first.get("video")
     if isinstance(video, str) and video.strip() and not (Path(video_root) / video).exists():
         raise InputError(
-            "--video-root",
+            "video_root",
             f"the video of the first record (id {first.get('id')!r}), {video!r}, is not under "
-            f"{video_root}; --video-root must be the folder the records' 'video' paths start from",
+            f"{video_root}; it must be the folder the records' 'video' paths start from",
         )
 
 
@@ -568,12 +568,12 @@ def run_videorefer_q(
     data: PathLike,
     video_root: PathLike,
     out: PathLike,
-    gv: Any,
+    gv: GarVideo,
     *,
     mode: str = "single",
     limit: int | None = None,
     types: Sequence[str] | None = None,
-    shard: Any = None,
+    shard: str | Shard | None = None,
     skip_failed: bool = False,
     progress: Callable[[Progress], None] | None = None,
     settings: RunSettings | None = None,
@@ -593,14 +593,14 @@ def run_videorefer_q(
         mode: ``"single"`` (masks at ``frame_idx``, tracked) or ``"multi"`` (all annotated masks).
         limit: only the first ``limit`` records (after ``types``).
         types: only these question types.
-        shard: ``"I/N"``, a :class:`garvideo.jsonl.Shard`, or ``None`` (torchrun's env, else unsharded).
+        shard: ``"I/N"``, a :class:`garvideo.runs.shards.Shard`, or ``None`` (torchrun's env, else unsharded).
         skip_failed: keep records whose earlier prediction has an error (by default they are redone).
         progress: called after each record.
         settings: recorded beside the predictions and shown with the scores (default
             :func:`run_settings`).
         prefetch: clips prepared ahead in a background thread (0: everything in this thread).
         batch_size: questions answered together (batched generation).
-        stats: filled in with where the time went (:class:`garvideo.batch.RunnerStats`).
+        stats: filled in with where the time went (:class:`garvideo.runs.engine.RunnerStats`).
         overwrite: start afresh even when ``out`` holds predictions (its scores files are removed too).
 
     Raises:
@@ -644,7 +644,7 @@ def run_videorefer_q(
 
 
 def merge_outputs(out: PathLike, *, allow_partial: bool = False) -> tuple[MergeResult, Scores | None]:
-    """Merge the parts of a sharded batch or eval run into ``out`` (see :func:`garvideo.jsonl.merge_shards`).
+    """Merge the parts of a sharded batch or eval run into ``out`` (see :func:`garvideo.runs.merge.merge_shards`).
 
     When the parts are VideoRefer-Bench-Q predictions, the merged file is scored too and its
     ``.scores.json`` / ``.scores.md`` written, labelled with the parts' recorded settings (parts with

@@ -20,10 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from garvideo.pipeline.facade import GarVideo
 from garvideo.pipeline.settings import PipelineSettings
 
 if TYPE_CHECKING:
-    from garvideo.pipeline.facade import GarVideo
+    from garvideo.model.loading import GarBundle
+    from garvideo.trackers.base import Tracker
 
 __all__ = ["GarVideoOptions", "build_garvideo"]
 
@@ -33,9 +35,11 @@ class GarVideoOptions:
     """The model, the tracker (and its checkpoints / options), the device and the pipeline settings.
 
     Args:
-        model: hub id or local folder of a GAR checkpoint; ``None``: ``$GARVIDEO_MODEL`` or
-            ``HaochenWang/GAR-1B``.
-        tracker: ``"auto"`` | ``"sam2"`` | ``"sam3"`` | ``"edgetam"`` | ``"flow"`` | ``"static"``.
+        model: hub id or local folder of a GAR checkpoint, or an already loaded
+            :class:`~garvideo.model.GarBundle` (shared by several pipelines, as in the tests); ``None``:
+            ``$GARVIDEO_MODEL`` or ``HaochenWang/GAR-1B``.
+        tracker: ``"auto"`` | ``"sam2"`` | ``"sam3"`` | ``"edgetam"`` | ``"flow"`` | ``"static"``, or a
+            built :class:`~garvideo.trackers.Tracker` (then the checkpoints and ``flow_options`` are unused).
         sam2_checkpoint, sam3_checkpoint, edgetam_checkpoint: the trackers' checkpoints (``None``: each
             tracker's own default lookup).
         flow_options: :class:`garvideo.trackers.FlowOptions` fields for the flow tracker (already parsed,
@@ -46,8 +50,8 @@ class GarVideoOptions:
         settings: K, keyframe strategy, prompt frame, fps, RoI mode, new tokens.
     """
 
-    model: str | None = None
-    tracker: str = "auto"
+    model: str | os.PathLike[str] | GarBundle | None = None
+    tracker: str | Tracker = "auto"
     sam2_checkpoint: str | None = None
     sam3_checkpoint: str | None = None
     edgetam_checkpoint: str | None = None
@@ -74,8 +78,6 @@ def build_garvideo(options: GarVideoOptions, *, env: Mapping[str, str] | None = 
     given, each rank uses ``cuda:LOCAL_RANK``, so ``torchrun --nproc-per-node N`` spreads shards over N
     GPUs.
     """
-    from garvideo.pipeline.facade import GarVideo
-
     env = os.environ if env is None else env
     device = options.device
     if device is None and "LOCAL_RANK" in env:

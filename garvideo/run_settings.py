@@ -30,9 +30,15 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from garvideo import __version__
 from garvideo.errors import InputError, PathLike
+
+if TYPE_CHECKING:  # the pipeline and the trackers' detectors import torch; this module is read by the CLI
+    from garvideo.pipeline import GarVideo
+    from garvideo.trackers import Tracker
+    from garvideo.trackers.text import TextDetector
 
 SETTINGS_FORMAT = "garvideo-run-settings/1"
 
@@ -202,7 +208,7 @@ def model_identity(folder: PathLike, name: str) -> dict[str, Any]:
     folder = Path(folder)
     if folder.parent.name == "snapshots" and "/" in name and not Path(name).expanduser().is_dir():
         return {"model": name, "model_revision": folder.name}
-    from garvideo.model.loading import weight_files
+    from garvideo.model.loading import weight_files  # imports torch and transformers: only when hashing
 
     h = hashlib.sha256()
     for extra in ("config.json", "model.safetensors.index.json"):
@@ -215,7 +221,7 @@ def model_identity(folder: PathLike, name: str) -> dict[str, Any]:
     return {"model": str(folder.resolve()), "model_hash": h.hexdigest()[:16]}
 
 
-def tracker_settings(tracker: Any) -> dict[str, Any]:
+def tracker_settings(tracker: Tracker) -> dict[str, Any]:
     """The tracker's name and set-up (checkpoint, config, options) as its ``describe()`` reports them."""
     described = {}
     with contextlib.suppress(Exception):
@@ -228,41 +234,39 @@ def tracker_settings(tracker: Any) -> dict[str, Any]:
     return out
 
 
-def pipeline_settings(gv: Any, **extra: Any) -> dict[str, Any]:
+def pipeline_settings(gv: GarVideo, **extra: Any) -> dict[str, Any]:
     """The answer-shaping settings of a :class:`garvideo.pipeline.GarVideo` (the model is resolved, not
     loaded; the tracker is built), with ``extra`` ones (e.g. the benchmark ``mode``) after them.
 
     Raises:
         ModelUnavailableError / InputError: the model cannot be found (as loading it would).
     """
-    import garvideo
-
-    bundle = getattr(gv, "_bundle", None)
-    if bundle is not None:
+    if gv.model_loaded:
+        bundle = gv.bundle
         ident = model_identity(bundle.folder, str(bundle.name))
     else:
-        from garvideo.model.loading import resolve_model_dir
+        from garvideo.model.loading import resolve_model_dir  # imports torch: only for a model not loaded
 
-        spec = getattr(gv, "_model_spec", None)
-        folder, name = resolve_model_dir(spec)
+        folder, name = resolve_model_dir(gv.model_name)  # the name the model will be loaded from
         ident = model_identity(folder, name)
+    settings = gv.settings
     return {
         **ident,
         **tracker_settings(gv.tracker),
-        "num_frames": int(gv.num_frames),
-        "keyframes": gv.keyframes,
-        "include_prompt_frame": bool(getattr(gv, "include_prompt_frame", False)),
-        "per_second": float(getattr(gv, "per_second", 1.0)),
-        "roi_mode": gv.roi_mode,
+        "num_frames": int(settings.num_frames),
+        "keyframes": settings.keyframes,
+        "include_prompt_frame": bool(settings.include_prompt_frame),
+        "per_second": float(settings.per_second),
+        "roi_mode": settings.roi_mode,
         "dtype": gv.model_dtype,
-        "max_new_tokens": int(gv.max_new_tokens),
+        "max_new_tokens": int(settings.max_new_tokens),
         **PROMPT_CONVENTIONS,
         **extra,
-        "garvideo": garvideo.__version__,
+        "garvideo": __version__,
     }
 
 
-def text_settings(detector: Any) -> dict[str, Any]:
+def text_settings(detector: TextDetector | None) -> dict[str, Any]:
     """The settings of a run's text prompts (a :class:`garvideo.trackers.text.TextDetector`, or ``None``:
     no entries): ``text_threshold``, ``text_nms_iou`` and the SAM 3 checkpoint's identity
     (``text_checkpoint`` with ``text_checkpoint_revision`` or ``text_checkpoint_hash``, as
@@ -274,9 +278,9 @@ def text_settings(detector: Any) -> dict[str, Any]:
         "text_nms_iou": float(detector.nms_iou),
         "text_checkpoint": None,
     }
-    checkpoint = getattr(detector, "checkpoint", None)
+    checkpoint = detector.checkpoint
     if checkpoint is not None:
-        ident = model_identity(Path(checkpoint), str(getattr(detector, "checkpoint_name", checkpoint)))
+        ident = model_identity(Path(checkpoint), str(detector.checkpoint_name or checkpoint))
         out["text_checkpoint"] = ident["model"]
         for k in ("model_revision", "model_hash"):
             if k in ident:
@@ -284,10 +288,10 @@ def text_settings(detector: Any) -> dict[str, Any]:
     return out
 
 
-def build_run_settings(gv: Any, *, info: Mapping[str, Any] | None = None, **extra: Any) -> RunSettings:
+def build_run_settings(gv: GarVideo, *, info: Mapping[str, Any] | None = None, **extra: Any) -> RunSettings:
     """The :class:`RunSettings` of a run with ``gv`` (see :func:`pipeline_settings`); ``info`` adds
     recorded-only entries (the device is always recorded)."""
-    recorded = {"device": None if getattr(gv, "device", None) is None else str(gv.device)}
+    recorded: dict[str, Any] = {"device": None if gv.device is None else str(gv.device)}
     recorded.update(info or {})
     return RunSettings(pipeline_settings(gv, **extra), recorded)
 

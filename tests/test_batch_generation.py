@@ -134,7 +134,7 @@ def test_run_batch_checks_everything_first(gv, clips) -> None:
         gv.run_batch([Question(a, "  ")])
     with pytest.raises(InputError, match="<object1>"):
         gv.run_batch([Question(b, "Is <object1> there?")])
-    with pytest.raises(InputError, match="batch-size"):
+    with pytest.raises(InputError, match="batch_size"):  # the library names its field
         gv.run_batch([Question(a)], batch_size=0)
     with pytest.raises(InputError, match="not a Question"):
         gv.run_batch([a])  # type: ignore[list-item]

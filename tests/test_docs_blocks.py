@@ -17,7 +17,7 @@ gets the static checks; unmarked ``bash`` / ``python`` blocks are also run.
   ``python -m garvideo.demos.X`` names a demo module whose ``--help`` lists every option used.
 * ``python``: ``ast.parse``; every ``from garvideo... import name`` resolves.
 * ``json``: every non-empty line is one JSON value (a JSONL example); batch-question lines (with
-  ``video`` and ``question``) also pass :func:`garvideo.batch.parse_question`.
+  ``video`` and ``question``) also pass :func:`garvideo.runs.questions.parse_question`.
 * ``bibtex``: balanced braces, entries ``@type{key,``; ``yaml``: parses; ``text``: nothing to check.
 * A block without a language, or in another language, fails: say what it is.
 
@@ -234,7 +234,7 @@ def check_python(block: Block) -> None:
 def check_json(block: Block) -> None:
     """A ``json`` block is one JSON document (e.g. a settings file) or JSON lines (batch records, each
     of which must also pass the batch parser)."""
-    from garvideo.batch import parse_question
+    from garvideo.runs.questions import parse_question
 
     try:
         document = json.loads(block.code)

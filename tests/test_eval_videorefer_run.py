@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from garvideo.cli import app
 from garvideo.eval.videorefer_q import run_videorefer_q
-from garvideo.jsonl import read_jsonl
+from garvideo.runs.lines import read_jsonl
 
 MINI = "data/videorefer-mini/VideoRefer-Bench-Q-mini.json"
 OFFICIAL_KEYS = ["video", "Answer", "pred", "type"]

@@ -35,7 +35,7 @@ def test_from_pretrained_loads_the_model_and_builds_the_tracker(gv, tiny_model_d
 
 
 def test_from_pretrained_checks_options_and_weights(tmp_path):
-    with pytest.raises(InputError, match="--keyframes"):
+    with pytest.raises(InputError, match="^keyframes: unknown keyframe strategy 'bogus'"):
         GarVideo.from_pretrained(tmp_path, keyframes="bogus")
     with pytest.raises((InputError, ModelUnavailableError)):
         GarVideo.from_pretrained(tmp_path / "no-such-model", tracker="flow")  # loads now, not later

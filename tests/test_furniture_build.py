@@ -92,10 +92,13 @@ def test_wheel_holds_the_installed_layout_and_package_data(dist):
         names = set(zf.namelist())
     setuptools_cfg = project["tool"]["setuptools"]
     for package, folder in setuptools_cfg["package-dir"].items():
-        # every module of the package's source folder (no subfolders: they are packages of their own)
-        for module in sorted((ROOT / folder).glob("*.py")):
-            where = f"{package.replace('.', '/')}/{module.name}"
-            assert where in names, f"{where} ({folder}/{module.name}) is not in the wheel"
+        # every module of the source folder and of its sub-packages (each listed in `packages`, since
+        # setuptools is given the list, not asked to find them)
+        for module in sorted((ROOT / folder).rglob("*.py")):
+            rel = module.relative_to(ROOT / folder)
+            where = f"{package.replace('.', '/')}/{rel.as_posix()}"
+            assert where in names, f"{where} ({folder}/{rel}) is not in the wheel: is its package listed?"
+    assert "garvideo/py.typed" in names  # PEP 561: the annotations are for type checkers too
     for package in setuptools_cfg["packages"]:
         assert f"{package.replace('.', '/')}/__init__.py" in names, package
     for package, patterns in setuptools_cfg["package-data"].items():

@@ -55,7 +55,7 @@ def test_describe_refuses_an_unwritable_overlay_before_any_work(run_cli, sample_
 
 
 def test_check_writable_creates_nothing(tmp_path):
-    from garvideo.jsonl import check_writable
+    from garvideo.runs.outputs import check_writable
 
     target = tmp_path / "a" / "b" / "out.jsonl"
     assert check_writable(target) == target

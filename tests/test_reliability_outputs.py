@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 
 from garvideo.errors import InputError
-from garvideo.jsonl import JsonlRun, OutputBusy, lock_path, output_lock, read_jsonl, run_jsonl
 from garvideo.masks import rle_decode, rle_encode, rle_string_counts
+from garvideo.runs.lines import read_jsonl
+from garvideo.runs.locking import OutputLocked, lock_path, output_lock
+from garvideo.runs.loop import JsonlRun, run_jsonl
 
 H, W = 480, 854  # 409,920 pixels, as in the issue
 
@@ -128,7 +130,7 @@ def test_merge_allow_partial_marks_the_scores_partial(tmp_path, run_cli):
 # -- one writer per output ----------------------------------------------------------------------------
 _HOLD = """
 import sys, time
-from garvideo.jsonl import output_lock
+from garvideo.runs.locking import output_lock
 with output_lock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(60)
@@ -155,7 +157,7 @@ def holder():
 def test_second_writer_is_refused_with_the_pid(tmp_path, holder):
     out = tmp_path / "answers.jsonl"
     p = holder(out)
-    with pytest.raises(OutputBusy, match=f"is being written by another process \\(pid {p.pid}\\)"):
+    with pytest.raises(OutputLocked, match=f"is being written by another process \\(pid {p.pid}\\)"):
         run_jsonl([1, 2], out, _spec())
     assert not out.exists()
     p.kill()
@@ -189,14 +191,15 @@ def test_merge_refused_while_a_part_is_written(tmp_path, holder, run_cli):
 
 _WRITER = """
 import sys, time
-from garvideo.jsonl import JsonlRun, OutputBusy, run_jsonl
+from garvideo.runs.locking import OutputLocked
+from garvideo.runs.loop import JsonlRun, run_jsonl
 def slow(i):
     time.sleep(0.05)
     return {"id": i, "text": "x" * 200}
 spec = JsonlRun(key=lambda i: i, process=slow, on_error=lambda i, e: {"id": i, "error": str(e)})
 try:
     run_jsonl(list(range(40)), sys.argv[1], spec)
-except OutputBusy as exc:
+except OutputLocked as exc:
     print("busy:", exc, flush=True)
     sys.exit(2)
 """

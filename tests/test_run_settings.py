@@ -13,8 +13,8 @@ import shutil
 
 import pytest
 
-from garvideo.jsonl import read_jsonl
 from garvideo.run_settings import SettingsMismatch, read_settings, settings_path
+from garvideo.runs.lines import read_jsonl
 
 MINI = "data/videorefer-mini/VideoRefer-Bench-Q-mini.json"
 
@@ -215,8 +215,9 @@ def test_batch_refuses_other_settings_and_merge_refuses_mixed_parts(
 
 
 def test_the_library_raises_a_mismatch_naming_the_field(sample_clip, tiny_model_dir, tmp_path):
-    from garvideo.batch import load_questions, run_batch
     from garvideo.pipeline import GarVideo
+    from garvideo.runs.batch_qa import run_batch_qa
+    from garvideo.runs.questions import load_questions
 
     c = sample_clip
     qs = tmp_path / "q.jsonl"
@@ -227,13 +228,13 @@ def test_the_library_raises_a_mismatch_naming_the_field(sample_clip, tiny_model_
         + "\n"
     )
     out = tmp_path / "a.jsonl"
-    run_batch(
+    run_batch_qa(
         load_questions(qs),
         out,
         GarVideo(str(tiny_model_dir), tracker="static", num_frames=1, max_new_tokens=3),
     )
     with pytest.raises(SettingsMismatch) as info:
-        run_batch(
+        run_batch_qa(
             load_questions(qs),
             out,
             GarVideo(str(tiny_model_dir), tracker="static", num_frames=1, max_new_tokens=5),

@@ -11,7 +11,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,48 +24,16 @@ openai = pytest.importorskip(
 )
 httpx = pytest.importorskip("httpx")
 
+from garvideo.serve.launch import ServerProcess
+
 REPO = Path(__file__).resolve().parents[1]
+GARVIDEO = [sys.executable, "-c", "from garvideo.cli import main; main()"]  # the command, in a subprocess
 KEY = "test-key-123"
 MAX_QUEUE = 8  # 9 requests in flight at most: the 8 concurrent ones fit, the 10th held one does not
 
 
 def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
-
-
-class Server:
-    """A ``garvideo serve`` subprocess; its stderr is drained into ``log``."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        code = "from garvideo.cli import main; main()"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", code, *argv], stderr=subprocess.PIPE, text=True, env=env, cwd=REPO
-        )
-        self.log: list[str] = []
-        self.ready = threading.Event()
-        self.url = ""
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        for line in self.proc.stderr:  # type: ignore[union-attr]
-            self.log.append(line)
-            m = re.search(r"listening on (http://\S+)", line)
-            if m:
-                self.url = m.group(1)
-                self.ready.set()
-
-    def wait(self, timeout: float = 120) -> None:
-        end = time.monotonic() + timeout
-        while not self.ready.wait(0.2):
-            if self.proc.poll() is not None or time.monotonic() > end:
-                raise RuntimeError("garvideo serve did not start:\n" + "".join(self.log))
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +56,8 @@ def served(tmp_path_factory, sample_clip, tiny_model_dir):
     argv = ["serve", "--model", str(tiny_model_dir), "--tracker", "static", "--num-frames", "4"]
     argv += ["--max-new-tokens", "8", "--port", "0", "--allowed-root", str(root), "--api-key", KEY]
     argv += ["--max-queue", str(MAX_QUEUE), "--max-upload-mb", "2"]
-    server = Server(argv, env)
-    try:
-        server.wait()
+    with ServerProcess([*GARVIDEO, *argv], env=env, cwd=str(REPO)) as server:
         yield server, root, outside
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +108,7 @@ def test_models_health_describe_ask_and_cache(served, client):
 
 def test_multiple_choice_two_objects_png_and_rle(served, client):
     from garvideo.masks import load_mask, rle_encode
+    from garvideo.model.loading import parse_choice
 
     _, root, _ = served
     rle = rle_encode(load_mask(root / "object2_00000.png")[0])
@@ -154,7 +118,7 @@ def test_multiple_choice_two_objects_png_and_rle(served, client):
     mc = _ask(client, root, q, masks=two, max_tokens=4, extra={"options": ["chasing it", "ignoring it"]})
     g = mc.model_extra["garvideo"]
     assert [o["id"] for o in g["objects"]] == ["object0", "object1"] and g["task"] == "ask"
-    assert g["letter"] in (None, "A", "B")  # the tiny model's text is random: it may name no option
+    assert g["letter"] == parse_choice(mc.choices[0].message.content, 2)  # the letter the text names, or None
     assert mc.usage.prompt_tokens > free.usage.prompt_tokens  # the options are in the prompt
     # One id-map PNG with two ids is two objects, as on the command line.
     both = _ask(client, root, q, masks=[{"frame": 0, "png": _b64(root / "mask_00000.png")}], max_tokens=2)

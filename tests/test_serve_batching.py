@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +24,7 @@ import pytest
 
 from garvideo.model.tiny import lively_bundle
 from garvideo.pipeline import AnswerResult, GarVideo, Question
+from garvideo.serve.launch import ServerThread
 
 
 @pytest.fixture(scope="module")
@@ -199,29 +199,6 @@ def test_metrics_are_prometheus_text_with_one_registry_per_app(tiny_model_dir) -
 # ----------------------------------------------------------------------------------------------------
 # the server
 # ----------------------------------------------------------------------------------------------------
-class _InThread:
-    """``create_app`` on uvicorn in a thread, on a free loopback port."""
-
-    def __init__(self, app) -> None:
-        import uvicorn
-
-        from garvideo.cli.serve import _bind
-
-        self.sock = _bind("127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-        self.thread.start()
-        end = time.monotonic() + 60
-        while not self.server.started:
-            assert time.monotonic() < end and self.thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
-
-
 def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
@@ -278,7 +255,7 @@ def test_concurrent_requests_answered_in_one_batch_equal_one_at_a_time(gv, sampl
     ]
     streamed = 3
     app = create_app(gv, ServeConfig(allowed_roots=[root], max_batch_size=8, batch_wait_ms=50))
-    server = _InThread(app)
+    server = ServerThread(app, timeout=60).start()
     api = openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0, timeout=300)
 
     def health() -> dict:

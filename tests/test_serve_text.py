@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from test_serve import KEY, Server, _status, _video, openai  # the server harness of the serve tests
+from test_serve import GARVIDEO, KEY, REPO, _status, _video, openai  # the serve tests' setup
+
+from garvideo.serve.launch import ServerProcess
 
 
 @pytest.fixture(scope="module")
@@ -18,12 +20,8 @@ def text_served(sample_clip, tiny_model_dir, tiny_sam3_dir):
     argv = ["serve", "--model", str(tiny_model_dir), "--tracker", "flow", "--num-frames", "2",
             "--max-new-tokens", "3", "--port", "0", "--allowed-root", str(root), "--api-key", KEY,
             "--sam3-checkpoint", str(tiny_sam3_dir), "--text-threshold", "0"]  # fmt: skip
-    server = Server(argv, env)
-    try:
-        server.wait()
+    with ServerProcess([*GARVIDEO, *argv], env=env, cwd=str(REPO)) as server:
         yield server, openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0, timeout=120)
-    finally:
-        server.stop()
 
 
 def _ask(client, url: str, masks: list, text: str = ""):

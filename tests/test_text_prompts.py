@@ -141,7 +141,7 @@ def test_ask_text_prints_the_candidates(run_cli, tiny_sam3_dir, tiny_model_dir, 
 def test_batch_text_records_candidates_errors_and_settings(
     run_cli, tiny_sam3_dir, tiny_model_dir, sample_clip, detector, tmp_path
 ) -> None:
-    from garvideo.batch import load_questions
+    from garvideo.runs.questions import load_questions
 
     c = sample_clip
     lines = [

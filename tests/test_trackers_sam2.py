@@ -395,8 +395,9 @@ def test_track_cli_with_points_and_box_on_sam2(sample_clip, tmp_path, run_cli, h
 def test_batch_questions_take_points_and_boxes(tiny_sam2, tiny_model_dir, tmp_path):
     from PIL import Image
 
-    from garvideo.batch import BatchAnswerer, parse_question
     from garvideo.pipeline import GarVideo
+    from garvideo.runs.batch_qa import BatchAnswerer
+    from garvideo.runs.questions import parse_question
 
     v = ToyVideo(n=4)
     frames = tmp_path / "clip"

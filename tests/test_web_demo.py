@@ -163,15 +163,13 @@ def web_server(browser_exe, tiny_model, tmp_path_factory, request):
 @pytest.fixture(scope="module")
 def web_demo(tiny_model, tmp_path_factory):
     """The page's logic in this process, set up as the server below is."""
+    from garvideo.demos._common import demo_options
     from garvideo.demos.web import WebDemo
 
-    return WebDemo(
-        str(tiny_model),
-        tracker="flow",
-        num_frames=NUM_FRAMES,
-        max_new_tokens=MAX_NEW_TOKENS,
-        workdir=tmp_path_factory.mktemp("web_runs"),
+    options = demo_options(
+        model=str(tiny_model), tracker="flow", num_frames=NUM_FRAMES, max_new_tokens=MAX_NEW_TOKENS
     )
+    return WebDemo(options, workdir=tmp_path_factory.mktemp("web_runs"))
 
 
 @pytest.fixture(scope="module")
@@ -418,6 +416,7 @@ def test_web_demo_run_streams_then_reuses_the_prepared_clip(web_demo, sample_cli
 
 def test_web_demo_clicks_become_masks_with_sam2(web_demo, sample_clip, tmp_path):
     """With a SAM 2 tracker (a tiny random one here), points and boxes are turned into masks."""
+    from garvideo.demos._common import demo_options
     from garvideo.demos.web import WebDemo
     from garvideo.errors import InputError
     from garvideo.trackers.sam2_backend import TINY_OVERRIDES, Sam2Tracker, build_sam2_model
@@ -428,9 +427,10 @@ def test_web_demo_clicks_become_masks_with_sam2(web_demo, sample_clip, tmp_path)
         ),
         device="cpu",
     )
-    demo = WebDemo(
-        web_demo.bundle, tracker=sam2, num_frames=NUM_FRAMES, max_new_tokens=MAX_NEW_TOKENS, workdir=tmp_path
+    options = demo_options(
+        model=web_demo.bundle, tracker=sam2, num_frames=NUM_FRAMES, max_new_tokens=MAX_NEW_TOKENS
     )
+    demo = WebDemo(options, workdir=tmp_path)
     assert demo.clicks_available and "No SAM 2 checkpoint" not in demo.banner()
     assert demo._segmenter is sam2  # clicks use the tracker's own SAM 2 model
     state = demo.open_clip(str(sample_clip.video_path))

@@ -31,6 +31,7 @@ from typer.exceptions import Abort
 
 from garvideo.cli._errors import error_line
 from garvideo.errors import InputError, ModelUnavailableError
+from garvideo.runs.locking import OutputLocked
 
 app = typer.Typer(
     name="garvideo",
@@ -42,7 +43,7 @@ app = typer.Typer(
 )
 
 # Command modules, in the order their commands are listed in --help.
-_COMMAND_MODULES = ("track", "understand", "batch", "evaluate", "serve", "web", "info", "tiny")
+_COMMAND_MODULES = ("track", "understand", "batch", "merge", "evaluate", "serve", "web", "info", "tiny")
 
 
 def _register_all() -> None:
@@ -188,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
         sys.exit(exc.exit_code)
     except (InputError, ModelUnavailableError) as exc:
+        typer.echo(error_line(exc), err=True)
+        sys.exit(2)
+    except OutputLocked as exc:  # another process is writing the output: not bad input, but exit 2 too
         typer.echo(error_line(exc), err=True)
         sys.exit(2)
     except (KeyboardInterrupt, Abort):

@@ -25,7 +25,7 @@ FIELD_FLAGS: dict[str, str] = {
     "per_second": "per_second (no flag; keyframes=fps uses 1 per second)",
     "roi_mode": "--roi-mode",
     "max_new_tokens": "--max-new-tokens",
-    "video": "--video",
+    "video": "VIDEO",  # the commands' positional argument, as click names it
     "masks": "--mask",
     "frame": "--frame",
     "points": "--points",
@@ -49,10 +49,21 @@ FIELD_FLAGS: dict[str, str] = {
     "start": "--start",
     "end": "--end",
     "stride": "--stride",
-    "backend": "--backend",
+    "backend": "backend (the video backend: $GARVIDEO_VIDEO_BACKEND)",
     "image_size": "--image-size",
     "kind": "--kind",
     "port": "--port",
+    # the recorded run settings (garvideo.run_settings) a rerun is compared on
+    "model_revision": "--model (its revision)",
+    "model_hash": "--model (its config and weights)",
+    "tracker_checkpoint": "--tracker (its checkpoint)",
+    "tracker_options": "--flow-option",
+    "region_order": "prompt conventions (region_order)",
+    "text_nms_iou": "text NMS IoU",
+    "text_checkpoint": "--sam3-checkpoint",
+    "text_checkpoint_revision": "--sam3-checkpoint (its revision)",
+    "text_checkpoint_hash": "--sam3-checkpoint (its config and weights)",
+    "garvideo": "garvideo version",
 }
 
 

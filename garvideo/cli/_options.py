@@ -1,12 +1,21 @@
 """Options shared by several commands, defined once (typer reads each command's options from its
-signature, so commands list them as parameters annotated with these aliases)."""
+signature, so commands list them as parameters annotated with these aliases), and
+:func:`garvideo_options`, the one place the model/tracker options become a
+:class:`~garvideo.options.GarVideoOptions`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from garvideo.cli._checks import check_model_options
+from garvideo.trackers import parse_flow_options
+
+if TYPE_CHECKING:
+    from garvideo.options import GarVideoOptions
 
 VideoArg = Annotated[Path, typer.Argument(help="Video file or folder of frames.", show_default=False)]
 MaskOpt = Annotated[
@@ -181,3 +190,62 @@ EdgetamOpt = Annotated[
         "else yonigozlan/EdgeTAM-hf).",
     ),
 ]
+
+
+def garvideo_options(
+    *,
+    model: str | None = None,
+    tracker: str = "auto",
+    sam2_checkpoint: str | Path | None = None,
+    sam3_checkpoint: str | Path | None = None,
+    edgetam_checkpoint: str | Path | None = None,
+    flow_option: Sequence[str] | None = None,
+    num_frames: int = 8,
+    keyframes: str = "uniform",
+    include_prompt_frame: bool = False,
+    roi_mode: str = "official",
+    device: str | None = None,
+    dtype: str | None = None,
+    max_new_tokens: int | None = None,
+) -> GarVideoOptions:
+    """The :class:`~garvideo.options.GarVideoOptions` of a command's model/tracker options (the
+    parameters of the same names, :data:`ModelOpt`, :data:`TrackerOpt`, ...), checked before any heavy
+    work: the tracker name, the device, the dtype, ``--flow-option`` items and the pipeline settings.
+
+    Args:
+        model, tracker, sam2_checkpoint, sam3_checkpoint, edgetam_checkpoint, device, dtype: as typed.
+        flow_option: the ``--flow-option KEY=VALUE`` items (parsed by
+            :func:`garvideo.trackers.parse_flow_options`).
+        num_frames, keyframes, include_prompt_frame, roi_mode: the pipeline settings.
+        max_new_tokens: ``None``: the pipeline's default (512).
+
+    Returns:
+        The options; build the pipeline with :func:`garvideo.options.build_garvideo`.
+
+    Raises:
+        InputError: a bad option, named by its library field (the CLI prints its flag).
+    """
+    check_model_options(tracker, device, dtype)
+    flow_options = parse_flow_options(flow_option or [])
+    # Function-local, after the light checks: garvideo.options imports the pipeline (torch, seconds), and
+    # `garvideo --help` imports this module.
+    from garvideo.options import GarVideoOptions
+    from garvideo.pipeline.settings import PipelineSettings
+
+    settings = PipelineSettings(
+        num_frames=num_frames,
+        keyframes=keyframes,
+        include_prompt_frame=include_prompt_frame,
+        roi_mode=roi_mode,
+    ).with_overrides(max_new_tokens=max_new_tokens)
+    return GarVideoOptions(
+        model=model,
+        tracker=tracker,
+        sam2_checkpoint=None if sam2_checkpoint is None else str(sam2_checkpoint),
+        sam3_checkpoint=None if sam3_checkpoint is None else str(sam3_checkpoint),
+        edgetam_checkpoint=None if edgetam_checkpoint is None else str(edgetam_checkpoint),
+        flow_options=flow_options,
+        device=device,
+        dtype=dtype,
+        settings=settings,
+    )

@@ -2,7 +2,7 @@
 
 Every long-running command uses :func:`progress_bar`; the bar it yields is fed either by
 ``progress(done, total)`` callbacks (trackers, :meth:`garvideo.pipeline.GarVideo.prepare`) through
-:meth:`ProgressBar.count`, or by :class:`garvideo.jsonl.Progress` reports (batch QA, eval) through
+:meth:`ProgressBar.count`, or by :class:`garvideo.runs.loop.Progress` reports (batch QA, eval) through
 :meth:`ProgressBar.report`.
 """
 
@@ -28,7 +28,7 @@ class ProgressBar:
         self._bar.update(self._task, completed=done, total=total)
 
     def report(self, p: Any) -> None:
-        """A :func:`garvideo.jsonl.run_jsonl` progress callback (a :class:`garvideo.jsonl.Progress`)."""
+        """A :func:`garvideo.runs.loop.run_jsonl` progress callback (a :class:`garvideo.runs.loop.Progress`)."""
         if p.last_id is None:  # the first report: already-done items do not count toward the rate
             self._bar.reset(self._task, total=p.total, completed=p.done, failed=p.failed)
         else:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import typer
 
+from garvideo.errors import InputError
 from garvideo.trackers.base import Prompt
+from garvideo.trackers.text import TextDetection, TextDetector, text_prompts
+from garvideo.trackers.types import VideoLike
 
 
 def text_objects(
-    video: Any,
+    video: VideoLike,
     texts: Sequence[str],
     picks: Sequence[int],
     frame: int,
@@ -20,21 +22,17 @@ def text_objects(
     checkpoint: str | None,
     threshold: float,
     device: str | None,
-) -> tuple[list[Prompt], list[Any]]:
+) -> tuple[list[Prompt], list[TextDetection]]:
     """The mask prompts of ``--text`` (ids from ``first_id``) and their detections; nothing when no text."""
     if not texts:
         if picks:
-            from garvideo.errors import InputError
-
-            raise InputError("--text-pick", "given without --text")
+            raise InputError("text_pick", "given without --text")
         return [], []
-    from garvideo.trackers.text import TextDetector, text_prompts
-
     detector = TextDetector(checkpoint, device=device, threshold=threshold)
     return text_prompts(detector, video, texts, frame=frame, first_id=first_id, picks=picks)
 
 
-def print_text_notes(found: Sequence[Any], object_offset: int) -> None:
+def print_text_notes(found: Sequence[TextDetection], object_offset: int) -> None:
     """One stderr line per text: the candidates (score, box, area) and which one became object K."""
     for k, det in enumerate(found):
         listed = "; ".join(

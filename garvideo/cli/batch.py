@@ -1,16 +1,14 @@
-"""``garvideo batch`` (batch video QA over a JSONL file) and ``garvideo merge`` (join shard outputs)."""
+"""``garvideo batch``: batch video QA over a JSONL file of questions (:mod:`garvideo.runs.batch_qa`)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from garvideo.batch import DEFAULT_PREFETCH
+from garvideo.cli._checks import check_model_options, check_rerun, worded_settings_errors
 from garvideo.cli._options import (
     BatchSizeOpt,
     DeviceOpt,
@@ -30,53 +28,15 @@ from garvideo.cli._options import (
     TextThresholdOpt,
     TrackerOpt,
 )
-from garvideo.cli._progress import progress_bar
+from garvideo.cli._runs import exit_for_failures, resumable_run, run_pipeline
+from garvideo.run_settings import build_run_settings, text_settings
+from garvideo.runs.engine import DEFAULT_PREFETCH, RunnerStats
+from garvideo.runs.loop import RunSummary
+from garvideo.runs.questions import plan_batch_qa
+from garvideo.trackers.text import TextDetector
 
-
-@contextlib.contextmanager
-def resumable_run(description: str, enabled: bool = True) -> Iterator[Callable[[Any], None] | None]:
-    """Run a resumable JSONL job (batch QA, eval) under a progress bar; yields its ``progress`` callback.
-
-    An interrupted run (:class:`garvideo.jsonl.RunInterrupted`) prints how far it got and exits 130.
-    """
-    from garvideo.jsonl import RunInterrupted
-
-    try:
-        # transient: an error ends the run with its one line only (the summary line follows a success)
-        with progress_bar(description, enabled=enabled, transient=True, show_failed=True) as bar:
-            yield None if bar is None else bar.report
-    except RunInterrupted as exc:
-        s = exc.summary
-        have = s.skipped + s.written
-        typer.echo(
-            f"interrupted: {have} of {s.total} answered in {s.out}; rerunning the same command keeps them "
-            f"and answers the other {s.total - have}",
-            err=True,
-        )
-        raise typer.Exit(130) from None
-
-
-def exit_for_failures(summary: Any, what: str) -> None:
-    """End a batch / eval run with its exit code: 0 when no item failed, 3 when some did (counts on
-    stderr), 2 when every item of the run failed (the input is at fault, not one item)."""
-    failed, total = summary.failed_total, summary.total
-    if summary.merge_problem:
-        typer.echo(f"all shards finished but not merged: {summary.merge_problem}", err=True)
-    if not failed:
-        return
-    rerun = (
-        "they were kept (--skip-failed); rerunning without --skip-failed retries them"
-        if summary.kept_failed
-        else "rerunning the same command retries them and keeps the rest"
-    )
-    if failed >= total:
-        from garvideo.errors import InputError
-
-        raise InputError(
-            summary.out, f"all {total} {what} failed (each line's 'error' says why); fix the cause: {rerun}"
-        )
-    typer.echo(f"{failed} of {total} {what} failed (see their 'error' in {summary.out}); {rerun}", err=True)
-    raise typer.Exit(3)
+if TYPE_CHECKING:  # imports torch
+    from garvideo.pipeline import GarVideo
 
 
 def batch(
@@ -124,35 +84,22 @@ def batch(
 
     Example: garvideo batch questions.jsonl --out answers.jsonl --tracker flow --num-frames 8 --batch-size 4
     """
-    from garvideo.batch import RunnerStats, make_pipeline, plan_batch, run_batch
-    from garvideo.run_settings import build_run_settings, text_settings
-
-    qs = plan_batch(questions, out, root=root, shard=shard)  # bad input fails before the model loads
-    from garvideo.cli._checks import check_model_options, check_rerun, worded_settings_errors
-    from garvideo.trackers import parse_flow_options
-
+    qs = plan_batch_qa(questions, out, root=root, shard=shard)  # bad input fails before the model loads
     check_model_options(tracker, device, dtype)
-    gv = make_pipeline(
-        model,
-        tracker,
-        num_frames,
-        keyframes=keyframes,
-        roi_mode=roi_mode,
-        max_new_tokens=max_new_tokens,
-        device=device,
-        dtype=dtype,
-        tracker_options=parse_flow_options(flow_option or []),
+    gv = run_pipeline(
+        model, tracker, flow_option, num_frames, keyframes, roi_mode, max_new_tokens, device, dtype
     )
     text_detector = None
     if any(q.texts for q in qs):  # questions with "text": SAM 3's concept detector on their frame
-        from garvideo.trackers.text import TextDetector
-
         text_detector = TextDetector(sam3_checkpoint, device=device, threshold=text_threshold)
     settings = build_run_settings(gv, **text_settings(text_detector))
     check_rerun(out, settings, shard=shard, overwrite=overwrite)  # before the model loads
+    from garvideo.runs.batch_qa import run_batch_qa  # imports torch (the pipeline)
+
+    gv.load()
     stats = RunnerStats()
     with worded_settings_errors(), resumable_run("batch QA", enabled=not as_json) as update:
-        summary = run_batch(
+        summary = run_batch_qa(
             qs,
             out,
             gv,
@@ -170,8 +117,8 @@ def batch(
     exit_for_failures(summary, "questions")
 
 
-def _print_summary(summary: Any, as_json: bool, gv: Any = None, stats: Any = None) -> None:
-    reason = getattr(gv, "tracker_reason", None)
+def _print_summary(summary: RunSummary, as_json: bool, gv: GarVideo, stats: RunnerStats) -> None:
+    reason = gv.tracker_reason
     info: dict[str, Any] = {
         "out": str(summary.out),
         "total": summary.total,
@@ -186,9 +133,9 @@ def _print_summary(summary: Any, as_json: bool, gv: Any = None, stats: Any = Non
         "seconds": round(summary.seconds, 3),
         "tracker": None if reason is None else gv.tracker_name,
         "tracker_reason": reason,
-        "dtype": None if gv is None else gv.model_dtype,
+        "dtype": gv.model_dtype,
     }
-    if stats is not None and summary.seconds > 0:
+    if summary.seconds > 0:
         info["model_busy"] = round(stats.model_s / summary.seconds, 3)  # share of wall time in the model
     if as_json:
         typer.echo(json.dumps(info))
@@ -209,54 +156,5 @@ def _print_summary(summary: Any, as_json: bool, gv: Any = None, stats: Any = Non
         typer.echo(f"all shards finished: merged into {summary.merged}")
 
 
-def merge(
-    out: Annotated[
-        Path, typer.Argument(help="The --out the shards were given; parts OUT.part-I-of-N.jsonl are read.")
-    ],
-    allow_partial: Annotated[
-        bool,
-        typer.Option(
-            "--allow-partial",
-            help="Merge parts that lack records (a rank cut short); the scores are marked partial.",
-        ),
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-) -> None:
-    """Join the parts of a sharded `garvideo batch` or `garvideo eval videorefer-q` run into OUT.
-
-    Gives the same file a single run writes (input order). For benchmark predictions the merged file
-    is scored too (OUT's .scores.json and .scores.md).
-
-    Example: garvideo merge answers.jsonl
-    """
-    from garvideo.eval.videorefer_q import merge_outputs
-
-    result, scores = merge_outputs(out, allow_partial=allow_partial)
-    if as_json:
-        payload: dict[str, Any] = {
-            "out": str(result.out),
-            "parts": [str(p) for p in result.parts],
-            "records": result.records,
-            "missing": result.missing,
-        }
-        if scores is not None:
-            payload["scores"] = scores.to_dict()
-        typer.echo(json.dumps(payload))
-        return
-    typer.echo(f"merged {len(result.parts)} parts ({result.records} records) into {result.out}")
-    if result.partial:
-        typer.echo(
-            f"partial: {result.missing} records missing ("
-            + ", ".join(f"{p.name} lacks {n}" for p, n in result.incomplete.items())
-            + ")",
-            err=True,
-        )
-    if scores is not None:
-        from garvideo.cli.evaluate import print_scores
-
-        print_scores(scores)
-
-
 def register(app: typer.Typer) -> None:
     app.command("batch")(batch)
-    app.command("merge")(merge)

@@ -1,17 +1,18 @@
 """``garvideo eval``: run VideoRefer-Bench-Q (``eval videorefer-q``) and score predictions (``eval score``).
 
-Shards of ``eval videorefer-q`` are joined with ``garvideo merge`` (shared with ``garvideo batch``).
+Shards of ``eval videorefer-q`` are joined with ``garvideo merge`` (:mod:`garvideo.cli.merge`, shared with
+``garvideo batch``).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from garvideo.batch import DEFAULT_PREFETCH
+from garvideo.cli._checks import check_model_options, check_rerun, worded_settings_errors
 from garvideo.cli._options import (
     BatchSizeOpt,
     DeviceOpt,
@@ -29,44 +30,17 @@ from garvideo.cli._options import (
     SkipFailedOpt,
     TrackerOpt,
 )
-from garvideo.cli.batch import exit_for_failures, resumable_run
+from garvideo.cli._runs import exit_for_failures, print_scores, resumable_run, run_pipeline
+from garvideo.eval.scoring import score_file
+from garvideo.eval.videorefer_q import plan_run, run_settings, run_videorefer_q
+from garvideo.runs.engine import DEFAULT_PREFETCH
+from garvideo.runs.outputs import check_output
 
 eval_app = typer.Typer(
     name="eval",
     help="Benchmarks: run VideoRefer-Bench-Q and score predictions exactly as the official script.",
     no_args_is_help=True,
 )
-
-
-def print_scores(scores: Any, title: str = "VideoRefer-Bench-Q") -> None:
-    """Print a score table (per type: correct / total / accuracy, strict accuracy; overall) with rich."""
-    from rich.console import Console
-    from rich.table import Table
-
-    if scores.partial:
-        title = f"{title} (PARTIAL: {scores.missing} questions have no prediction)"
-    table = Table(title=title)
-    for col in ("type", "correct", "total", "accuracy (%)", "strict (%)"):
-        table.add_column(col, justify="left" if col == "type" else "right")
-    for name, off, strict in scores.rows():
-        style = "bold" if name == "Overall" else None
-        table.add_row(
-            name,
-            str(off.correct),
-            str(off.total),
-            f"{100 * off.accuracy:.1f}",
-            f"{100 * strict.accuracy:.1f}",
-            style=style,
-        )
-    from garvideo.eval.scoring import settings_line
-
-    console = Console()
-    console.print(settings_line(scores), markup=False)
-    console.print(table)
-    console.print(
-        f"empty predictions: {scores.empty_predictions} (the official script stops on these), "
-        f"unparsed: {scores.unparsed}, failed records: {scores.failed}; all counted wrong"
-    )
 
 
 def _split_types(values: list[str] | None) -> list[str] | None:
@@ -129,31 +103,16 @@ def videorefer_q(
 
     Example: garvideo eval videorefer-q --data VideoRefer-Bench-Q.json --video-root videos --out preds.jsonl --mode single --num-frames 8
     """
-    from garvideo.batch import make_pipeline
-    from garvideo.eval.videorefer_q import plan_run, run_settings, run_videorefer_q
-
     kinds = _split_types(types)
-    from garvideo.jsonl import check_output
-
     plan_run(data, video_root, mode=mode, limit=limit, types=kinds, shard=shard)  # fail before any model work
     check_output(out, shard)
-    from garvideo.cli._checks import check_model_options, check_rerun, worded_settings_errors
-    from garvideo.trackers import parse_flow_options
-
     check_model_options(tracker, device, dtype)
-    gv = make_pipeline(
-        model,
-        tracker,
-        num_frames,
-        keyframes=keyframes,
-        roi_mode=roi_mode,
-        max_new_tokens=max_new_tokens,
-        device=device,
-        dtype=dtype,
-        tracker_options=parse_flow_options(flow_option or []),
+    gv = run_pipeline(
+        model, tracker, flow_option, num_frames, keyframes, roi_mode, max_new_tokens, device, dtype
     )
     settings = run_settings(gv, mode=mode, data=data)
     check_rerun(out, settings, shard=shard, overwrite=overwrite)  # before the model loads
+    gv.load()
     with (
         worded_settings_errors(),
         resumable_run(f"VideoRefer-Bench-Q ({mode})", enabled=not as_json) as update,
@@ -203,8 +162,6 @@ def score(
 
     Example: garvideo eval score preds.jsonl --json
     """
-    from garvideo.eval.scoring import score_file
-
     scores = score_file(predictions)
     if as_json:
         typer.echo(json.dumps(scores.to_dict()))

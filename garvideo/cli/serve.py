@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -27,23 +26,10 @@ from garvideo.cli._options import (
     Sam3Opt,
     TextThresholdOpt,
     TrackerOpt,
+    garvideo_options,
 )
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (port 0: a free port chosen by the system)."""
-    from garvideo.errors import InputError
-
-    try:
-        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(addr)
-        sock.listen(2048)
-    except OSError as exc:
-        raise InputError("--port", f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
-    sock.set_inheritable(True)
-    return sock
+from garvideo.errors import InputError
+from garvideo.serve.launch import bind_socket
 
 
 def _is_loopback(host: str) -> bool:
@@ -144,9 +130,7 @@ def register(app: typer.Typer) -> None:
 
         Example: garvideo serve --model /tmp/tiny-gar --allowed-root ~/videos --port 8000
         """
-        from garvideo.errors import InputError
-
-        try:
+        try:  # function-local: the serve extra is optional, and `garvideo --help` stays light
             import prometheus_client  # noqa: F401 - GET /metrics
             import uvicorn
 
@@ -156,30 +140,26 @@ def register(app: typer.Typer) -> None:
                 "serve",
                 f"needs the serve extra ({exc.name} is missing): pip install -e '.[serve]' in a garvideo clone",
             ) from None
-        from garvideo.cli._checks import check_model_options
-        from garvideo.cli.understand import _pipeline
+        from garvideo.options import build_garvideo  # imports the pipeline (torch)
 
-        check_model_options(tracker, device, dtype)  # before the model loads
+        options = garvideo_options(  # checked before the model loads
+            model=model,
+            tracker=tracker,
+            sam2_checkpoint=sam2_checkpoint,
+            flow_option=flow_option,
+            num_frames=num_frames,
+            keyframes=keyframes,
+            roi_mode=roi_mode,
+            device=device,
+            dtype=dtype,
+            max_new_tokens=max_new_tokens,
+        )
         roots = []
         for root in allowed_root or []:
             if not root.is_dir():
                 raise InputError(root, "--allowed-root must be an existing folder")
             roots.append(root.resolve())
-        gv = _pipeline(
-            model,
-            tracker,
-            sam2_checkpoint,
-            num_frames,
-            keyframes,
-            False,
-            roi_mode,
-            device,
-            dtype,
-            max_new_tokens,
-            flow_option=flow_option,
-        )
-        gv.bundle  # noqa: B018 - load the model (and fail) before listening
-        gv.tracker  # noqa: B018 - build the tracker ("auto" resolves here)
+        gv = build_garvideo(options).load()  # the model and the tracker ("auto" resolves), before listening
         config = ServeConfig(
             allowed_roots=roots,
             api_key=api_key or None,
@@ -192,7 +172,7 @@ def register(app: typer.Typer) -> None:
             sam3_checkpoint=sam3_checkpoint,
             text_threshold=text_threshold,
         )
-        sock = _bind(host, port)
+        sock = bind_socket(host, port)
         bound_host, bound_port = sock.getsockname()[:2]
         if not _is_loopback(host) and not api_key:
             typer.echo(

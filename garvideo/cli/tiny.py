@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from garvideo.errors import InputError
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``make-tiny-model`` command to ``app``."""
@@ -33,18 +35,16 @@ def register(app: typer.Typer) -> None:
 
         Example: garvideo make-tiny-model /tmp/tiny-gar --seed 0; garvideo make-tiny-model --kind sam3 /tmp/tiny-sam3
         """
-        from garvideo.errors import InputError
-
         if kind == "gar":
-            from garvideo.model import make_tiny_model
+            from garvideo.model import make_tiny_model  # imports torch: not at `garvideo --help`
 
             folder = make_tiny_model(out_dir, seed=seed)
         elif kind in ("sam3", "edgetam"):
-            from garvideo.trackers.hf_tiny import make_tiny_edgetam, make_tiny_sam3
+            from garvideo.trackers.hf_tiny import make_tiny_edgetam, make_tiny_sam3  # torch, transformers
 
             folder = (make_tiny_sam3 if kind == "sam3" else make_tiny_edgetam)(out_dir, seed=seed)
         else:
-            raise InputError("--kind", f"unknown kind {kind!r} (choose from gar, sam3, edgetam)")
+            raise InputError("kind", f"unknown kind {kind!r} (choose from gar, sam3, edgetam)")
         files = sorted(p.name for p in folder.iterdir() if p.is_file())
         size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
         if as_json:

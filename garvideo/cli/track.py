@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from garvideo.cli._checks import check_frame, check_outputs, interrupt_hint
 from garvideo.cli._options import (
     BoxOpt,
     DeviceOpt,
@@ -25,9 +26,16 @@ from garvideo.cli._options import (
     TextThresholdOpt,
     TrackerOpt,
     VideoArg,
+    garvideo_options,
 )
 from garvideo.cli._progress import progress_bar
 from garvideo.cli._text import print_text_notes, text_objects
+from garvideo.errors import InputError
+from garvideo.masks import load_masks, save_palette_png, track_to_rle, write_track_rle
+from garvideo.overlay import render_overlay
+from garvideo.trackers import build_prompts, build_tracker
+from garvideo.trackers.prompts import require_sam2
+from garvideo.video import open_video
 
 
 def track(
@@ -93,27 +101,25 @@ def track(
 
     Example: garvideo track clip.mp4 --mask dog.png --box 10,20,120,200 --frame 0 --out masks/ --rle masks.json --overlay dog.mp4
     """
-    from garvideo.cli._checks import check_device, check_frame, check_outputs, check_tracker, interrupt_hint
-    from garvideo.errors import InputError
-    from garvideo.masks import load_masks, save_palette_png, track_to_rle, write_track_rle
-    from garvideo.trackers import build_prompts, build_tracker, parse_flow_options
-    from garvideo.trackers.prompts import require_sam2
-    from garvideo.video import open_video
-
     if out is None and overlay is None and rle is None and not as_json:
         raise InputError(
-            "--out",
+            "out",
             "give --out DIR (and/or --rle OUT.json, --overlay OUT.mp4 or --json); nothing would be written",
         )
     if not (mask or points or box or text):
         raise InputError(
-            "--mask",
+            "masks",
             "give at least one object: --mask FILE, --points 'x,y', --box 'x0,y0,x1,y1' or --text 'the dog'",
         )
     check_outputs(out=(out, True), rle=(rle, False), overlay=(overlay, False))
-    check_tracker(tracker)
-    check_device(device)
-    flow_options = parse_flow_options(flow_option or [])
+    options = garvideo_options(
+        tracker=tracker,
+        sam2_checkpoint=sam2_checkpoint,
+        sam3_checkpoint=sam3_checkpoint,
+        edgetam_checkpoint=edgetam_checkpoint,
+        flow_option=flow_option,
+        device=device,
+    )
     with interrupt_hint("tracking stopped; nothing was written") as stage, open_video(video) as vid:
         check_frame(frame, vid.num_frames)
         masks = load_masks(mask or [], (vid.height, vid.width), resize=resize_masks)
@@ -124,20 +130,14 @@ def track(
         )  # fmt: skip
         n_before_text = len(prompts)
         prompts += text_prompts
-        options = {
-            k: v
-            for k, v in {
-                "sam2_checkpoint": sam2_checkpoint,
-                "sam2_config": sam2_config,
-                "sam3_checkpoint": sam3_checkpoint,
-                "edgetam_checkpoint": edgetam_checkpoint,
-                "image_size": image_size,
-                "device": device,
-                "threads": threads,
-            }.items()
-            if v is not None
+        only_track = {
+            "sam2_config": sam2_config,
+            "image_size": image_size,
+            "device": device,
+            "threads": threads,
         }
-        trk = build_tracker(tracker, **options, **flow_options)
+        given = {k: v for k, v in only_track.items() if v is not None}
+        trk = build_tracker(tracker, **options.tracker_options(), **given)
         require_sam2(trk, prompts)
         with progress_bar(f"tracking ({trk.name})", enabled=not as_json) as bar:
             result = trk.track(
@@ -160,8 +160,6 @@ def track(
                 tracker_reason=result.reason,
             )  # fmt: skip
         if overlay is not None:
-            from garvideo.overlay import render_overlay
-
             stage.text = f"writing the overlay stopped: {overlay} is incomplete; rerunning the command tracks again and rewrites it"
             render_overlay(vid, result, overlay)
     summary = result.summary()

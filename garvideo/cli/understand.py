@@ -10,10 +10,11 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from garvideo.cli._checks import check_frame, check_objects, check_outputs, check_question, interrupt_hint
 from garvideo.cli._options import (
     BoxOpt,
     DeviceOpt,
@@ -36,52 +37,32 @@ from garvideo.cli._options import (
     TextThresholdOpt,
     TrackerOpt,
     VideoArg,
+    garvideo_options,
 )
 from garvideo.cli._progress import progress_bar
 from garvideo.cli._text import print_text_notes, text_objects
+from garvideo.errors import InputError, ModelUnavailableError
+from garvideo.masks import load_masks
+from garvideo.overlay import render_overlay
+from garvideo.trackers import build_prompts, masks_from_prompts
+from garvideo.trackers.text import TextDetection
+from garvideo.video import Video, open_video
+
+if TYPE_CHECKING:
+    from garvideo.options import GarVideoOptions
+    from garvideo.pipeline import GarVideo, PreparedClip
 
 
-def _pipeline(
-    model: str | None,
-    tracker: str,
-    sam2_checkpoint: str | None,
-    num_frames: int,
-    keyframes: str,
-    include_prompt_frame: bool,
-    roi_mode: str,
-    device: str | None,
-    dtype: str | None,
-    max_new_tokens: int | None,
-    *,
-    flow_option: list[str] | None = None,
-    sam3_checkpoint: str | None = None,
-    edgetam_checkpoint: str | None = None,
-) -> Any:
-    from garvideo.pipeline import DEFAULT_MAX_NEW_TOKENS, GarVideo
-    from garvideo.trackers import parse_flow_options
+def _build(options: GarVideoOptions) -> GarVideo:
+    """The pipeline of ``options`` (nothing loaded yet)."""
+    from garvideo.options import build_garvideo  # imports the pipeline (torch): not at `garvideo --help`
 
-    options: dict[str, Any] = parse_flow_options(flow_option or [])
-    if sam2_checkpoint is not None:
-        options["sam2_checkpoint"] = str(sam2_checkpoint)
-    if sam3_checkpoint is not None:
-        options["sam3_checkpoint"] = str(sam3_checkpoint)
-    if edgetam_checkpoint is not None:
-        options["edgetam_checkpoint"] = str(edgetam_checkpoint)
-    return GarVideo(
-        model=model,
-        tracker=tracker,
-        num_frames=num_frames,
-        keyframes=keyframes,
-        roi_mode=roi_mode,
-        device=device,
-        dtype=dtype,
-        include_prompt_frame=include_prompt_frame,
-        max_new_tokens=DEFAULT_MAX_NEW_TOKENS if max_new_tokens is None else max_new_tokens,
-        tracker_options=options,
-    )
+    return build_garvideo(options)
 
 
-def _prepare(gv: Any, vid: Any, masks: list[Any], frame: int, quiet: bool, **kwargs: Any) -> Any:
+def _prepare(
+    gv: GarVideo, vid: Video, masks: list[Any], frame: int, quiet: bool, **kwargs: Any
+) -> PreparedClip:
     """``gv.prepare`` the clip under a progress bar of the tracking pass (none when ``quiet``)."""
     with progress_bar("tracking", enabled=not quiet) as bar:
         progress = None if bar is None else bar.count
@@ -98,7 +79,7 @@ class TextRequest:
     checkpoint: str | None
     threshold: float
     device: str | None
-    found: list[Any] = field(default_factory=list)
+    found: list[TextDetection] = field(default_factory=list)
     offset: int = 0
 
 
@@ -109,22 +90,16 @@ def _load(
     points: list[str] | None = None,
     boxes: list[str] | None = None,
     frame: int = 0,
-    gv: Any = None,
+    gv: GarVideo | None = None,
     text: TextRequest | None = None,
-) -> tuple[Any, list[Any]]:
+) -> tuple[Video, list[Any]]:
     """Open the clip and read the objects on ``frame``: mask files, then ``--points``, then ``--box``
     (these two segmented by SAM 2 on ``frame``: :func:`garvideo.trackers.masks_from_prompts`), then
     ``--text`` (SAM 3's detector on ``frame``; its detections are kept in ``text.found``)."""
-    from garvideo.cli._checks import check_frame
-    from garvideo.errors import InputError
-    from garvideo.masks import load_masks
-    from garvideo.trackers import build_prompts, masks_from_prompts
-    from garvideo.video import open_video
-
     texts = list(text.texts) if text is not None else []
     if not (masks or points or boxes or texts):
         raise InputError(
-            "--mask",
+            "masks",
             "give at least one object: --mask FILE, --points 'x,y', --box 'x0,y0,x1,y1' or --text 'the dog'",
         )
     video = open_video(video_path)
@@ -132,6 +107,7 @@ def _load(
         check_frame(frame, video.num_frames)
         loaded = load_masks(masks or [], (video.height, video.width), resize=resize_masks)
         if points or boxes:
+            assert gv is not None, "points and boxes are segmented by the pipeline's tracker"
             prompts = build_prompts(loaded, points or [], boxes or [], frame)
             loaded = masks_from_prompts(gv.tracker, video, prompts)
         if texts:
@@ -141,7 +117,10 @@ def _load(
                 checkpoint=text.checkpoint, threshold=text.threshold, device=text.device,
             )  # fmt: skip
             text.offset = len(loaded)
-            loaded = [*loaded, *(p.mask for p in found_prompts)]
+            loaded = list(loaded)
+            for prompt in found_prompts:
+                assert prompt.mask is not None, "a text object is the mask of its picked candidate"
+                loaded.append(prompt.mask)
     except BaseException:
         video.close()
         raise
@@ -153,6 +132,16 @@ def _with_text(out: dict[str, Any], texts: TextRequest) -> dict[str, Any]:
     if texts.found:
         out["text_prompts"] = [det.to_json() for det in texts.found]
     return out
+
+
+def _load_model(gv: GarVideo) -> ModelUnavailableError | None:
+    """Load ``gv``'s weights; the :class:`ModelUnavailableError` is returned, not raised (``describe``
+    still tracks and writes the overlay without weights)."""
+    try:
+        gv.load(tracker=False)
+    except ModelUnavailableError as exc:
+        return exc
+    return None
 
 
 def _print_notes(notes: list[str]) -> None:
@@ -217,25 +206,23 @@ def describe(
 
     Example: garvideo describe clip.mp4 --mask dog.png --frame 0 --num-frames 8 --overlay out.mp4
     """
-    from garvideo.cli._checks import check_model_options, check_objects, check_outputs, interrupt_hint
-    from garvideo.pipeline import load_model_or_none
-
     check_outputs(overlay=(overlay, False))
-    check_model_options(tracker, device, dtype)
-    gv = _pipeline(
-        model,
-        tracker,
-        sam2_checkpoint,
-        num_frames,
-        keyframes,
-        include_prompt_frame,
-        roi_mode,
-        device,
-        dtype,
-        max_new_tokens,
-        flow_option=flow_option,
-        sam3_checkpoint=sam3_checkpoint,
-        edgetam_checkpoint=edgetam_checkpoint,
+    gv = _build(
+        garvideo_options(
+            model=model,
+            tracker=tracker,
+            sam2_checkpoint=sam2_checkpoint,
+            sam3_checkpoint=sam3_checkpoint,
+            edgetam_checkpoint=edgetam_checkpoint,
+            flow_option=flow_option,
+            num_frames=num_frames,
+            keyframes=keyframes,
+            include_prompt_frame=include_prompt_frame,
+            roi_mode=roi_mode,
+            device=device,
+            dtype=dtype,
+            max_new_tokens=max_new_tokens,
+        )
     )
     texts = TextRequest(text or [], text_pick or [], sam3_checkpoint, text_threshold, device)
     vid, masks = _load(video, mask, resize_masks, points, box, frame, gv, texts)
@@ -243,7 +230,7 @@ def describe(
         print_text_notes(texts.found, texts.offset)
     check_objects(len(masks))
     with interrupt_hint("describe stopped before the description; nothing was written") as stage, vid:
-        missing = load_model_or_none(gv)
+        missing = _load_model(gv)
         clip = _prepare(
             gv, vid, masks, frame, as_json, encode=missing is None, track_all_frames=overlay is not None
         )
@@ -269,9 +256,7 @@ def describe(
     _print_notes(result.notes)
 
 
-def _write_overlay(vid: Any, clip: Any, out: Path, caption: str | None, quiet: bool) -> None:
-    from garvideo.overlay import render_overlay
-
+def _write_overlay(vid: Video, clip: PreparedClip, out: Path, caption: str | None, quiet: bool) -> None:
     path = render_overlay(vid, clip.masks_by_frame(), out, caption=caption or None, keyframes=clip.frames)
     if not quiet:
         typer.echo(f"overlay written to {path}", err=True)
@@ -287,7 +272,7 @@ def ask(
             "-q",
             help="The question; objects are <object0>, <object1>, … (--mask, then --points, --box, --text).",
         ),
-    ] = ...,  # required
+    ] = ...,  # type: ignore[assignment]  # typer: ``...`` marks the option required
     points: PointsOpt = None,
     box: BoxOpt = None,
     text: TextOpt = None,
@@ -322,23 +307,22 @@ def ask(
 
     Example: garvideo ask clip.mp4 --mask a.png --mask b.png --question "What is <object0> doing to <object1>?" --option "chasing it" --option "ignoring it"
     """
-    from garvideo.cli._checks import check_model_options, check_objects, check_question, interrupt_hint
-
-    check_model_options(tracker, device, dtype)
-    gv = _pipeline(
-        model,
-        tracker,
-        sam2_checkpoint,
-        num_frames,
-        keyframes,
-        include_prompt_frame,
-        roi_mode,
-        device,
-        dtype,
-        max_new_tokens,
-        flow_option=flow_option,
-        sam3_checkpoint=sam3_checkpoint,
-        edgetam_checkpoint=edgetam_checkpoint,
+    gv = _build(
+        garvideo_options(
+            model=model,
+            tracker=tracker,
+            sam2_checkpoint=sam2_checkpoint,
+            sam3_checkpoint=sam3_checkpoint,
+            edgetam_checkpoint=edgetam_checkpoint,
+            flow_option=flow_option,
+            num_frames=num_frames,
+            keyframes=keyframes,
+            include_prompt_frame=include_prompt_frame,
+            roi_mode=roi_mode,
+            device=device,
+            dtype=dtype,
+            max_new_tokens=max_new_tokens,
+        )
     )
     texts = TextRequest(text or [], text_pick or [], sam3_checkpoint, text_threshold, device)
     vid, masks = _load(video, mask, resize_masks, points, box, frame, gv, texts)
@@ -347,7 +331,7 @@ def ask(
     check_objects(len(masks))
     check_question(question, option, len(masks))
     with interrupt_hint("ask stopped before the answer; nothing was written"), vid:
-        gv.bundle  # noqa: B018 - fail on missing weights before tracking
+        gv.load(tracker=False)  # fail on missing weights before tracking
         clip = _prepare(gv, vid, masks, frame, as_json)
         result = gv.ask(clip, question, options=option or None)
         clip.close()

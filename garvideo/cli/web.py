@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from garvideo.cli._options import DeviceOpt, FlowOpt, KOpt, ModelOpt, NewTokOpt, Sam2Opt, TrackerOpt
+from garvideo.cli._options import (
+    DeviceOpt,
+    FlowOpt,
+    KOpt,
+    ModelOpt,
+    NewTokOpt,
+    Sam2Opt,
+    TrackerOpt,
+    garvideo_options,
+)
+from garvideo.errors import InputError
 
 #: What the error says when Gradio is missing (garvideo is installed from a clone, not from PyPI).
 GRADIO_HINT = "needs the demo extra (Gradio): pip install -e '.[demo]' in a garvideo clone"
@@ -51,31 +61,21 @@ def register(app: typer.Typer) -> None:
 
         Example: garvideo web --model /tmp/tiny-gar --tracker flow --port 7860
         """
-        from garvideo.errors import InputError
-
         if importlib.util.find_spec("gradio") is None:  # not imported here: web_workdir sets its cache first
             raise InputError("web", GRADIO_HINT)
-        from garvideo.cli._checks import check_model_options
+        # Function-local: the page module imports the pipeline (torch); `garvideo --help` stays light.
         from garvideo.demos.web import WebDemo, launch, web_workdir
 
-        check_model_options(tracker, device)  # before the model loads
-        tracker_spec: Any = tracker
-        if flow_option:
-            from garvideo.trackers import build_tracker, parse_flow_options
-
-            options: dict[str, Any] = parse_flow_options(flow_option)
-            if sam2_checkpoint is not None:
-                options["sam2_checkpoint"] = str(sam2_checkpoint)
-            tracker_spec = build_tracker(tracker, **options)
+        options = garvideo_options(  # checked before the model loads
+            model=model,
+            tracker=tracker,
+            sam2_checkpoint=sam2_checkpoint,
+            flow_option=flow_option,
+            num_frames=num_frames,
+            device=device,
+            max_new_tokens=256 if max_new_tokens is None else max_new_tokens,
+        )
         os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
         with web_workdir() as workdir:  # overlays and Gradio's cache, removed on Ctrl-C / SIGTERM
-            demo = WebDemo(
-                model,
-                tracker=tracker_spec,
-                sam2_checkpoint=sam2_checkpoint,
-                num_frames=num_frames,
-                max_new_tokens=256 if max_new_tokens is None else max_new_tokens,
-                device=device,
-                workdir=workdir / "runs",
-            )
+            demo = WebDemo(options, workdir=workdir / "runs")
             launch(demo, host=host, port=port, share=share)

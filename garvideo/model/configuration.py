@@ -23,9 +23,9 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Union, cast
 
-from transformers import PerceptionLMConfig
+from transformers import PerceptionLMConfig, PretrainedConfig
 
 from garvideo.errors import InputError
 from garvideo.model.prompts import MAX_REGIONS, REGION_TOKEN_IDS
@@ -41,6 +41,17 @@ DEFAULT_MODEL = GAR_1B_HUB_ID
 CONFIG_NAME = "config.json"
 #: ``config.json`` key that marks a randomly initialised model (written by ``make_tiny_model``).
 RANDOM_INIT_KEY = "garvideo_random_init"
+
+
+def text_config(config: PerceptionLMConfig) -> PretrainedConfig:
+    """``config.text_config`` (the Llama's): a built config holds a :class:`PretrainedConfig` there, though
+    transformers' annotation also allows the dict it is built from, or ``None``."""
+    return cast(PretrainedConfig, config.text_config)
+
+
+def vision_config(config: PerceptionLMConfig) -> PretrainedConfig:
+    """``config.vision_config`` (the vision tower's), typed as :func:`text_config`."""
+    return cast(PretrainedConfig, config.vision_config)
 
 
 @dataclass
@@ -120,11 +131,11 @@ class GarConfig:
 
     @property
     def hidden_size(self) -> int:
-        return int(self.mllm_config.text_config.hidden_size)
+        return int(text_config(self.mllm_config).hidden_size)
 
     @property
     def vocab_size(self) -> int:
-        return int(self.mllm_config.text_config.vocab_size)
+        return int(text_config(self.mllm_config).vocab_size)
 
     # -- (de)serialisation -----------------------------------------------------------------------------
     @classmethod

@@ -50,7 +50,7 @@ import inspect
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torchvision
@@ -58,7 +58,7 @@ from torch import nn
 from transformers import PerceptionLMForConditionalGeneration
 
 from garvideo.errors import InputError
-from garvideo.model.configuration import GarConfig
+from garvideo.model.configuration import GarConfig, text_config, vision_config
 from garvideo.model.prompts import IMAGE_TOKEN_ID, REGION_TOKEN_IDS, REGION_TOKENS, ROI_MODES, TOKENS_PER_TILE
 
 logger = logging.getLogger(__name__)
@@ -138,10 +138,10 @@ def _parameters_on_meta() -> Iterator[None]:
     """
     original = nn.Module.register_parameter
 
-    def register(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
-        original(module, name, param)
+    def register(self: nn.Module, name: str, param: nn.Parameter | None) -> None:  # as register_parameter
+        original(self, name, param)
         if param is not None and param.device.type != "meta":
-            module._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+            self._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
 
     nn.Module.register_parameter = register  # type: ignore[method-assign]
     try:
@@ -163,14 +163,14 @@ class GarModel(nn.Module):
         self.config = config
         mllm_config = config.mllm_config
         mllm_config._attn_implementation = attn_implementation  # recursive on the sub-configs
-        mllm_config.text_config._attn_implementation = attn_implementation
+        text_config(mllm_config)._attn_implementation = attn_implementation
         # The vision tower (transformers' TimmWrapper around timm's PE) runs timm's own attention,
         # which uses F.scaled_dot_product_attention whatever this flag says. transformers 4.56 refuses
         # "sdpa" for it and 5.x warns on "eager": give it the value this transformers accepts.
         from transformers import TimmWrapperModel  # here, not at import: it imports timm
 
         vision_sdpa = getattr(TimmWrapperModel, "_supports_sdpa", False)
-        mllm_config.vision_config._attn_implementation = "sdpa" if vision_sdpa else "eager"
+        vision_config(mllm_config)._attn_implementation = "sdpa" if vision_sdpa else "eager"
         self.mllm = PerceptionLMForConditionalGeneration(mllm_config)
         self.mask_patch_embedding = nn.Conv2d(
             in_channels=3,
@@ -209,7 +209,8 @@ class GarModel(nn.Module):
             self.mllm.lm_head.weight = self.mllm.get_input_embeddings().weight
 
     def get_input_embeddings(self) -> nn.Embedding:
-        return self.mllm.get_input_embeddings()
+        # transformers annotates nn.Module; PerceptionLM's is the Llama's nn.Embedding.
+        return cast(nn.Embedding, self.mllm.get_input_embeddings())
 
     # -- vision ------------------------------------------------------------------------------------------
     def mask_embeddings(self, mask_values: torch.Tensor) -> torch.Tensor:
@@ -327,7 +328,7 @@ class GarModel(nn.Module):
             raise InputError(
                 "prompt", f"{image_pos.numel()} <|image|> tokens in the prompt for {n_image} image features"
             )
-        if n_image:
+        if image_tokens is not None and n_image:
             embeds[image_pos] = image_tokens.reshape(-1, dim).to(embeds.dtype)
         starts = region_run_starts(ids)
         n_regions = 0 if region_tokens is None else int(region_tokens.shape[0])
@@ -385,7 +386,7 @@ class GarModel(nn.Module):
 
         if prefix_embeds.dim() != 3 or prefix_embeds.shape[0] != 1:
             raise InputError("prefix_embeds", f"expected (1, L, D), got {tuple(prefix_embeds.shape)}")
-        cache = DynamicCache(config=self.mllm.config.text_config)
+        cache = DynamicCache(config=text_config(self.mllm.config))
         self.forward(prefix_embeds, past_key_values=cache, use_cache=True, logits_to_keep=1)
         return PrefixCache(embeds=prefix_embeds.to(self.dtype), cache=cache)
 
@@ -488,7 +489,7 @@ class GarModel(nn.Module):
         pmax, smax = max(plen), max(slen)
 
         # The prefixes' KV caches, left-padded to pmax: (n, H_kv, pmax, d) per layer.
-        cache = DynamicCache(config=self.mllm.config.text_config)
+        cache = DynamicCache(config=text_config(self.mllm.config))
         if pmax:
             layers = next(p for p in prefixes if p is not None).cache.layers
             for li in range(len(layers)):

@@ -49,19 +49,21 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as tvf  # the v1 API, as the official fast processor
 
-try:
+if TYPE_CHECKING:  # the type checker sees the transformers installed here (5.x: the slow class)
     from transformers import PerceptionLMImageProcessor
-except (
-    ImportError
-):  # transformers 4.56 exports only the fast class (the settings and canvas search are the same)
-    from transformers import PerceptionLMImageProcessorFast as PerceptionLMImageProcessor
+else:
+    try:
+        from transformers import PerceptionLMImageProcessor
+    except ImportError:
+        # transformers 4.56 exports only the fast class (the settings and canvas search are the same)
+        from transformers import PerceptionLMImageProcessorFast as PerceptionLMImageProcessor
 
 from garvideo.errors import InputError
 from garvideo.model.prompts import MAX_REGIONS

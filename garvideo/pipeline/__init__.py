@@ -29,26 +29,59 @@
 Objects are ``<object0>``, ``<object1>``, … in questions, in the order of the masks; the pipeline
 rewrites them to the prompt tokens of :func:`garvideo.model.prompts.prompt_indices`.
 
-Modules, one stage each: :mod:`~garvideo.pipeline.budget` (token budget), :mod:`~garvideo.pipeline.clip`
-(tracking, keyframes -> :class:`PreparedClip`), :mod:`~garvideo.pipeline.encoding` (keyframe features,
-region replay), :mod:`~garvideo.pipeline.prompt` (token ids), :mod:`~garvideo.pipeline.generation`
-(prefix cache, decoding), :mod:`~garvideo.pipeline.batching` (many questions,
-batched), :mod:`~garvideo.pipeline.results` and :mod:`~garvideo.pipeline.facade`
-(:class:`GarVideo`).
+Modules, one stage each, each taking what it uses (the :class:`PipelineSettings`, a :class:`TokenBudget`,
+the :class:`garvideo.model.GarBundle` / :class:`garvideo.trackers.Tracker`), never the facade:
+:mod:`~garvideo.pipeline.settings` (the settings, validated once), :mod:`~garvideo.pipeline.budget` (token
+budget), :mod:`~garvideo.pipeline.prepared` (:class:`PreparedClip`), :mod:`~garvideo.pipeline.clip`
+(``prepare_clip``: tracking, keyframes), :mod:`~garvideo.pipeline.encoding` (``encode_clip``: keyframe
+features, region replay), :mod:`~garvideo.pipeline.prompt` (``build_prompt_inputs``: token ids),
+:mod:`~garvideo.pipeline.generation` (``run_request``: prefix cache, decoding),
+:mod:`~garvideo.pipeline.batching` (``answer_batch``: many questions, batched),
+:mod:`~garvideo.pipeline.results`, and :mod:`~garvideo.pipeline.facade` (:class:`GarVideo`, which calls
+them in order).
 """
 
-from garvideo.pipeline.batching import Question
-from garvideo.pipeline.budget import (
-    DEFAULT_CONTEXT_LENGTH,
-    DEFAULT_MAX_NEW_TOKENS,
-    QUESTION_RESERVE,
-    frame_cost,
-)
-from garvideo.pipeline.clip import FrameMasks, ObjectInfo, PreparedClip
-from garvideo.pipeline.facade import GarVideo, load_model_or_none
-from garvideo.pipeline.generation import StreamFn
-from garvideo.pipeline.prompt import PromptInputs, rewrite_object_refs
-from garvideo.pipeline.results import AnswerResult, DescribeResult
+from typing import TYPE_CHECKING
+
+from garvideo._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from garvideo.pipeline.batching import Question
+    from garvideo.pipeline.budget import (
+        DEFAULT_CONTEXT_LENGTH,
+        DEFAULT_MAX_NEW_TOKENS,
+        QUESTION_RESERVE,
+        TokenBudget,
+        frame_cost,
+    )
+    from garvideo.pipeline.facade import GarVideo, load_model_or_none
+    from garvideo.pipeline.generation import StreamFn
+    from garvideo.pipeline.prepared import FrameMasks, ObjectInfo, PreparedClip
+    from garvideo.pipeline.prompt import PromptInputs, rewrite_object_refs
+    from garvideo.pipeline.results import AnswerResult, DescribeResult
+    from garvideo.pipeline.settings import PipelineSettings
+
+# A lazy root (as garvideo.model's): ``import garvideo.pipeline.settings`` (what garvideo.options and the
+# CLI's option parsing use) does not import torch; ``from garvideo.pipeline import GarVideo`` does.
+_EXPORTS = {
+    "Question": "batching",
+    "DEFAULT_CONTEXT_LENGTH": "budget",
+    "DEFAULT_MAX_NEW_TOKENS": "budget",
+    "QUESTION_RESERVE": "budget",
+    "TokenBudget": "budget",
+    "frame_cost": "budget",
+    "GarVideo": "facade",
+    "load_model_or_none": "facade",
+    "StreamFn": "generation",
+    "FrameMasks": "prepared",
+    "ObjectInfo": "prepared",
+    "PreparedClip": "prepared",
+    "PromptInputs": "prompt",
+    "rewrite_object_refs": "prompt",
+    "AnswerResult": "results",
+    "DescribeResult": "results",
+    "PipelineSettings": "settings",
+}
 
 __all__ = [
     "DEFAULT_CONTEXT_LENGTH",
@@ -59,11 +92,15 @@ __all__ = [
     "FrameMasks",
     "GarVideo",
     "ObjectInfo",
+    "PipelineSettings",
     "PreparedClip",
     "PromptInputs",
     "Question",
     "StreamFn",
+    "TokenBudget",
     "frame_cost",
     "load_model_or_none",
     "rewrite_object_refs",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

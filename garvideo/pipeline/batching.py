@@ -1,6 +1,6 @@
 """Batched requests: many describe / ask questions on prepared clips, generated in batches.
 
-:func:`run_batch` groups the questions by clip (a clip's questions together, clips in order of first
+:func:`answer_batch` (the work of :meth:`GarVideo.run_batch`) groups the questions by clip (a clip's questions together, clips in order of first
 appearance, questions with an equal prompt prefix next to each other), cuts that order into batches of up
 to ``batch_size`` and generates each batch at once (:meth:`garvideo.model.GarBundle.generate_from_batch`:
 each row continues its clip's prefix KV cache, which is prefilled once per clip and prefix and shared by
@@ -23,15 +23,18 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from garvideo.errors import InputError
-from garvideo.pipeline.clip import PreparedClip
+from garvideo.pipeline.budget import TokenBudget
+from garvideo.pipeline.encoding import encode_clip
 from garvideo.pipeline.generation import StreamFn, clip_prefix, clip_stage_timings
-from garvideo.pipeline.prompt import PromptInputs, check_budget, check_question
-from garvideo.pipeline.results import build_result, result_fields
+from garvideo.pipeline.prepared import PreparedClip
+from garvideo.pipeline.prompt import PromptInputs, build_prompt_inputs, check_question
+from garvideo.pipeline.results import AnswerResult, DescribeResult, build_result, result_fields
+from garvideo.pipeline.settings import PipelineSettings
 
 if TYPE_CHECKING:
-    from garvideo.pipeline.facade import GarVideo
+    from garvideo.model import GarBundle, GenerationResult, PrefixCache
 
-__all__ = ["Question", "run_batch"]
+__all__ = ["Question", "ResultFn", "answer_batch"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,17 +73,18 @@ class _Planned:
     stream: StreamFn | None = None
 
 
-def _plan(gv: GarVideo, index: int, q: Question) -> _Planned:
+def _plan(
+    bundle: GarBundle, index: int, q: Question, settings: PipelineSettings, budget: TokenBudget
+) -> _Planned:
+    """Check question ``index`` and build its prompt (nothing is generated)."""
     if not isinstance(q, Question):
         raise InputError("questions", f"item {index} is a {type(q).__name__}, not a Question")
     if not isinstance(q.clip, PreparedClip):
         raise InputError("questions", f"item {index}: clip is a {type(q.clip).__name__}, not a PreparedClip")
     options = check_question(q.question, q.options)
-    new = gv.max_new_tokens if q.max_new_tokens is None else int(q.max_new_tokens)
-    if new < 1:
-        raise InputError("--max-new-tokens", f"must be >= 1, got {new}")
-    inputs = gv.prompt_inputs(q.clip, q.question, options)
-    check_budget(inputs, new, gv.context_length(), "describe" if q.question is None else "--question")
+    new = settings.with_overrides(max_new_tokens=q.max_new_tokens).max_new_tokens
+    inputs = build_prompt_inputs(bundle, q.clip, q.question, options)
+    budget.check_request(inputs.length, new, "max_new_tokens" if q.question is None else "question")
     key = tuple(inputs.input_ids[0, : inputs.prefix_length].tolist())
     return _Planned(index, q.clip, q.question, options, new, inputs, key, q.stream)
 
@@ -98,33 +102,49 @@ def batch_order(planned: Sequence[_Planned]) -> list[_Planned]:
     )
 
 
+Outcome = DescribeResult | AnswerResult | BaseException
+"""A question's result (:class:`DescribeResult` / :class:`AnswerResult`) or its error."""
 ResultFn = Callable[[int, Any], None]
-"""``on_result(index, outcome)``: a question's result (:class:`DescribeResult` / :class:`AnswerResult`) or error."""
+"""``on_result(index, outcome)``: a question's :data:`Outcome`."""
 
 
-def run_batch(
-    gv: GarVideo,
+def answer_batch(
+    bundle: GarBundle,
     questions: Sequence[Question],
     *,
+    settings: PipelineSettings,
+    budget: TokenBudget,
     batch_size: int = 8,
     return_exceptions: bool = False,
     on_result: ResultFn | None = None,
 ) -> list[Any]:
-    """The work of :meth:`GarVideo.run_batch`.
+    """Answer ``questions`` on their prepared clips, up to ``batch_size`` generated at once (the work of
+    :meth:`GarVideo.run_batch`, which documents the batching and the results).
 
     Args:
+        bundle: the loaded model (clips not yet encoded by it are encoded with ``settings.roi_mode``).
+        questions: the requests.
+        settings: the default ``max_new_tokens`` and the RoI mode.
+        budget: the context each prompt plus its new tokens must fit.
+        batch_size: the most questions generated at once.
         return_exceptions: ``False``: a bad question raises before any generation, and an error during a
             batch (a ``stream`` that raised included) is raised when that batch ends. ``True``: each
             question's error is its entry of the list (the others are answered), as ``asyncio.gather``.
         on_result: ``on_result(index, result_or_exception)`` for each question, as soon as its outcome is
             known (a row that ends early is reported before its batch ends), in the calling thread.
+
+    Returns:
+        One outcome per question, in input order (an exception only with ``return_exceptions=True``).
+
+    Raises:
+        InputError: ``batch_size < 1``, a bad question, a prompt over the context.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError("--batch-size", f"must be a positive integer, got {batch_size!r}")
+        raise InputError("batch_size", f"must be a positive integer, got {batch_size!r}")
     outcomes: list[Any] = [None] * len(questions)
     done = [False] * len(questions)
 
-    def finish(index: int, outcome: Any) -> None:
+    def finish(index: int, outcome: Outcome) -> None:
         if done[index]:
             return
         done[index] = True
@@ -136,16 +156,16 @@ def run_batch(
     failed: list[tuple[int, BaseException]] = []
     for i, q in enumerate(questions):  # every question checked before any work
         try:
-            planned.append(_plan(gv, i, q))
+            planned.append(_plan(bundle, i, q, settings, budget))
         except Exception as exc:
             if not return_exceptions:
                 raise
             failed.append((i, exc))
-    for i, exc in failed:
-        finish(i, exc)
+    for i, error in failed:
+        finish(i, error)
     order = batch_order(planned)
     for start in range(0, len(order), batch_size):
-        _run_one_batch(gv, order[start : start + batch_size], finish)
+        _run_one_batch(bundle, settings.roi_mode, order[start : start + batch_size], finish)
         if not return_exceptions:
             errors = [outcomes[p.index] for p in order[start : start + batch_size]]
             first = next((e for e in errors if isinstance(e, BaseException)), None)
@@ -154,15 +174,16 @@ def run_batch(
     return outcomes
 
 
-def _run_one_batch(gv: GarVideo, batch: Sequence[_Planned], finish: Callable[[int, Any], None]) -> None:
+def _run_one_batch(
+    bundle: GarBundle, roi_mode: str, batch: Sequence[_Planned], finish: Callable[[int, Outcome], None]
+) -> None:
     """Generate one batch; every row's outcome (result or exception) goes to ``finish`` as it is known."""
-    bundle = gv.bundle
     rows: list[_Planned] = []
-    prefixes = []
+    prefixes: list[PrefixCache] = []
     prefill: dict[int, float] = {}
     for p in batch:
         try:
-            gv.encode(p.clip)
+            encode_clip(bundle, p.clip, roi_mode)
             cache, seconds = clip_prefix(bundle, p.clip, p.inputs)
         except Exception as exc:  # noqa: BLE001 - this row's outcome
             finish(p.index, exc)
@@ -172,14 +193,12 @@ def _run_one_batch(gv: GarVideo, batch: Sequence[_Planned], finish: Callable[[in
         prefill[p.index] = seconds
     if not rows:
         return
-    suffixes = [p.inputs.input_ids[:, p.inputs.prefix_length :] for p in rows]
+    suffixes = [p.inputs.input_ids[:, p.inputs.prefix_length :] for p in rows]  # (1, S_i) each
     n = len(rows)
 
-    def result(p: _Planned, gen: Any, generation_s: float) -> Any:
+    def result(p: _Planned, gen: GenerationResult, generation_s: float) -> DescribeResult | AnswerResult:
         timings = _batch_timings(p.clip, {"prefill": prefill[p.index], "generation": generation_s})
-        fields = result_fields(
-            p.clip, gv.model_name, gen.text, p.inputs.length, gen.num_tokens, timings, gv.model_dtype
-        )
+        fields = result_fields(p.clip, bundle, gen, p.inputs.length, timings)
         return build_result(fields, p.question, p.options)
 
     t0 = time.perf_counter()

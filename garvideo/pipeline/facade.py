@@ -1,33 +1,37 @@
-"""The facade: :class:`GarVideo` holds the settings, the lazily loaded model and tracker, and delegates each
-stage to its module (:mod:`~garvideo.pipeline.clip`, :mod:`~garvideo.pipeline.encoding`,
-:mod:`~garvideo.pipeline.prompt`, :mod:`~garvideo.pipeline.generation`)."""
+"""The facade: :class:`GarVideo` holds the settings, loads the model and builds the tracker (:meth:`GarVideo.load`,
+or on first use), and calls the stages in order, each with the inputs it uses:
+:func:`~garvideo.pipeline.clip.prepare_clip` (tracking, keyframes), :func:`~garvideo.pipeline.encoding.encode_clip`,
+:func:`~garvideo.pipeline.prompt.build_prompt_inputs`, the budget check
+(:class:`~garvideo.pipeline.budget.TokenBudget`), :func:`~garvideo.pipeline.generation.run_request` and, for many
+questions, :func:`~garvideo.pipeline.batching.answer_batch`. No stage sees the facade."""
 
 from __future__ import annotations
 
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from garvideo.errors import InputError, ModelUnavailableError, PathLike
-from garvideo.pipeline.batching import Question, run_batch
-from garvideo.pipeline.budget import (
-    _TEXT_OVERHEAD_GUESS,
-    DEFAULT_CONTEXT_LENGTH,
-    DEFAULT_MAX_NEW_TOKENS,
-    QUESTION_RESERVE,
-    frame_cost,
-)
-from garvideo.pipeline.clip import FrameMasks, PreparedClip, prepare_clip
+from garvideo.pipeline.batching import Question, ResultFn, answer_batch
+from garvideo.pipeline.budget import DEFAULT_MAX_NEW_TOKENS, TokenBudget
+from garvideo.pipeline.clip import prepare_clip
 from garvideo.pipeline.encoding import encode_clip
 from garvideo.pipeline.generation import StreamFn, request_timings, run_request
+from garvideo.pipeline.prepared import FrameMasks, PreparedClip
 from garvideo.pipeline.prompt import PromptInputs, build_prompt_inputs, check_question
-from garvideo.pipeline.results import AnswerResult, DescribeResult, build_result, result_fields
+from garvideo.pipeline.results import AnswerResult, DescribeResult, build_result, dtype_name, result_fields
 from garvideo.pipeline.settings import PipelineSettings
+from garvideo.trackers.base import ProgressFn, Tracker
+from garvideo.trackers.build import build_tracker
+from garvideo.trackers.types import VideoLike
+
+if TYPE_CHECKING:
+    from garvideo.model import GarBundle
 
 __all__ = ["GarVideo", "load_model_or_none"]
 
@@ -58,8 +62,8 @@ class GarVideo:
 
     def __init__(
         self,
-        model: str | PathLike | Any | None = None,
-        tracker: str | Any = "auto",
+        model: str | PathLike | GarBundle | None = None,
+        tracker: str | Tracker = "auto",
         num_frames: int = 8,
         keyframes: str = "uniform",
         roi_mode: str = "official",
@@ -82,26 +86,20 @@ class GarVideo:
                 max_new_tokens=max_new_tokens,
             )
         self.settings = settings
-        self.num_frames = settings.num_frames
-        self.keyframes = settings.keyframes
-        self.roi_mode = settings.roi_mode
-        self.include_prompt_frame = settings.include_prompt_frame
-        self.per_second = settings.per_second
-        self.max_new_tokens = settings.max_new_tokens
         self.device = device
         self.dtype = dtype
         self.tracker_options = dict(tracker_options or {})
-        self._bundle: Any = None
-        self._model_spec: Any = model
-        if model is not None and hasattr(model, "model") and hasattr(model, "processor"):
+        self._bundle: GarBundle | None = None
+        self._model_spec: str | PathLike | GarBundle | None = model
+        if model is not None and not isinstance(model, (str, os.PathLike)):
             self._bundle = model  # a loaded GarBundle
-        self._tracker: Any = None
+        self._tracker: Tracker | None = None
         self._tracker_spec = tracker
         if not isinstance(tracker, str):
             self._tracker = tracker
 
     @classmethod
-    def from_pretrained(cls, model: str | PathLike | Any | None = None, **options: Any) -> GarVideo:
+    def from_pretrained(cls, model: str | PathLike | GarBundle | None = None, **options: Any) -> GarVideo:
         """Build a :class:`GarVideo` and load it now: the model's weights and the tracker.
 
         The constructor transformers users reach for first; ``GarVideo(model, ...)`` does the same but loads
@@ -147,19 +145,47 @@ class GarVideo:
             f"keyframes={self.keyframes!r}, roi_mode={self.roi_mode!r}{dtype})"
         )
 
+    # -- the settings, by name (read-only: per-call overrides go through the methods' arguments) ----------
+    @property
+    def num_frames(self) -> int:
+        return self.settings.num_frames
+
+    @property
+    def keyframes(self) -> str:
+        return self.settings.keyframes
+
+    @property
+    def roi_mode(self) -> str:
+        return self.settings.roi_mode
+
+    @property
+    def include_prompt_frame(self) -> bool:
+        return self.settings.include_prompt_frame
+
+    @property
+    def per_second(self) -> float:
+        return self.settings.per_second
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.settings.max_new_tokens
+
     # -- lazily built parts -----------------------------------------------------------------------------
     @property
-    def bundle(self) -> Any:
+    def bundle(self) -> GarBundle:
         """The loaded :class:`garvideo.model.GarBundle` (loaded on first access).
 
         Raises:
             ModelUnavailableError: no weights offline (the message says how to get them).
         """
         if self._bundle is None:
+            # Local: garvideo.model.loading imports transformers; importing the facade does not.
             from garvideo.model import load_gar
 
+            spec = self._model_spec
+            assert spec is None or isinstance(spec, (str, os.PathLike))  # a bundle was taken in __init__
             t0 = time.perf_counter()
-            self._bundle = load_gar(self._model_spec, dtype=self.dtype, device=self.device)
+            self._bundle = load_gar(spec, dtype=self.dtype, device=self.device)
             logger.info("model %s loaded in %.1fs", self._bundle.name, time.perf_counter() - t0)
         return self._bundle
 
@@ -172,9 +198,9 @@ class GarVideo:
         """The model's resolved name (or, before loading, the name it will be loaded from)."""
         if self._bundle is not None:
             return str(self._bundle.name)
-        if self._model_spec is not None:
+        if isinstance(self._model_spec, (str, os.PathLike)):
             return os.fspath(self._model_spec)
-        from garvideo.model import DEFAULT_MODEL, MODEL_ENV
+        from garvideo.model import DEFAULT_MODEL, MODEL_ENV  # local: transformers (see bundle)
 
         return os.environ.get(MODEL_ENV) or DEFAULT_MODEL
 
@@ -183,19 +209,23 @@ class GarVideo:
         """The model's dtype name (``"float32"``, ``"bfloat16"``): the loaded model's, or (before loading) what
         ``dtype`` resolves to on ``device`` (``"auto"``: see :func:`garvideo.model.loading.auto_dtype`)."""
         if self._bundle is not None:
-            return str(self._bundle.dtype).replace("torch.", "")
-        from garvideo.model.loading import resolve_device, resolve_dtype
+            return dtype_name(self._bundle.dtype)
+        from garvideo.model.loading import resolve_device, resolve_dtype  # local: transformers (see bundle)
 
-        return str(resolve_dtype(self.dtype, resolve_device(self.device))).replace("torch.", "")
+        return dtype_name(resolve_dtype(self.dtype, resolve_device(self.device)))
 
     @property
-    def tracker(self) -> Any:
+    def tracker(self) -> Tracker:
         """The :class:`garvideo.trackers.Tracker` (built on first access)."""
         if self._tracker is None:
-            from garvideo.trackers import build_tracker
-
-            self._tracker = build_tracker(self._tracker_spec, **self.tracker_options)
+            spec = self._tracker_spec
+            assert isinstance(spec, str)  # a Tracker was taken in __init__
+            self._tracker = build_tracker(spec, **self.tracker_options)
         return self._tracker
+
+    def _build_tracker(self) -> Tracker:
+        """The tracker, built now if needed (what :func:`prepare_clip` calls when it tracks)."""
+        return self.tracker
 
     @property
     def tracker_name(self) -> str:
@@ -210,36 +240,27 @@ class GarVideo:
             return None
         return str(getattr(self._tracker, "selection", None) or self._tracker.name)
 
+    # -- budget -------------------------------------------------------------------------------------------
+    def token_budget(self) -> TokenBudget:
+        """The :class:`TokenBudget` of the loaded model, or GAR-1B's defaults before loading (never loads)."""
+        return TokenBudget.for_bundle(self._bundle)
+
     def context_length(self) -> int:
         """The model's context in positions (``max_position_embeddings``); GAR-1B's 11,520 before loading."""
-        if self._bundle is None:
-            return DEFAULT_CONTEXT_LENGTH
-        text_config = self._bundle.model.mllm.config.text_config
-        return int(getattr(text_config, "max_position_embeddings", None) or DEFAULT_CONTEXT_LENGTH)
-
-    # -- budget -------------------------------------------------------------------------------------------
-    def _text_overhead(self, num_objects: int) -> int:
-        """Prompt-text tokens besides the image and region tokens (template, object list)."""
-        if self._bundle is None:
-            return _TEXT_OVERHEAD_GUESS
-        from garvideo.model.prompts import build_video_prompt
-
-        text = build_video_prompt(1, [[True]] * num_objects, "")
-        return int(self._bundle.tokenize(text).shape[1]) - frame_cost(num_objects)
+        return self.token_budget().context_length
 
     def max_keyframes(self, num_objects: int, max_new_tokens: int | None = None) -> int:
         """The most keyframes that fit the context with ``num_objects`` objects (budget rule).
 
         ``K · (256 + 256 · objects) + text + QUESTION_RESERVE + max_new_tokens <= context``.
         """
-        new = self.max_new_tokens if max_new_tokens is None else int(max_new_tokens)
-        room = self.context_length() - self._text_overhead(num_objects) - QUESTION_RESERVE - new
-        return max(0, room // frame_cost(num_objects))
+        new = self.settings.with_overrides(max_new_tokens=max_new_tokens).max_new_tokens
+        return self.token_budget().max_keyframes(num_objects, new)
 
     # -- prepare ------------------------------------------------------------------------------------------
     def prepare(
         self,
-        video: PathLike | Any,
+        video: PathLike | VideoLike,
         masks: np.ndarray | Sequence[np.ndarray] | None = None,
         frame: int = 0,
         frame_masks: Sequence[FrameMasks] | None = None,
@@ -249,7 +270,7 @@ class GarVideo:
         include_prompt_frame: bool | None = None,
         encode: bool = True,
         track_all_frames: bool = False,
-        progress: Callable[[int, int], None] | None = None,
+        progress: ProgressFn | None = None,
     ) -> PreparedClip:
         """Track the objects, choose the keyframes and (``encode=True``) encode them.
 
@@ -269,20 +290,25 @@ class GarVideo:
             progress: ``progress(done, total)`` while tracking.
 
         Raises:
-            InputError: no or both mask forms, 0 or more than 5 objects, a mask of the wrong size or
-                empty, a frame out of range, no keyframe fitting the context.
+            InputError: a bad ``num_frames`` / ``keyframes``, no or both mask forms, 0 or more than 5
+                objects, a mask of the wrong size or empty, a frame out of range, no keyframe fitting the
+                context.
             ModelUnavailableError: ``encode=True`` and no weights.
         """
+        settings = self.settings.with_overrides(
+            num_frames=num_frames, keyframes=keyframes, include_prompt_frame=include_prompt_frame
+        )
+        # The model is loaded first when encoding: the budget counts with its tokenizer and context.
+        encoder = self.bundle if encode else None
         return prepare_clip(
-            self,
             video,
             masks,
             frame,
             frame_masks,
-            num_frames=num_frames,
-            keyframes=keyframes,
-            include_prompt_frame=include_prompt_frame,
-            encode=encode,
+            settings=settings,
+            budget=self.token_budget(),
+            tracker=self._build_tracker,
+            encoder=encoder,
             track_all_frames=track_all_frames,
             progress=progress,
         )
@@ -291,7 +317,7 @@ class GarVideo:
     def encode(self, clip: PreparedClip) -> PreparedClip:
         """Encode the clip's keyframes (one 448×448 tile each, with the frame's union mask) and replay each
         object's regions from its own frame's map and box. Done once per clip; a no-op afterwards."""
-        return encode_clip(self.bundle, clip, self.roi_mode)
+        return encode_clip(self.bundle, clip, self.settings.roi_mode)
 
     # -- prompt -------------------------------------------------------------------------------------------
     def prompt_inputs(
@@ -304,39 +330,52 @@ class GarVideo:
         """
         return build_prompt_inputs(self.bundle, clip, question, options)
 
-    def _clip_for(self, clip_or_video: Any, prepare_kwargs: dict[str, Any]) -> PreparedClip:
+    def _clip_for(
+        self,
+        clip_or_video: PreparedClip | PathLike | VideoLike,
+        masks: np.ndarray | Sequence[np.ndarray] | None,
+        frame: int | None,
+        frame_masks: Sequence[FrameMasks] | None,
+    ) -> PreparedClip:
         if isinstance(clip_or_video, PreparedClip):
-            if any(v is not None for v in prepare_kwargs.values()):
+            if masks is not None or frame is not None or frame_masks is not None:
                 raise InputError(
                     "masks", "a prepared clip already has its masks; pass them to prepare() instead"
                 )
             return clip_or_video
-        kwargs = {k: v for k, v in prepare_kwargs.items() if v is not None}
-        return self.prepare(clip_or_video, **kwargs)
+        return self.prepare(clip_or_video, masks, 0 if frame is None else frame, frame_masks)
 
     def _request(
         self,
-        clip_or_video: PreparedClip | PathLike | Any,
+        clip_or_video: PreparedClip | PathLike | VideoLike,
         masks: np.ndarray | Sequence[np.ndarray] | None,
         frame: int | None,
         frame_masks: Sequence[FrameMasks] | None,
         question: str | None,
-        options: Sequence[str] | None,
+        options: list[str] | None,
         stream: StreamFn | None,
         max_new_tokens: int | None,
         generate_kwargs: dict[str, Any],
     ) -> dict[str, Any]:
-        """One describe (``question=None``) or ask request: the :class:`DescribeResult` fields."""
+        """One describe (``question=None``) or ask request, stage by stage: the :class:`DescribeResult`
+        fields."""
         t0 = time.perf_counter()
-        clip = self._clip_for(clip_or_video, {"masks": masks, "frame": frame, "frame_masks": frame_masks})
-        source = "describe" if question is None else "--question"
-        gen, inputs, run = run_request(
-            self, clip, question, options, stream, max_new_tokens, generate_kwargs, source
+        clip = self._clip_for(clip_or_video, masks, frame, frame_masks)
+        settings = self.settings.with_overrides(max_new_tokens=max_new_tokens)
+        bundle = self.bundle
+        encode_clip(bundle, clip, settings.roi_mode)
+        inputs = build_prompt_inputs(bundle, clip, question, options)
+        source = "max_new_tokens" if question is None else "question"
+        self.token_budget().check_request(inputs.length, settings.max_new_tokens, source)
+        gen, run = run_request(
+            bundle,
+            clip,
+            inputs,
+            max_new_tokens=settings.max_new_tokens,
+            stream=stream,
+            generate_kwargs=generate_kwargs,
         )
-        timings = request_timings(clip, t0, run)
-        return result_fields(
-            clip, self.model_name, gen.text, inputs.length, gen.num_tokens, timings, self.model_dtype
-        )
+        return result_fields(clip, bundle, gen, inputs.length, request_timings(clip, t0, run))
 
     # -- public requests -------------------------------------------------------------------------------------
     def describe(
@@ -390,11 +429,11 @@ class GarVideo:
             InputError: an empty question, fewer than 2 options, a reference to a missing object.
         """
         if not isinstance(question, str):
-            raise InputError("--question", "the question is empty")
-        options = check_question(question, options)
+            raise InputError("question", "the question is empty")
+        checked = check_question(question, options)
         clip_args = (clip_or_video, masks, frame, frame_masks)
-        fields = self._request(*clip_args, question, options, stream, max_new_tokens, generate_kwargs)
-        return build_result(fields, question, options)  # type: ignore[return-value] - an AnswerResult
+        fields = self._request(*clip_args, question, checked, stream, max_new_tokens, generate_kwargs)
+        return build_result(fields, question, checked)
 
     def run_batch(
         self,
@@ -402,7 +441,7 @@ class GarVideo:
         *,
         batch_size: int = 8,
         return_exceptions: bool = False,
-        on_result: Callable[[int, Any], None] | None = None,
+        on_result: ResultFn | None = None,
     ) -> list[DescribeResult | AnswerResult]:
         """Answer many describe / ask requests on prepared clips, generating up to ``batch_size`` at once.
 
@@ -427,8 +466,14 @@ class GarVideo:
             InputError: a bad question (checked for all questions before any generation), a prompt over the
                 context, ``batch_size < 1``.
         """
-        return run_batch(
-            self, questions, batch_size=batch_size, return_exceptions=return_exceptions, on_result=on_result
+        return answer_batch(
+            self.bundle,
+            questions,
+            settings=self.settings,
+            budget=self.token_budget(),
+            batch_size=batch_size,
+            return_exceptions=return_exceptions,
+            on_result=on_result,
         )
 
 
@@ -436,7 +481,7 @@ def load_model_or_none(gv: GarVideo) -> ModelUnavailableError | None:
     """Load ``gv``'s model; return the :class:`ModelUnavailableError` instead of raising it (for callers
     that can do useful work without weights, e.g. track and draw an overlay first)."""
     try:
-        gv.bundle  # noqa: B018 - loads the model
+        gv.load(tracker=False)
     except ModelUnavailableError as exc:
         return exc
     return None

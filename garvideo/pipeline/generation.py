@@ -1,17 +1,21 @@
-"""Generation of one request: the clip's prefix KV cache, the suffix, greedy decoding and stage timings."""
+"""Generation of one request: the clip's prefix KV cache, the suffix, decoding and stage timings.
+
+The request's prompt comes from :func:`~garvideo.pipeline.prompt.build_prompt_inputs` and its budget is
+checked by :meth:`~garvideo.pipeline.budget.TokenBudget.check_request` before :func:`run_request` runs.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from garvideo.errors import InputError
-from garvideo.pipeline.clip import PreparedClip
-from garvideo.pipeline.prompt import PromptInputs, check_budget
+from garvideo.pipeline.prepared import PreparedClip
+from garvideo.pipeline.prompt import PromptInputs
 
 if TYPE_CHECKING:
-    from garvideo.pipeline.facade import GarVideo
+    from garvideo.model import GarBundle, GenerationResult, PrefixCache
 
 __all__ = ["StreamFn", "clip_prefix", "clip_stage_timings", "request_timings", "run_request"]
 
@@ -21,17 +25,28 @@ _MAX_PREFIX_CACHES = 2
 StreamFn = Callable[[str], None]
 
 
-def clip_prefix(bundle: Any, clip: PreparedClip, inputs: PromptInputs) -> tuple[Any, float]:
+def clip_prefix(bundle: GarBundle, clip: PreparedClip, inputs: PromptInputs) -> tuple[PrefixCache, float]:
     """The KV cache of the prompt prefix (from the clip's cache when an equal prefix was run) and the
-    seconds spent prefilling it (0 when cached)."""
+    seconds spent prefilling it (0 when cached).
+
+    Args:
+        bundle: the model that encoded ``clip``.
+        clip: an encoded clip (:func:`~garvideo.pipeline.encoding.encode_clip`).
+        inputs: the request's prompt on ``clip``.
+
+    Raises:
+        InputError: the clip is not encoded.
+    """
     # Keyed by the features' model/settings key too: a cache never outlives the features it came from.
     key = (clip.cache_key, *inputs.input_ids[0, : inputs.prefix_length].tolist())
     cached = clip.prefix_caches.get(key)
     if cached is not None:
         clip.prefix_caches.move_to_end(key)
         return cached, 0.0
-    t0 = time.perf_counter()
     feats = clip.features
+    if feats is None:
+        raise InputError(clip.source, "the prepared clip is not encoded")
+    t0 = time.perf_counter()
     embeds = bundle.embed_prompt(inputs.input_ids[:, : inputs.prefix_length], feats.tokens, clip.regions)
     cache = bundle.prefill(embeds)  # (1, P, D) -> KV cache
     clip.prefix_caches[key] = cache
@@ -41,28 +56,38 @@ def clip_prefix(bundle: Any, clip: PreparedClip, inputs: PromptInputs) -> tuple[
 
 
 def run_request(
-    gv: GarVideo,
+    bundle: GarBundle,
     clip: PreparedClip,
-    question: str | None,
-    options: Sequence[str] | None,
-    stream: StreamFn | None,
-    max_new_tokens: int | None,
-    generate_kwargs: dict[str, Any],
-    source: str,
-) -> tuple[Any, PromptInputs, dict[str, float]]:
-    """Encode (if needed), assemble, check the budget, prefill (or reuse) the prefix and generate."""
-    new = gv.max_new_tokens if max_new_tokens is None else int(max_new_tokens)
-    if new < 1:
-        raise InputError("--max-new-tokens", f"must be >= 1, got {new}")
-    gv.encode(clip)
-    inputs = gv.prompt_inputs(clip, question, options)
-    check_budget(inputs, new, gv.context_length(), source)
-    prefix, prefill_s = clip_prefix(gv.bundle, clip, inputs)
-    suffix_ids = inputs.input_ids[:, inputs.prefix_length :]
+    inputs: PromptInputs,
+    *,
+    max_new_tokens: int,
+    stream: StreamFn | None = None,
+    generate_kwargs: Mapping[str, Any] | None = None,
+) -> tuple[GenerationResult, dict[str, float]]:
+    """Prefill (or reuse) the prompt prefix of ``inputs`` on the encoded ``clip`` and generate the answer.
+
+    Args:
+        bundle: the model that encoded ``clip``.
+        clip: an encoded clip.
+        inputs: the request's prompt (budget already checked).
+        max_new_tokens: the request's new tokens.
+        stream: called with each new piece of text.
+        generate_kwargs: passed to generation (greedy unless ``do_sample=True``).
+
+    Returns:
+        The generation and the seconds of its stages (``prefill``, ``generation``).
+
+    Raises:
+        InputError: the clip is not encoded.
+    """
+    prefix, prefill_s = clip_prefix(bundle, clip, inputs)
+    suffix_ids = inputs.input_ids[:, inputs.prefix_length :]  # (1, S): the text after the last region token
     t0 = time.perf_counter()
-    gen = gv.bundle.generate_from(prefix, suffix_ids, on_text=stream, max_new_tokens=new, **generate_kwargs)
+    gen = bundle.generate_from(
+        prefix, suffix_ids, on_text=stream, max_new_tokens=max_new_tokens, **dict(generate_kwargs or {})
+    )
     gen_s = time.perf_counter() - t0
-    return gen, inputs, {"prefill": prefill_s, "generation": gen_s}
+    return gen, {"prefill": prefill_s, "generation": gen_s}
 
 
 def clip_stage_timings(clip: PreparedClip) -> dict[str, float]:

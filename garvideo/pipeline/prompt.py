@@ -5,14 +5,26 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from garvideo.errors import InputError
-from garvideo.pipeline.clip import PreparedClip
+from garvideo.model.prompts import (
+    IMAGE_TOKEN_ID,
+    REGION_TOKEN_IDS,
+    build_video_prompt,
+    format_multiple_choice,
+    prompt_indices,
+    prompt_token,
+    video_region_order,
+)
+from garvideo.pipeline.prepared import PreparedClip
 
-__all__ = ["PromptInputs", "build_prompt_inputs", "check_budget", "check_question", "rewrite_object_refs"]
+if TYPE_CHECKING:
+    from garvideo.model import GarBundle
+
+__all__ = ["PromptInputs", "build_prompt_inputs", "check_question", "rewrite_object_refs"]
 
 _OBJECT_REF = re.compile(r"<object(\d+)>")
 
@@ -25,15 +37,15 @@ def check_question(question: str | None, options: Sequence[str] | None) -> list[
     """
     if question is None:
         if options is not None:
-            raise InputError("--option", "options need a question")
+            raise InputError("options", "options need a question")
         return None
     if not isinstance(question, str) or not question.strip():
-        raise InputError("--question", "the question is empty")
+        raise InputError("question", "the question is empty")
     if options is None:
         return None
     out = [str(o) for o in options]
     if len(out) < 2:
-        raise InputError("--option", f"a multiple-choice question needs at least 2 options, got {len(out)}")
+        raise InputError("options", f"a multiple-choice question needs at least 2 options, got {len(out)}")
     return out
 
 
@@ -44,15 +56,13 @@ def rewrite_object_refs(question: str, num_objects: int) -> str:
     Raises:
         InputError: a reference to an object that was not given.
     """
-    from garvideo.model.prompts import prompt_indices, prompt_token
-
     indices = prompt_indices(num_objects, ask=True)
 
     def sub(m: re.Match[str]) -> str:
         k = int(m.group(1))
         if k >= num_objects:
             raise InputError(
-                "--question",
+                "question",
                 f"refers to <object{k}> but only {num_objects} object(s) were given (<object0>"
                 + (f"..<object{num_objects - 1}>)" if num_objects > 1 else ")"),
             )
@@ -84,21 +94,26 @@ class PromptInputs:
 
 
 def build_prompt_inputs(
-    bundle: Any, clip: PreparedClip, question: str | None = None, options: Sequence[str] | None = None
+    bundle: GarBundle, clip: PreparedClip, question: str | None = None, options: Sequence[str] | None = None
 ) -> PromptInputs:
     """The token ids of a describe (``question=None``) or ask request on ``clip``.
 
     The question's ``<objectK>`` references become the objects' prompt tokens; with ``options``, the
-    question is put in the model's multiple-choice format (:func:`format_multiple_choice`).
-    """
-    from garvideo.model.prompts import (
-        IMAGE_TOKEN_ID,
-        REGION_TOKEN_IDS,
-        build_video_prompt,
-        format_multiple_choice,
-        video_region_order,
-    )
+    question is put in the model's multiple-choice format (:func:`format_multiple_choice`). Only the
+    clip's keyframes and presence are read: the clip need not be encoded.
 
+    Args:
+        bundle: the loaded model (its tokenizer).
+        clip: the prepared clip.
+        question: the question (objects as ``<objectK>``), ``None`` for a describe request.
+        options: the options of a multiple-choice question (checked by :func:`check_question`).
+
+    Returns:
+        The prompt's text, ``(1, L)`` ids, prefix length and region order.
+
+    Raises:
+        InputError: a reference to an object that was not given.
+    """
     instruction = None
     if question is not None:
         instruction = rewrite_object_refs(question, clip.num_objects)
@@ -110,14 +125,3 @@ def build_prompt_inputs(
     where = torch.isin(ids[0], special).nonzero().reshape(-1)
     prefix_length = int(where[-1]) + 1 if where.numel() else 0
     return PromptInputs(text, ids, prefix_length, video_region_order(clip.present))
-
-
-def check_budget(inputs: PromptInputs, max_new_tokens: int, context: int, source: str) -> None:
-    """Refuse a request whose prompt plus ``max_new_tokens`` exceeds ``context`` (nothing is truncated)."""
-    if inputs.length + max_new_tokens > context:
-        raise InputError(
-            source,
-            f"the prompt ({inputs.length} tokens) plus {max_new_tokens} new tokens exceeds the model's "
-            f"{context}-position context; use fewer keyframes (--num-frames), fewer objects, a shorter "
-            "question or fewer new tokens (nothing is truncated)",
-        )

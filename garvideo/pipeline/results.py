@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 if TYPE_CHECKING:
-    from garvideo.pipeline.clip import PreparedClip
+    import torch
 
-__all__ = ["AnswerResult", "DescribeResult", "build_result", "result_fields"]
+    from garvideo.model import GarBundle, GenerationResult
+    from garvideo.pipeline.prepared import PreparedClip
+
+__all__ = ["AnswerResult", "DescribeResult", "build_result", "dtype_name", "result_fields"]
 
 
 @dataclass
@@ -115,6 +118,14 @@ class AnswerResult(DescribeResult):
         return out
 
 
+@overload
+def build_result(fields: dict[str, Any], question: None, options: None) -> DescribeResult: ...
+@overload
+def build_result(fields: dict[str, Any], question: str, options: list[str] | None) -> AnswerResult: ...
+@overload
+def build_result(
+    fields: dict[str, Any], question: str | None, options: list[str] | None
+) -> DescribeResult | AnswerResult: ...
 def build_result(
     fields: dict[str, Any], question: str | None, options: list[str] | None
 ) -> DescribeResult | AnswerResult:
@@ -124,6 +135,7 @@ def build_result(
         return DescribeResult(**fields)
     letter = None
     if options is not None:
+        # Local: garvideo.model.loading imports transformers; the results module stays light.
         from garvideo.model import parse_choice
 
         letter = parse_choice(fields["text"], len(options))
@@ -132,26 +144,37 @@ def build_result(
     )
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """A dtype's short name: ``torch.bfloat16`` -> ``"bfloat16"`` (the results' ``dtype``)."""
+    return str(dtype).replace("torch.", "")
+
+
 def result_fields(
     clip: PreparedClip,
-    model: str,
-    text: str,
+    bundle: GarBundle,
+    gen: GenerationResult,
     prompt_tokens: int,
-    new_tokens: int,
     timings: dict[str, float],
-    dtype: str,
 ) -> dict[str, Any]:
-    """The :class:`DescribeResult` fields of one request on ``clip``."""
+    """The :class:`DescribeResult` fields of one request on ``clip``.
+
+    Args:
+        clip: the clip asked about.
+        bundle: the model that answered (its name and dtype).
+        gen: the generation (text and new tokens).
+        prompt_tokens: the prompt's length.
+        timings: seconds by stage.
+    """
     return {
-        "text": text,
+        "text": gen.text,
         "frames": list(clip.frames),
         "objects": clip.objects_json(),
         "tracker": clip.tracker,
         "tracker_reason": clip.tracker_reason,
-        "model": model,
+        "model": str(bundle.name),
         "timings": timings,
         "notes": list(clip.notes),
         "prompt_tokens": prompt_tokens,
-        "new_tokens": new_tokens,
-        "dtype": dtype,
+        "new_tokens": gen.num_tokens,
+        "dtype": dtype_name(bundle.dtype),
     }

@@ -43,14 +43,17 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import StreamingResponse
 
 from garvideo.errors import InputError
+from garvideo.model.prompts import MAX_REGIONS
+from garvideo.pipeline import GarVideo, Question, rewrite_object_refs
 from garvideo.serve.cache import ClipCache
 from garvideo.serve.media import MediaStore, ObjectSpec, VideoSource, clip_key, decode_masks, too_large
-from garvideo.serve.metrics import CONTENT_TYPE, StatusCounter
+from garvideo.serve.metrics import CONTENT_TYPE, ServeMetrics, StatusCounter
 from garvideo.serve.prompts import TextObjects, check_prompts, prepare_kwargs
 from garvideo.serve.schema import ApiError, ChatRequest, chunk_body, completion_body, error_body, new_id
 
@@ -61,16 +64,20 @@ logger = logging.getLogger(__name__)
 SERVED_MODEL = "garvideo"
 """The model id the API lists and accepts (the loaded checkpoint's own name is accepted too)."""
 
-# Where a pipeline InputError's source points in the request.
-_PARAMS = {
-    "--question": "messages",
-    "describe": "max_tokens",
-    "--option": "options",
-    "--mask": "masks",
+#: Library field (a pipeline :class:`~garvideo.errors.InputError`'s ``source``) -> the request parameter
+#: it comes from (the OpenAI error's ``param``). A source not listed gives ``param: null``.
+API_PARAMS: dict[str, str] = {
+    "question": "messages",
+    "options": "options",
     "masks": "masks",
-    "--frame": "masks",
-    "--num-frames": "num_frames",
-    "--max-new-tokens": "max_tokens",
+    "frame": "masks",
+    "points": "masks",
+    "box": "masks",
+    "text": "masks",
+    "text_pick": "masks",
+    "num_frames": "num_frames",
+    "max_new_tokens": "max_tokens",
+    "describe": "max_tokens",  # the token budget of a description: its prompt and max_tokens
 }
 
 
@@ -183,9 +190,7 @@ class Engine:
     join a running batch).
     """
 
-    def __init__(self, gv: Any, config: ServeConfig) -> None:
-        from garvideo.serve.metrics import ServeMetrics
-
+    def __init__(self, gv: GarVideo, config: ServeConfig) -> None:
         if config.max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {config.max_batch_size}")
         if config.prepare_workers < 1:
@@ -399,8 +404,6 @@ class Engine:
         return stream
 
     def _run(self, batch: list[Task]) -> None:
-        from garvideo.pipeline import Question
-
         t0 = time.perf_counter()
         self.metrics.batch_rows.observe(len(batch))
         for t in batch:
@@ -408,7 +411,7 @@ class Engine:
         try:
             if len(batch) == 1 and batch[0].job.generate_kwargs:
                 t = batch[0]
-                kw = {"stream": self._stream_fn(t), "max_new_tokens": t.job.max_new_tokens}
+                kw: dict[str, Any] = {"stream": self._stream_fn(t), "max_new_tokens": t.job.max_new_tokens}
                 kw.update(t.job.generate_kwargs)
                 if t.job.question is None:
                     result = self.gv.describe(t.clip, **kw)
@@ -474,8 +477,6 @@ class Engine:
 # request → job
 # ----------------------------------------------------------------------------------------------------
 def _parse(body: bytes) -> ChatRequest:
-    from pydantic import ValidationError
-
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -528,11 +529,8 @@ def _question_and_video(req: ChatRequest) -> tuple[str, str, list[str]]:
     return text.strip(), urls[0], notes
 
 
-def build_job(req: ChatRequest, gv: Any, media: MediaStore, texts: TextObjects | None = None) -> Job:
+def build_job(req: ChatRequest, gv: GarVideo, media: MediaStore, texts: TextObjects | None = None) -> Job:
     """Check a request fully (video, masks, references) and turn it into a :class:`Job`."""
-    from garvideo.model.prompts import MAX_REGIONS
-    from garvideo.pipeline import rewrite_object_refs
-
     if req.n not in (None, 1):
         raise ApiError(400, "n must be 1 (one answer per request)", "n")
     question, url, notes = _question_and_video(req)
@@ -575,7 +573,7 @@ def _as_api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, InputError):
-        return ApiError(400, exc.problem, _PARAMS.get(exc.source or "", None), "bad_input")
+        return ApiError(400, exc.problem, API_PARAMS.get(exc.source or ""), "bad_input")
     logger.error("internal error", exc_info=(type(exc), exc, exc.__traceback__))
     return ApiError(500, f"internal error ({type(exc).__name__}); see the server log", None, "internal_error")
 
@@ -626,7 +624,7 @@ class _ClosingStream(StreamingResponse):
             self.on_close()
 
 
-def create_app(gv: Any, config: ServeConfig | None = None) -> Any:
+def create_app(gv: GarVideo, config: ServeConfig | None = None) -> FastAPI:
     """The FastAPI app serving ``gv`` (a :class:`garvideo.pipeline.GarVideo`, model loaded or not).
 
     Routes: ``GET /health`` and ``GET /metrics`` (Prometheus text; no key needed), ``GET /v1/models``,
@@ -796,12 +794,12 @@ def create_app(gv: Any, config: ServeConfig | None = None) -> Any:
                 engine.count("cancelled")
                 return Response(status_code=499)
             if first[0] == "done" and first[1].exception() is not None:
-                exc = first[1].exception()
-                if isinstance(exc, ClientGone):
+                failure = first[1].exception()
+                if isinstance(failure, ClientGone):
                     engine.count("cancelled")
                     return Response(status_code=499)
                 engine.count("failed")
-                raise _as_api_error(exc)
+                raise _as_api_error(failure)
 
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
 

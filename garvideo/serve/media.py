@@ -24,7 +24,9 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from garvideo.errors import InputError
+from garvideo.masks import load_mask, rle_decode
 from garvideo.serve.schema import ApiError, MaskSpec
+from garvideo.video import FRAME_EXTENSIONS, open_video
 
 __all__ = ["MediaStore", "ObjectSpec", "VideoSource", "clip_key", "decode_masks"]
 
@@ -199,7 +201,6 @@ class MediaStore:
 
     # -- hashes and facts --------------------------------------------------------------------------------
     def _hash_path(self, path: Path) -> str:
-        from garvideo.video import FRAME_EXTENSIONS
 
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FRAME_EXTENSIONS)
@@ -232,7 +233,6 @@ class MediaStore:
             if digest in self._facts:
                 self._facts.move_to_end(digest)
                 return self._facts[digest]
-        from garvideo.video import open_video
 
         try:
             with open_video(path) as video:
@@ -299,8 +299,6 @@ def decode_masks(
                 400, f"masks[{i}].pick chooses a text candidate: give it with text", f"masks[{i}].pick"
             )
         if kind == "rle":
-            from garvideo.masks import rle_decode
-
             try:
                 m = rle_decode(spec.rle, source=param, size=size)  # type: ignore[arg-type]
             except InputError as exc:
@@ -330,7 +328,6 @@ def _non_empty(m: np.ndarray, param: str) -> np.ndarray:
 
 
 def _png_masks(data: str, size: tuple[int, int], param: str) -> list[np.ndarray]:
-    from garvideo.masks import load_mask
 
     payload = data.partition(",")[2] if data.startswith("data:") else data
     try:

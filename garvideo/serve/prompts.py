@@ -8,26 +8,27 @@ differently changes only this module.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from garvideo.errors import InputError
+from garvideo.errors import InputError, ModelUnavailableError
 from garvideo.serve.media import ObjectSpec
 from garvideo.serve.schema import ApiError
+from garvideo.trackers import Prompt, masks_from_prompts
+from garvideo.trackers.text import NoTextMatchError, TextDetection, TextDetector, text_prompts
+from garvideo.video import open_video
+
+if TYPE_CHECKING:
+    from garvideo.pipeline import GarVideo
 
 __all__ = ["NEEDS_SAM2", "TextObjects", "check_prompts", "prepare_kwargs"]
 
 NEEDS_SAM2 = "points/box prompts need a SAM 2 checkpoint"
 
 
-def _masks_from_prompts() -> Any:
-    import garvideo.trackers
-
-    return getattr(garvideo.trackers, "masks_from_prompts", None)
-
-
-def check_prompts(gv: Any, objects: Sequence[ObjectSpec]) -> None:
+def check_prompts(gv: GarVideo, objects: Sequence[ObjectSpec]) -> None:
     """Refuse points/box objects the server cannot segment (before the request is queued).
 
     Raises:
@@ -44,32 +45,21 @@ def check_prompts(gv: Any, objects: Sequence[ObjectSpec]) -> None:
             "masks",
             "sam2_required",
         )
-    if _masks_from_prompts() is None:
-        raise ApiError(
-            400,
-            f"{NEEDS_SAM2} and a garvideo that segments them (garvideo.trackers.masks_from_prompts); send "
-            "the objects as rle or png masks",
-            "masks",
-            "sam2_required",
-        )
 
 
-def prepare_kwargs(gv: Any, objects: Sequence[ObjectSpec], frame: int, video: Path) -> dict[str, Any]:
+def prepare_kwargs(gv: GarVideo, objects: Sequence[ObjectSpec], frame: int, video: Path) -> dict[str, Any]:
     """``prepare`` keyword arguments for the objects on ``frame`` of ``video`` (run in the model thread:
     points and boxes are segmented by SAM 2 on the prompt frame here)."""
     if all(o.mask is not None for o in objects):
         return {"masks": [o.mask for o in objects], "frame": frame}
     check_prompts(gv, objects)
-    from garvideo.trackers import Prompt
-    from garvideo.video import open_video
-
     prompts = [
         Prompt(obj_id=i + 1, frame=frame, mask=o.mask, points=o.points, labels=o.labels, box=o.box)
         for i, o in enumerate(objects)
     ]
     try:
         with open_video(video) as vid:
-            masks = _masks_from_prompts()(gv.tracker, vid, prompts)
+            masks = masks_from_prompts(gv.tracker, vid, prompts)
     except InputError as exc:  # e.g. SAM 2 found nothing at a point
         raise ApiError(400, exc.problem, "masks", "bad_prompt") from None
     return {"masks": masks, "frame": frame}
@@ -85,17 +75,15 @@ class TextObjects:
         checkpoint: str | None = None,
         threshold: float = 0.5,
         device: str | None = None,
-        detector: Any = None,
+        detector: TextDetector | None = None,
     ) -> None:
-        import threading
-
         self.checkpoint, self.threshold, self.device = checkpoint, float(threshold), device
         self._detector = detector
         self._lock = threading.Lock()
 
     def resolve(
         self, objects: Sequence[ObjectSpec], frame: int, video: Path
-    ) -> tuple[list[ObjectSpec], list[Any]]:
+    ) -> tuple[list[ObjectSpec], list[TextDetection]]:
         """``objects`` with each text one replaced by the mask of its chosen candidate, and the
         :class:`~garvideo.trackers.text.TextDetection` of each text (in order; none without text).
 
@@ -107,10 +95,6 @@ class TextObjects:
         texts = [o for o in objects if o.kind == "text"]
         if not texts:
             return list(objects), []
-        from garvideo.errors import ModelUnavailableError
-        from garvideo.trackers.text import NoTextMatchError, TextDetector, text_prompts
-        from garvideo.video import open_video
-
         with self._lock:
             try:
                 if self._detector is None:

@@ -10,10 +10,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from garvideo.batch import ANSWER_KEYS
 from garvideo.cli import app
-from garvideo.jsonl import read_jsonl
 from garvideo.masks import rle_encode
+from garvideo.runs.lines import read_jsonl
+from garvideo.runs.records import ANSWER_KEYS
 
 runner = CliRunner()
 

@@ -1,4 +1,4 @@
-"""Prefetching and batched answering (garvideo.batch.QuestionRunner) give the serial run's records.
+"""Prefetching and batched answering (garvideo.runs.engine.QuestionRunner) give the serial run's records.
 
 Batch QA on the synthetic clip and VideoRefer-Bench-Q on the shared mini file, with the tiny random GAR
 in float32: ``--prefetch 2`` and ``--batch-size 4`` (and both) must write byte-identical files to the
@@ -15,11 +15,13 @@ import threading
 import pytest
 from typer.testing import CliRunner
 
-from garvideo.batch import QuestionRunner, RunnerStats, run_batch
 from garvideo.cli import app
 from garvideo.errors import InputError
 from garvideo.eval.videorefer_q import run_videorefer_q
-from garvideo.jsonl import RunInterrupted, read_jsonl
+from garvideo.runs.batch_qa import run_batch_qa
+from garvideo.runs.engine import QuestionRunner, RunnerStats
+from garvideo.runs.lines import read_jsonl
+from garvideo.runs.loop import RunInterrupted
 
 MINI = "data/videorefer-mini/VideoRefer-Bench-Q-mini.json"
 runner = CliRunner()
@@ -70,7 +72,7 @@ def questions(sample_clip, tmp_path):
 def test_batch_qa_prefetch_batches_and_ctrl_c_match_the_serial_run(questions, flow_gv, tmp_path, stripped):
     serial_stats = RunnerStats()
     serial = tmp_path / "serial.jsonl"
-    run_batch(questions, serial, flow_gv, prefetch=0, batch_size=1, stats=serial_stats)
+    run_batch_qa(questions, serial, flow_gv, prefetch=0, batch_size=1, stats=serial_stats)
     reference = stripped(serial)
     recs = {r["id"]: r for r in read_jsonl(serial).records}
     assert [k for k, r in recs.items() if r["error"]] == ["missing", "bad-ref", "no-question"]
@@ -79,7 +81,7 @@ def test_batch_qa_prefetch_batches_and_ctrl_c_match_the_serial_run(questions, fl
     for prefetch, batch_size in [(2, 4), (1, 3)]:
         stats = RunnerStats()
         out = tmp_path / f"p{prefetch}-b{batch_size}.jsonl"
-        run_batch(questions, out, flow_gv, prefetch=prefetch, batch_size=batch_size, stats=stats)
+        run_batch_qa(questions, out, flow_gv, prefetch=prefetch, batch_size=batch_size, stats=stats)
         assert stripped(out) == reference, (prefetch, batch_size)
         assert stats.clips == 5 and stats.questions == 9
         timings = {r["id"]: r["timings"] for r in read_jsonl(out).records}
@@ -96,10 +98,10 @@ def test_batch_qa_prefetch_batches_and_ctrl_c_match_the_serial_run(questions, fl
             raise KeyboardInterrupt
 
     with pytest.raises(RunInterrupted) as exc:
-        run_batch(questions, out, flow_gv, prefetch=3, batch_size=2, progress=stop_after_two)
+        run_batch_qa(questions, out, flow_gv, prefetch=3, batch_size=2, progress=stop_after_two)
     assert exc.value.summary.written == 2 and len(read_jsonl(out).records) == 2
     assert not _prepare_threads()
-    summary = run_batch(questions, out, flow_gv, prefetch=3, batch_size=2)
+    summary = run_batch_qa(questions, out, flow_gv, prefetch=3, batch_size=2)
     assert summary.skipped == 2 and summary.written == 7 and summary.complete
     assert stripped(out) == reference
 
@@ -128,7 +130,7 @@ def test_batch_command_takes_prefetch_and_batch_size(questions, tiny_model_dir, 
 def test_eval_prefetch_batches_and_shards_by_clip_match_the_serial_run(
     shared_dir, gv, tmp_path, stripped, caplog
 ):
-    caplog.set_level(logging.INFO, logger="garvideo.batch")
+    caplog.set_level(logging.INFO, logger="garvideo.runs.engine")
     data, root = shared_dir / MINI, shared_dir / "data" / "davis2016"
     serial = tmp_path / "serial.jsonl"
     serial_res = run_videorefer_q(data, root, serial, gv, prefetch=0, batch_size=1)
@@ -160,7 +162,7 @@ def test_eval_prefetch_batches_and_shards_by_clip_match_the_serial_run(
 
 
 def test_runner_options_are_checked(gv):
-    with pytest.raises(InputError, match="--prefetch"):
+    with pytest.raises(InputError, match="prefetch: must be an integer >= 0"):
         QuestionRunner(gv, prefetch=-1)
-    with pytest.raises(InputError, match="--batch-size"):
+    with pytest.raises(InputError, match="batch_size: must be an integer >= 1"):
         QuestionRunner(gv, batch_size=0)

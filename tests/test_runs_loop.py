@@ -1,4 +1,4 @@
-"""Resumable, sharded JSONL runs (garvideo.jsonl).
+"""Resumable, sharded JSONL runs (garvideo.runs.loop; shards merged by garvideo.runs.merge).
 
 Runs here use a small real answering function: a deterministic function of the item (a hash of its
 text), so two runs agree exactly. Records carry ``timings`` (wall times, which differ between runs);
@@ -19,16 +19,10 @@ from pathlib import Path
 import pytest
 
 from garvideo.errors import InputError
-from garvideo.jsonl import (
-    JsonlRun,
-    RunInterrupted,
-    Shard,
-    find_parts,
-    merge_shards,
-    read_jsonl,
-    resolve_shard,
-    run_jsonl,
-)
+from garvideo.runs.lines import read_jsonl
+from garvideo.runs.loop import JsonlRun, RunInterrupted, run_jsonl
+from garvideo.runs.merge import merge_shards
+from garvideo.runs.shards import Shard, find_parts, resolve_shard
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -166,23 +160,6 @@ def test_sharded_and_merged_equals_single(tmp_path, count, consecutive, stripped
     assert stripped(out) == stripped(ref) if consecutive else sorted(stripped(out)) == sorted(stripped(ref))
 
 
-def test_shard_by_group_is_balanced_and_reduces_to_slices():
-    # groups of one item: exactly the contiguous slices
-    for n, count in [(10, 3), (7, 7), (5, 2), (3, 4)]:
-        for i in range(count):
-            assert Shard(i, count).indices(n, list(range(n))) == list(range(*Shard(i, count).bounds(n)))
-    # clips of 1 to 6 questions: whole clips, consecutive clips together, balanced to half a clip
-    sizes = [5, 1, 6, 2, 3, 3, 4, 1, 5, 2]
-    groups = [g for g, size in enumerate(sizes) for _ in range(size)]
-    n, count = len(groups), 4
-    ranks = Shard(0, count).assign(groups)
-    assert all(len({ranks[i] for i in range(n) if groups[i] == g}) == 1 for g in range(len(sizes)))
-    assert ranks == sorted(ranks)
-    loads = [ranks.count(r) for r in range(count)]
-    assert sum(loads) == n and max(abs(x - n / count) for x in loads) <= max(sizes) / 2 + 1
-    assert [i for i in range(n) if ranks[i] == 2] == Shard(2, count).indices(n, groups)
-
-
 def test_torchrun_env_picks_the_shard(tmp_path, monkeypatch):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -198,18 +175,6 @@ def test_torchrun_env_picks_the_shard(tmp_path, monkeypatch):
     ]
     monkeypatch.delenv("RANK")
     assert resolve_shard(None) == Shard(0, 1)
-
-
-def test_shard_slices_cover_every_item_once():
-    for n in (0, 1, 5, 12, 13):
-        for count in (1, 2, 3, 5, 8):
-            got = [i for k in range(count) for i in Shard(k, count).select(list(range(n)))]
-            assert got == list(range(n)), (n, count)
-    assert Shard.parse(" 2 / 5 ") == Shard(2, 5)
-    for bad in ("5/5", "1", "a/b", "-1/2", "0/0"):
-        with pytest.raises(InputError):
-            Shard.parse(bad)
-    assert Shard.from_env({}) is None
 
 
 def test_merge_checks_the_parts(tmp_path):
@@ -239,7 +204,7 @@ def test_input_errors(tmp_path):
 _CTRL_C_SCRIPT = textwrap.dedent(
     """
     import sys, time
-    from garvideo.jsonl import JsonlRun, RunInterrupted, run_jsonl
+    from garvideo.runs.loop import JsonlRun, RunInterrupted, run_jsonl
 
     def slow(item):
         time.sleep(0.15)

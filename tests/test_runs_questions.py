@@ -1,4 +1,4 @@
-"""Batch QA input: parsing and checking the questions file (garvideo.batch), no model needed."""
+"""Batch QA input: parsing and checking the questions file (garvideo.runs.questions), no model needed."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from garvideo.batch import load_questions
 from garvideo.errors import InputError
+from garvideo.runs.questions import load_questions, plan_batch_qa
 
 
 def write(path, lines):
@@ -74,15 +74,14 @@ def test_file_level_errors_stop_before_any_work(tmp_path):
         load_questions(write(tmp_path / "q.jsonl", []))
 
 
-def test_plan_batch_refuses_to_overwrite_the_questions_and_checks_the_shard(tmp_path):
-    from garvideo.batch import plan_batch
-
+def test_plan_batch_qa_refuses_to_overwrite_the_questions_and_checks_the_shard(tmp_path):
     q = write(tmp_path / "q.jsonl", [{"id": 1, "video": "v", "mask": "m", "question": "q"}])
     with pytest.raises(InputError, match="the video of the first question"):  # checked up front
-        plan_batch(q, tmp_path / "a.jsonl")
+        plan_batch_qa(q, tmp_path / "a.jsonl")
     (tmp_path / "v").mkdir()
-    assert [x.id for x in plan_batch(q, tmp_path / "a.jsonl", shard="1/2")] == [1]
+    assert [x.id for x in plan_batch_qa(q, tmp_path / "a.jsonl", shard="1/2")] == [1]
     with pytest.raises(InputError, match="is the questions file itself"):
-        plan_batch(q, q)
-    with pytest.raises(InputError, match="--shard"):
-        plan_batch(q, tmp_path / "a.jsonl", shard="3/2")
+        plan_batch_qa(q, q)
+    with pytest.raises(InputError, match="shard") as exc:
+        plan_batch_qa(q, tmp_path / "a.jsonl", shard="3/2")
+    assert exc.value.source == "shard"  # a field: the CLI says --shard
