@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from garvideo.errors import InputError, PathLike
+from garvideo.run_settings import read_settings, short_value
+from garvideo.runs.lines import read_jsonl
 
 # The five question types of VideoRefer-Bench-Q, in the order of the published table
 # (DAMO-NLP-SG/VideoRefer, benchmark/README.md).
@@ -295,8 +297,6 @@ def load_predictions(path: PathLike) -> list[dict[str, Any]]:
     Raises:
         InputError: missing or empty file, a malformed line, or a line without the official keys.
     """
-    from garvideo.runs.lines import read_jsonl
-
     p = Path(path)
     if not p.is_file():
         raise InputError(p, "no such predictions file")
@@ -317,8 +317,6 @@ def recorded_settings(predictions: PathLike) -> dict[str, Any] | None:
     Raises:
         InputError: an unreadable settings file.
     """
-    from garvideo.run_settings import read_settings
-
     found = read_settings(predictions)
     return None if found is None else dict(found.settings)
 
@@ -371,8 +369,6 @@ def settings_line(scores: Scores) -> str:
         return (
             "settings: not recorded (predictions made elsewhere or by an older garvideo: no .settings.json)"
         )
-    from garvideo.run_settings import short_value
-
     return ", ".join(f"{k}: {short_value(v)}" for k, v in scores.settings.items())
 
 

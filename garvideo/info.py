@@ -61,10 +61,10 @@ def _version(dist: str) -> str | None:
 def find_local_checkpoints() -> list[CheckpointInfo]:
     """Checkpoints usable without a download: the HF hub cache and the ``GARVIDEO_*`` variables."""
     found: list[CheckpointInfo] = []
-    for var, kind in (("GARVIDEO_MODEL", "gar"), ("GARVIDEO_SAM2_CHECKPOINT", "sam2")):
+    for var, var_kind in (("GARVIDEO_MODEL", "gar"), ("GARVIDEO_SAM2_CHECKPOINT", "sam2")):
         value = os.environ.get(var)
         if value and os.path.exists(value):
-            found.append(CheckpointInfo(kind, value, os.path.abspath(value), f"env:{var}"))
+            found.append(CheckpointInfo(var_kind, value, os.path.abspath(value), f"env:{var}"))
     try:
         from huggingface_hub import scan_cache_dir
 

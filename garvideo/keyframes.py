@@ -158,14 +158,14 @@ def select_keyframes(
     """
     if strategy not in STRATEGIES:
         raise InputError(
-            "--keyframes", f"unknown keyframe strategy {strategy!r} (choose from {', '.join(STRATEGIES)})"
+            "keyframes", f"unknown keyframe strategy {strategy!r} (choose from {', '.join(STRATEGIES)})"
         )
     if not isinstance(k, (int, np.integer)) or k < 1:
-        raise InputError("--num-frames", f"the number of keyframes must be a positive integer, got {k!r}")
+        raise InputError("num_frames", f"the number of keyframes must be a positive integer, got {k!r}")
     if num_frames < 1:
         raise InputError(None, f"the clip has no frames (num_frames={num_frames})")
     if include_frame is not None and not 0 <= include_frame < num_frames:
-        raise InputError("--frame", f"frame {include_frame} is outside the clip (0..{num_frames - 1})")
+        raise InputError("frame", f"frame {include_frame} is outside the clip (0..{num_frames - 1})")
     k = int(k)
 
     if strategy == "uniform":
@@ -174,7 +174,7 @@ def select_keyframes(
         frames = _videorefer_midpoints(num_frames, k)
     elif strategy == "visible":
         if visible is None:
-            raise InputError("--keyframes", "the 'visible' strategy needs per-frame visibility from tracking")
+            raise InputError("keyframes", "the 'visible' strategy needs per-frame visibility from tracking")
         vis = np.asarray(visible, dtype=bool)
         if vis.ndim == 1:
             vis = vis[:, None]
@@ -185,9 +185,9 @@ def select_keyframes(
         frames = _visible_tiers(vis, k)
     else:  # "fps"
         if fps is None or not fps > 0:
-            raise InputError("--keyframes", "the 'fps' strategy needs the clip's frame rate")
+            raise InputError("keyframes", "the 'fps' strategy needs the clip's frame rate")
         if per_second is None or not per_second > 0:
-            raise InputError("--per-second", f"keyframes per second must be positive, got {per_second!r}")
+            raise InputError("per_second", f"keyframes per second must be positive, got {per_second!r}")
         frames = _per_second(num_frames, float(fps), float(per_second))
         if len(frames) > k:
             logger.info("fps strategy gives %d frames, thinned to %d", len(frames), k)

@@ -25,7 +25,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+from PIL import Image
 
 from garvideo.errors import InputError, PathLike
 
@@ -56,7 +58,7 @@ def rle_decode(
         InputError: the RLE is malformed (missing keys, bad size, counts that do not sum to h*w), or its
             size differs from ``size``.
     """
-    from pycocotools import mask as mask_utils
+    from pycocotools import mask as mask_utils  # only for COCO RLE (it warns on import under NumPy 2)
 
     if not isinstance(rle, Mapping) or "size" not in rle or "counts" not in rle:
         raise InputError(source, "malformed COCO RLE (expected a dict with 'size' and 'counts')")
@@ -129,7 +131,7 @@ def rle_string_counts(counts: str | bytes) -> list[int]:
 
 def rle_encode(mask: np.ndarray) -> dict[str, Any]:
     """Encode a 2-D mask as a COCO RLE with string counts: ``{"size": [h, w], "counts": str}``."""
-    from pycocotools import mask as mask_utils
+    from pycocotools import mask as mask_utils  # only for COCO RLE (it warns on import under NumPy 2)
 
     m = np.asarray(mask)
     if m.ndim != 2:
@@ -176,8 +178,6 @@ def _split_gray(values: np.ndarray, source: Path) -> list[np.ndarray]:
 
 
 def _read_image(path: Path) -> list[np.ndarray]:
-    from PIL import Image
-
     try:
         with Image.open(path) as im:
             im.load()
@@ -235,8 +235,6 @@ def _read_rle_json(path: Path) -> list[np.ndarray]:
 
 def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize a bool mask to ``size = (height, width)`` with nearest-neighbour sampling."""
-    import cv2
-
     h, w = size
     return cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
 
@@ -342,8 +340,6 @@ def masks_to_id_map(masks: Sequence[np.ndarray], ids: Sequence[int] | None = Non
 
 def save_id_map(path: PathLike, masks: Sequence[np.ndarray], ids: Sequence[int] | None = None) -> Path:
     """Write masks as one mode-``L`` PNG whose pixel value is the object id (0 = background)."""
-    from PIL import Image
-
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(masks_to_id_map(masks, ids), mode="L").save(p)
@@ -352,8 +348,6 @@ def save_id_map(path: PathLike, masks: Sequence[np.ndarray], ids: Sequence[int] 
 
 def save_mask(path: PathLike, mask: np.ndarray) -> Path:
     """Write one bool mask as a mode-``L`` PNG (0 / 255)."""
-    from PIL import Image
-
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.asarray(mask, dtype=bool).astype(np.uint8) * 255, mode="L").save(p)
@@ -408,8 +402,6 @@ def save_palette_png(path: PathLike, masks: Sequence[np.ndarray], ids: Sequence[
     """Write masks as a DAVIS-style palette PNG: mode ``P``, pixel 0 = background, object k (0-based) =
     ``ids[k]`` (default k + 1), coloured with :func:`davis_palette`. :func:`load_mask` reads it back
     into the same objects, in id order."""
-    from PIL import Image
-
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     im = Image.fromarray(masks_to_id_map(masks, ids), mode="P")

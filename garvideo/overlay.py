@@ -118,8 +118,8 @@ def draw_masks(
             raise ValueError(f"mask of object {oid} is {m.shape}, frame is {(h, w)}")
         if not m.any():
             continue
-        color = np.array(object_color(oid), dtype=np.float32)
-        out[m] = (1 - alpha) * out[m] + alpha * color
+        rgb = np.array(object_color(oid), dtype=np.float32)
+        out[m] = (1 - alpha) * out[m] + alpha * rgb
         contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         contours_by_obj.append((oid, m, contours))
     canvas = np.ascontiguousarray(out.round().clip(0, 255).astype(np.uint8))
@@ -298,7 +298,7 @@ class _OpenCVWriter:
     """``.webm`` (VP8) / ``.avi`` (MJPG) through OpenCV."""
 
     def __init__(self, out: Path, size: tuple[int, int], fps: float, fourcc: str) -> None:
-        self.w = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*fourcc), float(fps), size)
+        self.w = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*fourcc), float(fps), size)
         if not self.w.isOpened():
             raise InputError(
                 out,

@@ -26,8 +26,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import cv2
 import numpy as np
+from PIL import Image
 
 from garvideo.errors import InputError, PathLike
 
@@ -252,8 +255,6 @@ def _frame_is_truncated(path: Path) -> bool:
         tail = f.read().rstrip(b"\x00\r\n ")
     if tail.endswith(end):
         return False
-    from PIL import Image
-
     try:
         with Image.open(path) as im:
             im.load()  # PIL raises "image file is truncated" (ImageFile.LOAD_TRUNCATED_IMAGES is off)
@@ -269,9 +270,7 @@ class FrameFolderVideo(Video):
         files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FRAME_EXTENSIONS)
         if not files:
             raise InputError(folder, f"no frames in folder (expected {', '.join(FRAME_EXTENSIONS)} files)")
-        from PIL import Image
-
-        sizes = {}
+        sizes: dict[tuple[int, int], Path] = {}  # (width, height) -> first file of that size
         for f in files:  # image headers only: cheap, and catches mixed sizes before any work starts
             try:
                 with Image.open(f) as im:
@@ -291,8 +290,6 @@ class FrameFolderVideo(Video):
         super().__init__(VideoInfo(os.fspath(folder), len(files), float(fps), height, width, "frames"))
 
     def _read(self, indices: Sequence[int]) -> list[np.ndarray]:
-        import cv2
-
         out = []
         for i in indices:
             data = cv2.imread(os.fspath(self.files[i]), cv2.IMREAD_UNCHANGED)
@@ -311,11 +308,11 @@ class DecordVideo(Video):
     """A video file decoded with decord (seeks to the frames asked for)."""
 
     def __init__(self, path: Path, num_threads: int = 0) -> None:
-        import decord
+        import decord  # only for a decord reader: it loads libav (and must come after cv2, see garvideo/__init__)
 
         if not logger.isEnabledFor(logging.DEBUG):  # FFmpeg's own log lines (decord's libav)
             decord.logging.set_level(decord.logging.QUIET)
-        self._reader = None
+        self._reader: Any = None  # decord.VideoReader (decord has no type hints); None once closed
         with _native_stderr_to_log():
             self._reader = decord.VideoReader(os.fspath(path), ctx=decord.cpu(0), num_threads=num_threads)
             n = len(self._reader)
@@ -350,15 +347,13 @@ class DecordVideo(Video):
 
     def close(self) -> None:
         with _deferred_sigint():  # decord frees its decoder in VideoReader.__del__
-            self._reader = None  # type: ignore[assignment]
+            self._reader = None
 
 
 class OpenCVVideo(Video):
     """A video file decoded with OpenCV: sequential reads, seeking only when jumping backwards or far."""
 
     def __init__(self, path: Path) -> None:
-        import cv2
-
         with _native_stderr_to_log():
             cap = cv2.VideoCapture(os.fspath(path))
         if not cap.isOpened():
@@ -374,23 +369,24 @@ class OpenCVVideo(Video):
             while cap.grab():
                 n += 1
         cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-        self._cap = cap
+        self._cap: cv2.VideoCapture | None = cap  # None once closed
         self._pos = 0  # index of the frame the next read() returns
         h, w = first.shape[:2]
         super().__init__(VideoInfo(os.fspath(path), n, fps, int(h), int(w), "opencv"))
 
     def _read(self, indices: Sequence[int]) -> list[np.ndarray]:
-        import cv2
-
+        cap = self._cap
+        if cap is None:
+            raise ValueError(f"{self.source}: the video is closed")
         out = []
         for i in indices:
             if i < self._pos or i - self._pos > 32:
-                self._cap.set(cv2.CAP_PROP_POS_FRAMES, i)
+                cap.set(cv2.CAP_PROP_POS_FRAMES, i)
                 self._pos = i
             while self._pos < i:
-                self._cap.grab()
+                cap.grab()
                 self._pos += 1
-            ok, frame = self._cap.read()
+            ok, frame = cap.read()
             if not ok or frame is None:
                 raise InputError(self.source, f"cannot decode frame {i} (truncated or corrupt video)")
             self._pos += 1
@@ -442,7 +438,7 @@ def open_video(path: PathLike, *, backend: str = "auto", fps: float = 0.0) -> Vi
     if p.is_dir():
         return FrameFolderVideo(p, fps=fps)
     if backend not in ("auto", "decord", "opencv"):
-        raise InputError("--backend", f"unknown video backend {backend!r} (use auto, decord or opencv)")
+        raise InputError("backend", f"unknown video backend {backend!r} (use auto, decord or opencv)")
     if backend == "auto":
         backend = os.environ.get(BACKEND_ENV, "").strip() or "auto"
         if backend not in ("auto", "decord", "opencv"):

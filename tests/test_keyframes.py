@@ -83,12 +83,15 @@ def test_fps_strategy() -> None:
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(InputError, match="unknown keyframe strategy"):
+    with pytest.raises(InputError, match="unknown keyframe strategy") as exc:
         select_keyframes(10, 4, "random")
-    with pytest.raises(InputError, match="positive integer"):
+    assert exc.value.source == "keyframes"  # the library field, not the CLI flag
+    with pytest.raises(InputError, match="positive integer") as exc:
         select_keyframes(10, 0)
-    with pytest.raises(InputError, match="outside the clip"):
+    assert exc.value.source == "num_frames"
+    with pytest.raises(InputError, match="outside the clip") as exc:
         select_keyframes(10, 4, include_frame=10)
+    assert exc.value.source == "frame"
     with pytest.raises(InputError, match="visibility"):
         select_keyframes(10, 4, "visible")
     with pytest.raises(InputError, match="expected shape"):

@@ -167,7 +167,9 @@ def test_batch_text_records_candidates_errors_and_settings(
     assert recs["t"]["error"] is None and recs["t"]["text"][0]["picked"] == 0
     assert [x["score"] for x in recs["t"]["text"][0]["candidates"]] == want
     assert recs["pick"]["error"] is None and recs["pick"]["text"][0]["picked"] == 1
-    assert "--text-pick: 99 is out of range" in (recs["far-pick"]["error"] or "")
+    # a record's error is the library's InputError (its source a field: text_pick); the CLI's stderr line
+    # names the flag instead (garvideo/cli/_errors.py; test_cli_no_match_and_bad_pick_exit_2)
+    assert "text_pick: 99 is out of range" in (recs["far-pick"]["error"] or "")
     assert "text" not in recs["far-pick"]
     assert "'text'" in recs["bad"]["error"]
     settings = json.loads((tmp_path / "a.settings.json").read_text())["settings"]

@@ -289,14 +289,14 @@ def test_result_storage_round_trips_any_mask():
 def test_robust_affine_ignores_a_second_moving_object():
     """The background model: an affine flow field is recovered exactly although 30 % of the samples
     move otherwise (another object), and the noise scale stays at the noise level."""
-    from garvideo.trackers.flow import _robust_affine
+    from garvideo.trackers.flow.motion import robust_affine
 
     rng = np.random.default_rng(3)
     x, y = rng.uniform(0, 400, 2000).astype(np.float32), rng.uniform(0, 300, 2000).astype(np.float32)
     A = np.array([[-3.0, 1.0], [0.01, 0.0], [0.0, -0.02]])
     uv = np.stack([np.ones_like(x), x, y], 1) @ A + rng.normal(0, 0.1, (2000, 2))
     uv[:600] += np.array([7.0, -4.0])  # a second object
-    fit, scale = _robust_affine(x, y, uv.astype(np.float32))
+    fit, scale = robust_affine(x, y, uv.astype(np.float32))
     assert np.abs(fit - A).max() < 0.03, fit
     assert 0.3 <= scale < 0.5  # the floor (0.3 px); the inlier noise is 0.1 x sqrt(2)
 
@@ -304,11 +304,11 @@ def test_robust_affine_ignores_a_second_moving_object():
 def test_motion_logodds_shape():
     """-2 for background motion, 0 at the midpoint, +positive at the object's own motion, back to 0
     for motion far beyond the object's."""
-    from garvideo.trackers.flow import _motion_logodds
+    from garvideo.trackers.flow.motion import motion_logodds
 
     scale, m_obj = 0.5, 6.5  # tau = 3.5
     r = np.array([0.0, 1.75, 3.5, 5.0, 6.5, 9.75, 13.0, 20.0], np.float32)
-    got = _motion_logodds(r, scale, m_obj, 0.5)
+    got = motion_logodds(r, scale, m_obj, 0.5)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, [-2.0, -1.0, 0.0, 0.25, 0.5, 0.25, 0.0, 0.0], atol=1e-6)
 
@@ -387,12 +387,13 @@ def test_parse_flow_options_types_and_errors():
     assert got == {"work_size": 640, "motion": 0.5, "refine": False, "consistency": True, "preset": "fast"}
     assert isinstance(got["work_size"], int) and isinstance(got["motion"], float)
     assert parse_flow_options([]) == {}
-    for item, needle in [
-        ("bogus=1", "unknown flow option"),
-        ("refine=maybe", "refine takes a bool"),
-        ("work_size=6.5", "work_size takes a int"),
-        ("=3", "KEY=VALUE"),
-        ("preset=slowest", "preset: must be one of"),
+    for item, needle, field in [
+        ("bogus=1", "unknown flow option", "flow_options"),
+        ("refine=maybe", "refine takes a bool", "flow_options"),
+        ("work_size=6.5", "work_size takes a int", "flow_options"),
+        ("=3", "KEY=VALUE", "flow_options"),
+        ("preset=slowest", "preset: must be one of", "preset"),
     ]:
-        with pytest.raises(InputError, match=needle):
+        with pytest.raises(InputError, match=needle) as exc:
             parse_flow_options([item])
+        assert exc.value.source == field  # a library field (the CLI names the flag: cli/_errors.py)

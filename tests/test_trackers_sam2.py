@@ -177,9 +177,13 @@ def test_real_checkpoint_round_trip(tiny_sam2, tmp_path):
     )
     load_sam2_checkpoint(other, str(ckpt))
     mine, theirs = tiny_sam2.model.state_dict(), other.state_dict()
-    assert list(mine) == list(theirs) and len(mine) > 100
+    # The same parameter names first (a missing or extra key would hide behind a zip or a loop over one side),
+    # then every tensor equal, dtype and shape included.
+    assert set(mine) == set(theirs), (sorted(set(mine) ^ set(theirs)))[:10]
+    assert len(mine) > 100
     for k, a in mine.items():
-        assert torch.equal(a, theirs[k]), k
+        b = theirs[k]
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), k
 
 
 def test_hub_id_offline_says_how_to_get_weights(monkeypatch):

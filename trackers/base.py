@@ -99,7 +99,7 @@ class TrackResult:
         """The kept frame indices, ascending."""
         return sorted(self._store)
 
-    def _entry(self, frame: int, obj_id: int) -> tuple[dict, float] | None:
+    def _entry(self, frame: int, obj_id: int) -> tuple[_Runs, float] | None:
         if frame not in self._store:
             raise KeyError(f"frame {frame} is not in the result (kept frames: {self._describe_frames()})")
         if obj_id not in self.object_ids:
@@ -371,7 +371,7 @@ class Tracker:
         if prompt.kind != "mask":
             raise InputError(
                 f"prompt of object {prompt.obj_id}",
-                f"the {self.name} tracker takes mask prompts only, not {prompt.kind} (use --tracker sam2)",
+                f"the {self.name} tracker takes mask prompts only, not {prompt.kind} (use the sam2 tracker)",
             )
 
     def describe(self) -> dict[str, object]:
@@ -440,13 +440,13 @@ def _frames_to_keep(
             raise InputError("frames", f"frame {bad[0]} is out of range: the video has {n} frames")
         return keep
     if stride < 1:
-        raise InputError("--stride", f"must be at least 1, got {stride}")
+        raise InputError("stride", f"must be at least 1, got {stride}")
     s = 0 if start is None else int(start)
     e = n if end is None else int(end)
     if not 0 <= s < n:
-        raise InputError("--start", f"{s} is out of range: the video has {n} frames")
+        raise InputError("start", f"{s} is out of range: the video has {n} frames")
     if not s < e <= n:
-        raise InputError("--end", f"{e} must be in {s + 1}..{n}")
+        raise InputError("end", f"{e} must be in {s + 1}..{n}")
     return list(range(s, e, stride))
 
 

@@ -4,13 +4,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from dataclasses import dataclass
 
+from garvideo import hub  # module attributes: looked up at call time (tests stand in for the hub)
 from garvideo.errors import InputError
+from garvideo.trackers import sam2_backend as sb
 from garvideo.trackers.base import Tracker
 from garvideo.trackers.flow import FlowOptions, FlowTracker
+from garvideo.trackers.hf_video import KINDS, HfVideoTracker
 from garvideo.trackers.names import CHECKPOINT_ENV, HOW_TO_GET_SAM2, TRACKERS
 from garvideo.trackers.static import StaticTracker
 
@@ -52,26 +56,20 @@ def resolve_sam2(
     env = os.environ.get(CHECKPOINT_ENV)
     if env:
         return Sam2Resolution(env, f"${CHECKPOINT_ENV}={env}")
-    import importlib.util
-
     if importlib.util.find_spec("sam2") is None:
         return Sam2Resolution(None, "the sam2 package is not installed (see the README: Install)")
-    from garvideo.trackers import sam2_backend as sb
-
     hit = sb.cached_hub_checkpoint()
     if hit is not None:
         return Sam2Resolution(hit, f"SAM 2.1 checkpoint in the Hugging Face cache ({hit})")
     repo = sb.default_hub_checkpoint(device)
     if not download:
         return Sam2Resolution(None, f"no SAM 2.1 checkpoint on disk ({repo} not downloaded)")
-    from garvideo.hub import hub_offline, hub_unreachable
-
-    if hub_offline():
+    if hub.hub_offline():
         return Sam2Resolution(
             None,
             f"offline (HF_HUB_OFFLINE) and no SAM 2.1 checkpoint on disk, so {repo} cannot be downloaded",
         )
-    unreachable = hub_unreachable()
+    unreachable = hub.hub_unreachable()
     if unreachable is not None:
         return Sam2Resolution(
             None, f"no SAM 2.1 checkpoint on disk and {unreachable}, so {repo} cannot be downloaded"
@@ -105,7 +103,7 @@ def build_tracker(name: str = "auto", **options: object) -> Tracker:
         InputError: an unknown name or option, or an unreadable checkpoint.
     """
     if name not in TRACKERS:
-        raise InputError("--tracker", f"unknown tracker {name!r} (choose from {', '.join(TRACKERS)})")
+        raise InputError("tracker", f"unknown tracker {name!r} (choose from {', '.join(TRACKERS)})")
     sam2_keys = {
         "sam2_checkpoint",
         "sam2_config",
@@ -128,8 +126,6 @@ def build_tracker(name: str = "auto", **options: object) -> Tracker:
             name = "flow"
             selection = f"auto: flow (weight-free, less accurate than SAM 2): {found.reason}; for SAM 2 {HOW_TO_GET_SAM2}"
     elif name in ("sam3", "edgetam"):
-        from garvideo.trackers.hf_video import KINDS
-
         ckpt = options.get(f"{name}_checkpoint") or os.environ.get(KINDS[name].env) or KINDS[name].hub_id
         selection = f"{name}: --tracker {name}, checkpoint {ckpt}"
     elif name == "sam2":
@@ -147,13 +143,9 @@ def build_tracker(name: str = "auto", **options: object) -> Tracker:
     elif name == "flow":
         tracker = FlowTracker(**{k: v for k, v in options.items() if k in flow_keys})  # type: ignore[arg-type]
     elif name in ("sam3", "edgetam"):
-        from garvideo.trackers.hf_video import HfVideoTracker
-
         hf = {k: v for k, v in options.items() if k in {"device", "threads", "every_frame"}}
         tracker = HfVideoTracker(name, checkpoint=options.get(f"{name}_checkpoint"), **hf)  # type: ignore[arg-type]
     else:
-        from garvideo.trackers.sam2_backend import Sam2Tracker
-
-        tracker = Sam2Tracker(**{k: v for k, v in options.items() if k in sam2_keys})  # type: ignore[arg-type]
+        tracker = sb.Sam2Tracker(**{k: v for k, v in options.items() if k in sam2_keys})  # type: ignore[arg-type]
     tracker.selection = selection
     return tracker

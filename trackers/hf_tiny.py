@@ -23,6 +23,8 @@ import os
 from pathlib import Path
 from typing import Any, Union
 
+from garvideo.trackers.hf_video import require_classes
+
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -32,7 +34,7 @@ EDGETAM_TINY_SIZE = 128
 # The characters of the tiny CLIP vocabulary (CLIP lower-cases its input first).
 # A short memory window (the released models read 7 spatial memories and 16 object pointers), so that tests
 # cover clips longer than the window in a few frames.
-TINY_WINDOW = {"num_maskmem": 3, "max_object_pointers_in_encoder": 5}
+TINY_WINDOW: dict[str, Any] = {"num_maskmem": 3, "max_object_pointers_in_encoder": 5}
 _CHARS = "abcdefghijklmnopqrstuvwxyz0123456789.,'!?-"
 
 
@@ -54,7 +56,8 @@ def build_tiny_clip_tokenizer() -> Any:
             merges.append((cur, nxt_tok))
             cur = cur + nxt_tok
             vocab.setdefault(cur, len(vocab))
-    return CLIPTokenizer(vocab=vocab, merges=merges)
+    # merges as (a, b) pairs: transformers 5 takes them (its hint says str / list[str]); the saved files stay as before
+    return CLIPTokenizer(vocab=vocab, merges=merges)  # type: ignore[arg-type]
 
 
 def tiny_sam3_config() -> Any:
@@ -119,9 +122,11 @@ def tiny_sam3_config() -> Any:
         },
         mask_decoder_config={"hidden_size": 128, "num_attention_heads": 2},
     )
+    # image_size: read by the config's __init__ (its **kwargs), not in transformers' typed signature
+    sizes: dict[str, Any] = {"image_size": s}
     tracker = tf.Sam3TrackerVideoConfig(
         vision_config=vision,
-        image_size=s,
+        **sizes,
         prompt_encoder_config={"hidden_size": 128, "image_size": s, "patch_size": 14},
         mask_decoder_config={
             "hidden_size": 128,
@@ -201,7 +206,7 @@ PRESENCE_BIAS = 3.0
 def _seeded(model: Any, seed: int) -> Any:
     """garvideo's seeded initialisation (same tensors under every transformers release), matrices at
     :data:`WEIGHT_STD`."""
-    import torch
+    import torch  # torch and transformers only when a tiny model is made
 
     from garvideo.model.tiny import _seeded_init
 
@@ -222,8 +227,6 @@ def make_tiny_sam3(out_dir: PathLike, seed: int = 0) -> Path:
         ModelUnavailableError: the installed transformers has no SAM 3 (see :func:`require_classes`).
     """
     import torch
-
-    from garvideo.trackers.hf_video import require_classes
 
     tf = require_classes("sam3")
     out = Path(out_dir)
@@ -252,8 +255,6 @@ def make_tiny_edgetam(out_dir: PathLike, seed: int = 0) -> Path:
     """Write the tiny random EdgeTAM (model + ``Sam2VideoProcessor``) to ``out_dir``; returns the folder."""
     import torch
 
-    from garvideo.trackers.hf_video import require_classes
-
     tf = require_classes("edgetam")
     out = Path(out_dir)
     with torch.random.fork_rng(devices=[]):
@@ -273,7 +274,7 @@ def make_tiny_edgetam(out_dir: PathLike, seed: int = 0) -> Path:
 
 def _mark_random(folder: Path) -> None:
     """Record in config.json that the weights are random (as the tiny GAR does)."""
-    from garvideo.model.configuration import RANDOM_INIT_KEY
+    from garvideo.model.configuration import RANDOM_INIT_KEY  # imports transformers: only when writing
 
     path = folder / "config.json"
     cfg = json.loads(path.read_text())

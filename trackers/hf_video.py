@@ -23,6 +23,7 @@ from the same prompt frame, bitwise (``tests/test_trackers_hf_video.py`` checks 
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from garvideo import hub  # module attributes: looked up at call time (tests stand in for the hub)
 from garvideo.errors import InputError, ModelUnavailableError
 from garvideo.trackers.base import Prompt, Session, Tracker, VideoLike
 
@@ -48,7 +50,7 @@ class HfTrackerKind:
     processor_class: str
     hub_id: str
     env: str  # environment variable naming the checkpoint
-    option: str  # the CLI option naming the checkpoint
+    field: str  # the option (of build_tracker, GarVideoOptions) naming the checkpoint
     licence: str
     gated: bool
 
@@ -61,7 +63,7 @@ KINDS: dict[str, HfTrackerKind] = {
         processor_class="Sam3TrackerVideoProcessor",
         hub_id="facebook/sam3",
         env="GARVIDEO_SAM3_CHECKPOINT",
-        option="--sam3-checkpoint",
+        field="sam3_checkpoint",
         licence="SAM License",
         gated=True,
     ),
@@ -73,7 +75,7 @@ KINDS: dict[str, HfTrackerKind] = {
         # The checkpoint transformers' EdgeTAM docs and configuration name (auto_docstring checkpoint).
         hub_id="yonigozlan/EdgeTAM-hf",
         env="GARVIDEO_EDGETAM_CHECKPOINT",
-        option="--edgetam-checkpoint",
+        field="edgetam_checkpoint",
         licence="Apache-2.0",
         gated=False,
     ),
@@ -111,8 +113,8 @@ def how_to_get(kind: str) -> str:
         else ""
     )
     return (
-        f"{access}download it once while online (`hf download {k.hub_id}`), or pass a local folder with "
-        f"{k.option} DIR (or set {k.env}); tiny random weights for a smoke test: "
+        f"{access}download it once while online (`hf download {k.hub_id}`), or give a local folder "
+        f"({k.field}, or ${k.env}); tiny random weights for a smoke test: "
         f"`garvideo make-tiny-model --kind {kind} DIR`"
     )
 
@@ -125,8 +127,7 @@ def resolve_checkpoint(kind: str, checkpoint: str | None = None) -> Path:
         InputError: a path that is neither a folder nor a hub id.
         ModelUnavailableError: gated, offline, not downloadable — one line saying how to get access.
     """
-    from garvideo.hub import hub_offline, hub_unreachable
-    from garvideo.model.loading import _looks_like_hub_id
+    from garvideo.model.loading import _looks_like_hub_id  # imports torch: only when resolving
 
     k = KINDS[kind]
     name = str(checkpoint or os.environ.get(k.env) or k.hub_id)
@@ -142,7 +143,7 @@ def resolve_checkpoint(kind: str, checkpoint: str | None = None) -> Path:
         return Path(snapshot_download(repo_id=name, allow_patterns=patterns, local_files_only=True))
     except Exception as exc:  # noqa: BLE001 - not cached: try the hub below
         logger.debug("%s not in the Hugging Face cache (%s)", name, type(exc).__name__)
-    unreachable = "offline (HF_HUB_OFFLINE)" if hub_offline() else hub_unreachable()
+    unreachable = "offline (HF_HUB_OFFLINE)" if hub.hub_offline() else hub.hub_unreachable()
     if unreachable is not None:
         raise ModelUnavailableError(
             f"{k.title} weights {name} are not on disk and {unreachable}; {how_to_get(kind)}"
@@ -218,8 +219,6 @@ class _HfSession:
         sign = -1 if reverse else 1
         self.local = {f: int(order[0]) + sign * i for i, f in enumerate(order)}
         n = int(video.num_frames)
-        import importlib
-
         # Sam3TrackerVideoModel -> Sam3TrackerVideoInferenceSession, EdgeTamVideoModel -> EdgeTamVideoInferenceSession
         mod = importlib.import_module(type(self.model).__module__)
         session_cls = getattr(mod, type(self.model).__name__.replace("Model", "InferenceSession"))
@@ -304,9 +303,9 @@ class _HfSession:
         by_obj = {p.obj_id: p for p in prompts}
         result: dict[int, tuple[np.ndarray, float]] = {}
         for i, oid in enumerate(out.object_ids):
-            p = by_obj.get(oid)
-            if p is not None and p.mask is not None:
-                result[oid] = (np.asarray(p.mask).astype(bool), 1.0)  # a mask prompt is its own output
+            given = by_obj.get(oid)
+            if given is not None and given.mask is not None:
+                result[oid] = (np.asarray(given.mask).astype(bool), 1.0)  # a mask prompt is its own output
             else:
                 result[oid] = (fg[i], float(scores[i]))
         if self.t.prune:
@@ -376,7 +375,7 @@ class HfVideoTracker(Tracker):
 
         if kind not in KINDS:
             raise InputError(
-                "--tracker", f"unknown transformers tracker {kind!r} (choose from {', '.join(KINDS)})"
+                "tracker", f"unknown transformers tracker {kind!r} (choose from {', '.join(KINDS)})"
             )
         self.name = kind
         self.kind = KINDS[kind]

@@ -9,12 +9,14 @@ import os
 import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from garvideo.errors import InputError
+from garvideo.masks import load_mask
 from garvideo.trackers.types import Prompt, VideoLike
+from garvideo.video import Video, open_video
 
 _PROMPTS_HELP = (
     "pass a Prompt, a list of Prompts, an (H, W) mask, a list of (H, W) masks (e.g. load_mask(path)), "
@@ -22,11 +24,21 @@ _PROMPTS_HELP = (
 )
 
 
+@runtime_checkable
+class _ArrayLike(Protocol):
+    """An array NumPy can read that says its shape (e.g. a torch tensor on the CPU)."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def __array__(self) -> np.ndarray: ...
+
+
 class _OwnedVideo:
     """A clip :func:`coerce_track_inputs` opened from a path: closed when the tracker drops it (the end
     of :meth:`Tracker.track`), so passing a path leaks no decoder."""
 
-    def __init__(self, video: Any) -> None:
+    def __init__(self, video: Video) -> None:
         self._video = video
         weakref.finalize(self, video.close)  # also run at exit, while the interpreter still works
 
@@ -51,11 +63,9 @@ class _OwnedVideo:
 
 def _as_video(video: Any) -> VideoLike:
     if isinstance(video, (str, os.PathLike)):
-        from garvideo.video import open_video
-
-        return _OwnedVideo(open_video(Path(video)))  # type: ignore[return-value]
-    if all(hasattr(video, a) for a in ("num_frames", "height", "width", "frames")):
-        return video  # type: ignore[no-any-return]
+        return _OwnedVideo(open_video(Path(video)))
+    if isinstance(video, VideoLike):  # runtime_checkable: num_frames, height, width, frames()
+        return video
     raise InputError(
         "video",
         f"expected a clip: a video file or frame folder path, or an opened garvideo.video.Video "
@@ -83,10 +93,8 @@ def _one_object_mask(mask: Any, where: str) -> np.ndarray:
 def _masks_of(value: Any) -> list[np.ndarray] | None:
     """The (H, W) masks ``value`` holds when it is masks (an array, a path), else ``None``."""
     if isinstance(value, (str, os.PathLike)):
-        from garvideo.masks import load_mask
-
         return load_mask(Path(value))
-    if isinstance(value, np.ndarray) or (hasattr(value, "shape") and hasattr(value, "__array__")):
+    if isinstance(value, (np.ndarray, _ArrayLike)):
         m = np.asarray(value)
         if m.ndim == 2:
             return [m]

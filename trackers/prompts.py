@@ -16,16 +16,18 @@ the other trackers take masks only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from garvideo.errors import InputError
 from garvideo.trackers.base import Prompt, Tracker, VideoLike
+from garvideo.trackers.names import HOW_TO_GET_SAM2, PROMPTABLE_TRACKERS
 
 
-def parse_points(text: str | Sequence[Any], source: str = "--points") -> tuple[np.ndarray, np.ndarray]:
+def parse_points(text: str | Sequence[Any], source: str = "points") -> tuple[np.ndarray, np.ndarray]:
     """Parse one object's clicks: ``"x,y[,label];…"`` or a list of ``[x, y]`` / ``[x, y, label]``.
 
     Returns:
@@ -74,7 +76,7 @@ def parse_points(text: str | Sequence[Any], source: str = "--points") -> tuple[n
     return np.asarray(pts, dtype=np.float64), np.asarray(labels, dtype=np.int64)
 
 
-def parse_box(text: str | Sequence[Any], source: str = "--box") -> tuple[float, float, float, float]:
+def parse_box(text: str | Sequence[Any], source: str = "box") -> tuple[float, float, float, float]:
     """Parse one object's box: ``"x0,y0,x1,y1"`` or ``[x0, y0, x1, y1]`` (pixels).
 
     Raises:
@@ -102,11 +104,23 @@ def build_prompts(
     then points, then boxes)."""
     prompts = [Prompt(obj_id=i, frame=frame, mask=np.asarray(m, dtype=bool)) for i, m in enumerate(masks, 1)]
     for j, text in enumerate(points):
-        pts, labels = parse_points(text, f"--points #{j + 1}")
+        with _numbered("points", j):
+            pts, labels = parse_points(text)
         prompts.append(Prompt(obj_id=len(prompts) + 1, frame=frame, points=pts, labels=labels))
     for j, text in enumerate(boxes):
-        prompts.append(Prompt(obj_id=len(prompts) + 1, frame=frame, box=parse_box(text, f"--box #{j + 1}")))
+        with _numbered("box", j):
+            box = parse_box(text)
+        prompts.append(Prompt(obj_id=len(prompts) + 1, frame=frame, box=box))
     return prompts
+
+
+@contextmanager
+def _numbered(field: str, j: int) -> Iterator[None]:
+    """Say which of several ``field`` entries (the ``j``-th, from 0) an error of the block is in."""
+    try:
+        yield
+    except InputError as exc:
+        raise InputError(field, f"#{j + 1}: {exc.problem}") from None
 
 
 def needs_sam2(prompts: Sequence[Prompt]) -> bool:
@@ -114,20 +128,18 @@ def needs_sam2(prompts: Sequence[Prompt]) -> bool:
     return any(p.kind != "mask" for p in prompts)
 
 
-def require_sam2(tracker: Tracker, prompts: Sequence[Prompt], source: str = "--points/--box") -> None:
+def require_sam2(tracker: Tracker, prompts: Sequence[Prompt], source: str = "points/box") -> None:
     """Fail with how to get SAM 2 when point/box prompts meet a tracker that takes masks only.
 
     Raises:
         InputError: points or boxes given and ``tracker`` is not ``sam2``, ``sam3`` or ``edgetam``.
     """
-    from garvideo.trackers.names import HOW_TO_GET_SAM2, PROMPTABLE_TRACKERS
-
     if needs_sam2(prompts) and tracker.name not in PROMPTABLE_TRACKERS:
         why = f" ({tracker.selection})" if tracker.selection else ""
         how = "" if HOW_TO_GET_SAM2 in why else f"; {HOW_TO_GET_SAM2}"
         raise InputError(
             source,
-            f"point and box prompts need SAM 2 but the tracker is {tracker.name}{why}{how}; or give a --mask instead",
+            f"point and box prompts need SAM 2 but the tracker is {tracker.name}{why}{how}; or give masks instead",
         )
 
 

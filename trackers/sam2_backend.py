@@ -26,6 +26,7 @@ speed levers on CPU.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Sequence
@@ -36,7 +37,8 @@ import cv2
 import numpy as np
 
 from garvideo.errors import InputError, ModelUnavailableError
-from garvideo.trackers.base import Prompt, Session, Tracker, VideoLike
+from garvideo.trackers.base import Prompt, Session, Tracker, VideoLike, iter_frames
+from garvideo.video import VideoInfo, decord_frame_to_numpy
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +99,7 @@ def config_name(name: str) -> str:
     if short in ("t", "s", "b+", "l"):
         short = f"sam2.1_hiera_{short}"
     if short not in CONFIGS:
-        raise InputError("--sam2-config", f"unknown config {name!r} (choose from {', '.join(CONFIGS)})")
+        raise InputError("sam2_config", f"unknown config {name!r} (choose from {', '.join(CONFIGS)})")
     return f"configs/sam2.1/{short}.yaml"
 
 
@@ -156,7 +158,7 @@ def download_hub_checkpoint(repo_id: str) -> str:
     """
     if repo_id not in HUB_CHECKPOINTS:
         raise InputError(
-            "--sam2-checkpoint",
+            "sam2_checkpoint",
             f"unknown SAM 2.1 hub id {repo_id!r} (choose from {', '.join(HUB_CHECKPOINTS)})",
         )
     import huggingface_hub
@@ -313,8 +315,6 @@ class _DecordResized:
         self._cache: dict[int, np.ndarray] = {}
 
     def __call__(self, i: int) -> np.ndarray:
-        from garvideo.video import decord_frame_to_numpy
-
         if i in self._cache:
             return self._cache[i]
         if i < self._next - 1:  # going backward: decode [i - chunk + 1, i] forward, keep it
@@ -346,9 +346,8 @@ class _FrameSource:
         self.size, self.device = int(size), device
         self.files = getattr(video, "files", None)
         self.decord: _DecordResized | None = None
-        info = getattr(video, "info", None)
-        backend = getattr(info, "backend", None)
-        if self.files is None and backend in ("decord", "opencv"):
+        info: VideoInfo | None = getattr(video, "info", None)  # a file-backed garvideo.video.Video
+        if self.files is None and info is not None and info.backend in ("decord", "opencv"):
             try:
                 self.decord = _DecordResized(str(info.source), self.size)
             except Exception as exc:  # noqa: BLE001 - no decord, or it cannot open the file
@@ -459,8 +458,6 @@ class _Sam2Run:
     def _add_prompts(self, prompts: Sequence[Prompt]) -> None:
         import torch
         import torch.nn.functional as F
-
-        from garvideo.trackers.base import iter_frames
 
         s = self.model.image_size
         by_frame: dict[int, list[Prompt]] = {}
@@ -668,7 +665,7 @@ class Sam2Tracker(Tracker):
                 raise InputError("threads", f"must be at least 1, got {threads}")
             self.threads = int(threads)  # set while tracking only (Tracker.track)
         if image_size is not None and (int(image_size) < 64 or int(image_size) % 32):
-            raise InputError("--image-size", f"must be a multiple of 32, at least 64; got {image_size}")
+            raise InputError("image_size", f"must be a multiple of 32, at least 64; got {image_size}")
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
@@ -701,8 +698,6 @@ class Sam2Tracker(Tracker):
 
     def autocast(self) -> Any:
         """bfloat16 autocast on CUDA; a no-op context on CPU (float32)."""
-        import contextlib
-
         import torch
 
         if self.device.type == "cuda":

@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ import numpy as np
 
 from garvideo.errors import InputError
 from garvideo.trackers.base import Prompt, VideoLike
+from garvideo.trackers.hf_video import KINDS, require_classes, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -151,12 +153,10 @@ class TextDetector:
         model: Any = None,
         processor: Any = None,
     ) -> None:
-        import torch
-
-        from garvideo.trackers.hf_video import require_classes, resolve_checkpoint
+        import torch  # here, not at the top: importing this module stays light (no torch)
 
         if not 0.0 <= float(threshold) <= 1.0:
-            raise InputError("--text-threshold", f"must be in 0..1, got {threshold}")
+            raise InputError("text_threshold", f"must be in 0..1, got {threshold}")
         self.threshold = float(threshold)
         self.nms_iou = float(nms_iou)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -176,10 +176,6 @@ class TextDetector:
                 folder, f"not a SAM 3 checkpoint folder ({type(exc).__name__}: {first})"
             ) from None
         self.checkpoint = str(folder)
-        import os
-
-        from garvideo.trackers.hf_video import KINDS
-
         self.checkpoint_name = str(checkpoint or os.environ.get(KINDS["sam3"].env) or KINDS["sam3"].hub_id)
 
     def raw(self, image: np.ndarray, text: str) -> dict[str, np.ndarray]:
@@ -207,7 +203,7 @@ class TextDetector:
             InputError: an empty text.
         """
         if not text.strip():
-            raise InputError("--text", "the text is empty")
+            raise InputError("text", "the text is empty")
         raw = self.raw(image, text)
         scores, boxes, masks = raw["scores"], raw["boxes"], raw["masks"]
         order = [int(i) for i in np.argsort(-scores, kind="stable")]
@@ -236,7 +232,7 @@ class TextDetector:
 def _frame_image(video: VideoLike, frame: int) -> np.ndarray:
     for _, image in video.frames([frame]):
         return image
-    raise InputError("--frame", f"frame {frame} could not be read")
+    raise InputError("frame", f"frame {frame} could not be read")
 
 
 def text_prompts(
@@ -259,7 +255,7 @@ def text_prompts(
     """
     if len(picks) > len(texts):
         raise InputError(
-            "--text-pick", f"{len(picks)} picks for {len(texts)} --text prompt(s); give one per text"
+            "text_pick", f"{len(picks)} picks for {len(texts)} text prompt(s); give one per text"
         )
     if not texts:
         return [], []
@@ -278,7 +274,7 @@ def text_prompts(
         pick = int(picks[k]) if k < len(picks) else 0
         if not 0 <= pick < len(det.candidates):
             raise InputError(
-                "--text-pick",
+                "text_pick",
                 f'{pick} is out of range for "{text}": {len(det.candidates)} candidate(s), ranks 0..{len(det.candidates) - 1}',
             )
         chosen = det.candidates[pick]

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import cv2
+
 #: The libraries whose CPU thread count :func:`scoped_threads` sets.
 THREAD_LIBRARIES = ("torch", "opencv")
 
@@ -20,11 +22,9 @@ def scoped_threads(threads: int | None, library: str = "torch") -> Iterator[None
         yield
         return
     if library == "opencv":
-        import cv2
-
         get, put = cv2.getNumThreads, cv2.setNumThreads
     elif library == "torch":
-        import torch
+        import torch  # only when torch threads are scoped: importing this module stays light
 
         get, put = torch.get_num_threads, torch.set_num_threads
     else:

@@ -30,6 +30,7 @@ FIELD_FLAGS: dict[str, str] = {
     "frame": "--frame",
     "points": "--points",
     "box": "--box",
+    "points/box": "--points/--box",
     "text": "--text",
     "text_pick": "--text-pick",
     "text_threshold": "--text-threshold",
