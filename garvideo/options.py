@@ -20,11 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from garvideo.pipeline.facade import GarVideo
 from garvideo.pipeline.settings import PipelineSettings
 
 if TYPE_CHECKING:
     from garvideo.model.loading import GarBundle
+    from garvideo.pipeline.facade import GarVideo
     from garvideo.trackers.base import Tracker
 
 __all__ = ["GarVideoOptions", "build_garvideo"]
@@ -78,6 +78,9 @@ def build_garvideo(options: GarVideoOptions, *, env: Mapping[str, str] | None = 
     given, each rank uses ``cuda:LOCAL_RANK``, so ``torchrun --nproc-per-node N`` spreads shards over N
     GPUs.
     """
+    # Function-local: the facade imports torch; the options themselves (and the CLI's option parsing) don't.
+    from garvideo.pipeline.facade import GarVideo
+
     env = os.environ if env is None else env
     device = options.device
     if device is None and "LOCAL_RANK" in env:

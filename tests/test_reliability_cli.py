@@ -60,14 +60,13 @@ def test_usage_errors_are_one_line(argv, line, capfd, sample_clip):
 def test_failing_options_are_checked_before_the_model(capfd, sample_clip, tmp_path, monkeypatch):
     """A bad option is reported even when the model (given as a missing folder) would fail first: the
     model is never loaded and nothing is tracked (both are counted)."""
-    import garvideo.model.loading
+    import garvideo.model
     import garvideo.pipeline.clip
 
     calls: list[str] = []
-    real_load, real_track = garvideo.model.loading.load_gar, garvideo.pipeline.clip.track_keyframes
-    monkeypatch.setattr(
-        garvideo.model.loading, "load_gar", lambda *a, **k: calls.append("load") or real_load(*a, **k)
-    )
+    real_load, real_track = garvideo.model.load_gar, garvideo.pipeline.clip.track_keyframes
+    # the facade takes load_gar from the package root (lazy: the name is cached there once looked up)
+    monkeypatch.setattr(garvideo.model, "load_gar", lambda *a, **k: calls.append("load") or real_load(*a, **k))
     monkeypatch.setattr(
         garvideo.pipeline.clip, "track_keyframes", lambda *a, **k: calls.append("track") or real_track(*a, **k)
     )

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from garvideo.cli._checks import check_model_options
+from garvideo.options import GarVideoOptions
+from garvideo.pipeline.settings import PipelineSettings
 from garvideo.trackers import parse_flow_options
-
-if TYPE_CHECKING:
-    from garvideo.options import GarVideoOptions
 
 VideoArg = Annotated[Path, typer.Argument(help="Video file or folder of frames.", show_default=False)]
 MaskOpt = Annotated[
@@ -227,11 +226,6 @@ def garvideo_options(
     """
     check_model_options(tracker, device, dtype)
     flow_options = parse_flow_options(flow_option or [])
-    # Function-local, after the light checks: garvideo.options imports the pipeline (torch, seconds), and
-    # `garvideo --help` imports this module.
-    from garvideo.options import GarVideoOptions
-    from garvideo.pipeline.settings import PipelineSettings
-
     settings = PipelineSettings(
         num_frames=num_frames,
         keyframes=keyframes,

@@ -16,6 +16,7 @@ from garvideo.cli._options import garvideo_options
 from garvideo.cli._progress import progress_bar
 from garvideo.errors import InputError
 from garvideo.eval.scoring import Scores, settings_line
+from garvideo.options import build_garvideo
 from garvideo.runs.loop import Progress, RunInterrupted, RunSummary
 
 if TYPE_CHECKING:  # imports torch
@@ -42,9 +43,6 @@ def run_pipeline(
     Raises:
         InputError: a bad setting or flow option (naming its field).
     """
-    # imports torch (the pipeline): kept out of `garvideo --help`
-    from garvideo.options import build_garvideo
-
     options = garvideo_options(
         model=model,
         tracker=tracker,
