@@ -592,6 +592,8 @@ class WebDemo:
         if self._clip is not None:
             self._clip.close()
         self._clip, self._clip_key = None, None
+        if state.video is None:
+            raise InputError("video", "choose a clip first")
         clip = self.pipeline.prepare(state.video, masks=masks, frame=state.frame, track_all_frames=True)
         self._clip, self._clip_key = clip, key
         return clip

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING
 import cv2 as _cv2  # noqa: F401  (import order matters, see above)
 
 from garvideo._lazy import lazy_exports
-
-__version__ = "0.1.0"
+from garvideo._version import __version__
 
 if TYPE_CHECKING:
     from garvideo.pipeline import AnswerResult, DescribeResult, GarVideo

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from garvideo import __version__
+from garvideo._version import __version__
 from garvideo.errors import InputError, PathLike
 
 if TYPE_CHECKING:  # the pipeline and the trackers' detectors import torch; this module is read by the CLI

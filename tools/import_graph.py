@@ -27,7 +27,7 @@ FOLDERS = {"garvideo": "garvideo", "trackers": "garvideo.trackers", "eval": "gar
 #: A module is in the layer of the longest prefix listed (``garvideo`` itself: the package root, which only
 #: re-exports lazily, stands above everything).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("garvideo.errors", "garvideo._lazy", "garvideo.hub", "garvideo.info", "garvideo.video", "garvideo.masks",
+    ("foundation", ("garvideo.errors", "garvideo._lazy", "garvideo._version", "garvideo.hub", "garvideo.info", "garvideo.video", "garvideo.masks",
                     "garvideo.keyframes", "garvideo.overlay", "garvideo.model", "garvideo.trackers")),
     ("pipeline", ("garvideo.pipeline", "garvideo.options")),
     ("runs", ("garvideo.runs", "garvideo.batch", "garvideo.batch_qa", "garvideo.jsonl", "garvideo.run_settings",

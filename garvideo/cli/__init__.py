@@ -23,12 +23,14 @@ import re
 import sys
 import warnings
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 import typer
 import typer.main
 from typer import _click as click  # typer >= 0.25 vendors click; its exceptions are these
 from typer.exceptions import Abort
 
+from garvideo._version import __version__
 from garvideo.cli._errors import error_line
 from garvideo.errors import InputError, ModelUnavailableError
 from garvideo.runs.locking import OutputLocked
@@ -61,13 +63,9 @@ def _register_all() -> None:
 
 def package_version() -> str:
     """garvideo's version as installed (the package metadata), else the source tree's ``__version__``."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("garvideo")
     except PackageNotFoundError:  # run from a source tree that was never installed
-        from garvideo import __version__
-
         return __version__
 
 

@@ -28,10 +28,10 @@ import numpy as np
 from garvideo.errors import InputError
 from garvideo.runs.lines import Record
 from garvideo.runs.records import answer_timings
+from garvideo.video import Video
 
 if TYPE_CHECKING:  # the pipeline imports torch at import
     from garvideo.pipeline import AnswerResult, DescribeResult, GarVideo, PreparedClip, Question
-    from garvideo.video import Video
 
 __all__ = [
     "DEFAULT_PREFETCH",
@@ -353,7 +353,7 @@ class QuestionRunner(Generic[T, V]):
             self.gv.load(tracker=False)  # the keyframe budget counts with the model's tokenizer and context
             value = self.prepare_clip(item, encode=False, progress=self._check_cancel)
             clip = self.clip_of(value)
-            if clip.video is not None:
+            if isinstance(clip.video, Video):  # a file or folder (not a caller's own VideoLike)
                 t = time.perf_counter()
                 frames = dict(clip.video.frames(list(clip.frames)))
                 clip.video = _DecodedKeyframes(clip.video, frames)
