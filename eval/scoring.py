@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from garvideo.errors import InputError, PathLike
-from garvideo.run_settings import read_settings, short_value
 from garvideo.runs.lines import read_jsonl
+from garvideo.runs.settings import read_settings, short_value
 
 # The five question types of VideoRefer-Bench-Q, in the order of the published table
 # (DAMO-NLP-SG/VideoRefer, benchmark/README.md).
@@ -312,7 +312,7 @@ def load_predictions(path: PathLike) -> list[dict[str, Any]]:
 
 def recorded_settings(predictions: PathLike) -> dict[str, Any] | None:
     """The settings the predictions were made with, as the run recorded them beside the file
-    (``<stem>.settings.json``, :mod:`garvideo.run_settings`), or ``None`` when none were recorded.
+    (``<stem>.settings.json``, :mod:`garvideo.runs.settings`), or ``None`` when none were recorded.
 
     Raises:
         InputError: an unreadable settings file.

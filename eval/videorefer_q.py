@@ -49,12 +49,12 @@ from garvideo.eval.scoring import (
     write_scores,
 )
 from garvideo.masks import rle_decode
-from garvideo.run_settings import RunSettings, build_run_settings
 from garvideo.runs.engine import DEFAULT_PREFETCH, QuestionRunner, RunnerStats, make_question
 from garvideo.runs.lines import read_jsonl, record_key
 from garvideo.runs.loop import JsonlRun, Progress, RunSummary, run_jsonl
 from garvideo.runs.merge import MergeResult, merge_shards
 from garvideo.runs.records import answer_fields, error_text
+from garvideo.runs.settings import RunSettings, build_run_settings
 from garvideo.runs.shards import Shard, find_parts, resolve_shard
 from garvideo.video import open_video
 
@@ -491,7 +491,7 @@ def _group_key(mode: str, video_root: Path) -> Callable[[Mapping[str, Any]], Has
 
 def run_settings(gv: GarVideo, *, mode: str, data: PathLike | None = None) -> RunSettings:
     """The settings recorded beside the predictions (and shown with their scores): those of ``gv``
-    (:func:`garvideo.run_settings.pipeline_settings`) and the benchmark ``mode``; the data file and
+    (:func:`garvideo.runs.settings.pipeline_settings`) and the benchmark ``mode``; the data file and
     the tracker's selection reason are recorded, not compared."""
     info: dict[str, Any] = {}
     if data is not None:

@@ -149,7 +149,7 @@ def test_scores_json_shape_and_tables(tmp_path):
     elsewhere = score_file(preds)
     assert not elsewhere.settings_recorded and elsewhere.settings == {}
     assert "settings: not recorded" in format_markdown(elsewhere)
-    from garvideo.run_settings import RunSettings, write_settings
+    from garvideo.runs.settings import RunSettings, write_settings
 
     write_settings(preds, RunSettings({"model": "tiny", "mode": "single"}, {}))
     again = score_file(preds)

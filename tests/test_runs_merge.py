@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from garvideo.errors import InputError
-from garvideo.run_settings import RunSettings, read_settings, write_settings
 from garvideo.runs.lines import write_jsonl_atomic
 from garvideo.runs.merge import merge_if_all_done, merge_shards
+from garvideo.runs.settings import RunSettings, read_settings, write_settings
 from garvideo.runs.shards import part_paths, write_manifest
 
 

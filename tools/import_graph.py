@@ -30,8 +30,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("garvideo.errors", "garvideo._lazy", "garvideo._version", "garvideo.hub", "garvideo.info", "garvideo.video", "garvideo.masks",
                     "garvideo.keyframes", "garvideo.overlay", "garvideo.model", "garvideo.trackers")),
     ("pipeline", ("garvideo.pipeline", "garvideo.options")),
-    ("runs", ("garvideo.runs", "garvideo.batch", "garvideo.batch_qa", "garvideo.jsonl", "garvideo.run_settings",
-              "garvideo.eval")),
+    ("runs", ("garvideo.runs", "garvideo.eval")),
     ("front ends", ("garvideo.cli", "garvideo.serve", "garvideo.demos")),
     ("package root", ("garvideo",)),
 )

@@ -19,12 +19,12 @@ import typer
 from garvideo.errors import InputError, PathLike
 from garvideo.model.prompts import MAX_REGIONS
 from garvideo.overlay import VIDEO_CODECS
-from garvideo.run_settings import SettingsMismatch, short_value
 from garvideo.runs.outputs import check_resume, check_writable
+from garvideo.runs.settings import SettingsMismatch, short_value
 from garvideo.trackers import TRACKERS
 
 if TYPE_CHECKING:
-    from garvideo.run_settings import RunSettings
+    from garvideo.runs.settings import RunSettings
     from garvideo.runs.shards import Shard
 
 #: ``--dtype`` values the CLI accepts (the help text lists them); ``auto`` picks per device.
@@ -141,7 +141,7 @@ _WAYS_ON = "write this run to a new --out, or add --overwrite to replace it (a f
 
 
 def word_settings_mismatch(exc: InputError) -> InputError:
-    """A :class:`garvideo.run_settings.SettingsMismatch` in the CLI's words: the setting that differs
+    """A :class:`garvideo.runs.settings.SettingsMismatch` in the CLI's words: the setting that differs
     (its field; :func:`garvideo.cli._errors.error_line` prints its flag), the two values, and the two
     ways on (other errors are returned unchanged)."""
     if not isinstance(exc, SettingsMismatch):

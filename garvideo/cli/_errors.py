@@ -27,6 +27,7 @@ FIELD_FLAGS: dict[str, str] = {
     "max_new_tokens": "--max-new-tokens",
     "video": "VIDEO",  # the commands' positional argument, as click names it
     "masks": "--mask",
+    "mask": "--mask",
     "frame": "--frame",
     "points": "--points",
     "box": "--box",
@@ -53,7 +54,8 @@ FIELD_FLAGS: dict[str, str] = {
     "image_size": "--image-size",
     "kind": "--kind",
     "port": "--port",
-    # the recorded run settings (garvideo.run_settings) a rerun is compared on
+    "threads": "--threads",
+    # the recorded run settings (garvideo.runs.settings) a rerun is compared on
     "model_revision": "--model (its revision)",
     "model_hash": "--model (its config and weights)",
     "tracker_checkpoint": "--tracker (its checkpoint)",

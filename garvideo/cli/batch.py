@@ -29,10 +29,10 @@ from garvideo.cli._options import (
     TrackerOpt,
 )
 from garvideo.cli._runs import exit_for_failures, resumable_run, run_pipeline
-from garvideo.run_settings import build_run_settings, text_settings
 from garvideo.runs.engine import DEFAULT_PREFETCH, RunnerStats
 from garvideo.runs.loop import RunSummary
 from garvideo.runs.questions import plan_batch_qa
+from garvideo.runs.settings import build_run_settings, text_settings
 from garvideo.trackers.text import TextDetector
 
 if TYPE_CHECKING:  # imports torch

@@ -2,6 +2,8 @@
 
 One job per module, each importing only the ones above it in this list:
 
+* :mod:`~garvideo.runs.settings` — the settings that shape a run's answers, recorded beside every output
+  (``<stem>.settings.json``) and compared on rerun and merge;
 * :mod:`~garvideo.runs.lines` — JSONL lines: the exact bytes of a record, reading (a cut-off last line
   dropped), atomic rewrites, the key an id is compared by;
 * :mod:`~garvideo.runs.locking` — one writer per output file (:func:`~garvideo.runs.locking.output_lock`,

@@ -5,7 +5,7 @@ option letter for a multiple-choice question, else the answer text), ``pred`` (t
 ``frames`` (the keyframes used), ``error`` (``null`` or why the item failed), ``notes``, ``timings``
 (seconds); ``text`` (what SAM 3's detector found) for questions with ``text`` objects. Runs are resumable
 and shardable (:func:`garvideo.runs.loop.run_jsonl`; a clip's questions stay on one rank); the run's
-settings are recorded beside the answers (``<stem>.settings.json``, :mod:`garvideo.run_settings`) and a
+settings are recorded beside the answers (``<stem>.settings.json``, :mod:`garvideo.runs.settings`) and a
 rerun resumes only with the same ones. Questions on the same clip and masks are processed one after the
 other on one prepared clip, so tracking, frame encoding and the prompt prefix are computed once for all of
 them; :class:`BatchAnswerer` is a :class:`~garvideo.runs.engine.QuestionRunner` (``prefetch``,
@@ -24,12 +24,12 @@ import numpy as np
 from garvideo.errors import InputError, PathLike
 from garvideo.masks import load_mask, load_masks, rle_decode
 from garvideo.pipeline import AnswerResult, DescribeResult, GarVideo, PreparedClip, Question
-from garvideo.run_settings import RunSettings, build_run_settings, text_settings
 from garvideo.runs.engine import DEFAULT_PREFETCH, QuestionRunner, RunnerStats, make_question
 from garvideo.runs.lines import Record
 from garvideo.runs.loop import JsonlRun, Progress, RunSummary, run_jsonl
 from garvideo.runs.questions import BatchQuestion, MaskSpec, plan_batch_qa
 from garvideo.runs.records import answer_record, error_text
+from garvideo.runs.settings import RunSettings, build_run_settings, text_settings
 from garvideo.runs.shards import Shard
 from garvideo.trackers import build_prompts, masks_from_prompts
 from garvideo.trackers.text import TextDetection, TextDetector, text_prompts
@@ -228,11 +228,11 @@ def run_batch_qa(
         prefetch: clips prepared ahead in a background thread (0: everything in this thread).
         batch_size: questions answered together (batched generation).
         stats: filled in with where the time went (:class:`RunnerStats`).
-        settings: the :class:`garvideo.run_settings.RunSettings` recorded with the answers (default:
-            those of ``gv``, :func:`garvideo.run_settings.build_run_settings`).
+        settings: the :class:`garvideo.runs.settings.RunSettings` recorded with the answers (default:
+            those of ``gv``, :func:`garvideo.runs.settings.build_run_settings`).
         overwrite: start afresh even when ``out`` holds answers (made with other settings or not).
         text_detector: a :class:`garvideo.trackers.text.TextDetector` for questions with ``text`` (its
-            threshold and checkpoint join the default ``settings``, :func:`garvideo.run_settings.text_settings`).
+            threshold and checkpoint join the default ``settings``, :func:`garvideo.runs.settings.text_settings`).
 
     Returns:
         The run's :class:`~garvideo.runs.loop.RunSummary`.

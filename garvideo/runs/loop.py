@@ -7,9 +7,9 @@ A *run* maps a list of input items to one JSON line each, keyed by the item's id
 * a rerun reads what is there and skips ids already answered (a last line cut off by a crash is
   detected — it has no newline — and dropped, so that item is simply redone); items recorded with an
   ``error`` are retried (``skip_failed`` keeps them);
-* a run given its settings (:class:`garvideo.run_settings.RunSettings`) records them beside the
+* a run given its settings (:class:`garvideo.runs.settings.RunSettings`) records them beside the
   output (``<stem>.settings.json``) before the first line, and a rerun resumes only when they are
-  equal (else :class:`garvideo.run_settings.SettingsMismatch`); ``overwrite`` starts afresh;
+  equal (else :class:`garvideo.runs.settings.SettingsMismatch`); ``overwrite`` starts afresh;
 * an item whose processing raises is recorded as a line with its ``error`` and the run goes on;
 * when every item of the run is present, the file is rewritten (atomically) in input order, so the
   finished file does not depend on the processing order, interruptions or retries;
@@ -38,12 +38,12 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from garvideo.errors import InputError, PathLike
-from garvideo.run_settings import RunSettings, read_settings, write_settings
 from garvideo.runs.lines import Record, dumps_line, read_jsonl, record_key, write_jsonl_atomic
 from garvideo.runs.locking import output_lock
 from garvideo.runs.merge import merge_if_all_done
 from garvideo.runs.outputs import check_resume, remove_run_files
 from garvideo.runs.records import error_text
+from garvideo.runs.settings import RunSettings, read_settings, write_settings
 from garvideo.runs.shards import Shard, resolve_shard, write_manifest
 
 __all__ = ["JsonlRun", "Progress", "RunInterrupted", "RunSummary", "run_jsonl"]

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from garvideo.errors import InputError, PathLike
-from garvideo.run_settings import mismatch, read_settings, settings_path, write_settings
 from garvideo.runs.lines import Record, read_jsonl, record_key, write_jsonl_atomic
 from garvideo.runs.locking import OutputLocked, output_lock
+from garvideo.runs.settings import mismatch, read_settings, settings_path, write_settings
 from garvideo.runs.shards import Shard, find_parts, part_paths, read_manifest
 
 __all__ = ["MergeResult", "merge_if_all_done", "merge_shards"]

@@ -8,9 +8,9 @@ import tempfile
 from pathlib import Path
 
 from garvideo.errors import InputError, PathLike
-from garvideo.run_settings import RunSettings, check_settings, settings_path
 from garvideo.runs.lines import read_jsonl
 from garvideo.runs.locking import output_lock
+from garvideo.runs.settings import RunSettings, check_settings, settings_path
 from garvideo.runs.shards import Shard, manifest_path, resolve_shard
 
 __all__ = ["check_output", "check_resume", "check_writable", "remove_run_files"]

@@ -13,8 +13,8 @@ import shutil
 
 import pytest
 
-from garvideo.run_settings import SettingsMismatch, read_settings, settings_path
 from garvideo.runs.lines import read_jsonl
+from garvideo.runs.settings import SettingsMismatch, read_settings, settings_path
 
 MINI = "data/videorefer-mini/VideoRefer-Bench-Q-mini.json"
 
