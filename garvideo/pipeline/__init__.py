@@ -54,7 +54,7 @@ if TYPE_CHECKING:
         TokenBudget,
         frame_cost,
     )
-    from garvideo.pipeline.facade import GarVideo, load_model_or_none
+    from garvideo.pipeline.facade import GarVideo
     from garvideo.pipeline.generation import StreamFn
     from garvideo.pipeline.prepared import FrameMasks, ObjectInfo, PreparedClip
     from garvideo.pipeline.prompt import PromptInputs, rewrite_object_refs
@@ -71,7 +71,6 @@ _EXPORTS = {
     "TokenBudget": "budget",
     "frame_cost": "budget",
     "GarVideo": "facade",
-    "load_model_or_none": "facade",
     "StreamFn": "generation",
     "FrameMasks": "prepared",
     "ObjectInfo": "prepared",
@@ -99,7 +98,6 @@ __all__ = [
     "StreamFn",
     "TokenBudget",
     "frame_cost",
-    "load_model_or_none",
     "rewrite_object_refs",
 ]
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from garvideo.errors import InputError, ModelUnavailableError, PathLike
+from garvideo.errors import InputError, PathLike
 from garvideo.pipeline.batching import Question, ResultFn, answer_batch
 from garvideo.pipeline.budget import DEFAULT_MAX_NEW_TOKENS, TokenBudget
 from garvideo.pipeline.clip import prepare_clip
@@ -33,7 +33,7 @@ from garvideo.trackers.types import VideoLike
 if TYPE_CHECKING:
     from garvideo.model import GarBundle
 
-__all__ = ["GarVideo", "load_model_or_none"]
+__all__ = ["GarVideo"]
 
 logger = logging.getLogger(__name__)
 
@@ -476,12 +476,3 @@ class GarVideo:
             on_result=on_result,
         )
 
-
-def load_model_or_none(gv: GarVideo) -> ModelUnavailableError | None:
-    """Load ``gv``'s model; return the :class:`ModelUnavailableError` instead of raising it (for callers
-    that can do useful work without weights, e.g. track and draw an overlay first)."""
-    try:
-        gv.load(tracker=False)
-    except ModelUnavailableError as exc:
-        return exc
-    return None
