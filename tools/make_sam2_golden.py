@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Regenerate ``tests/golden/sam2/``: masks and low-resolution logits of the OFFICIAL SAM 2 video
-predictor on a seeded tiny SAM 2.1, the reference ``tests/test_sam2_parity.py`` holds garvideo's
+predictor on a seeded tiny SAM 2.1, the reference ``tests/test_trackers_sam2_parity.py`` holds garvideo's
 ``sam2`` tracker to.
 
 The official code is the installed ``sam2`` package (``sam2.build_sam.build_sam2_video_predictor``);

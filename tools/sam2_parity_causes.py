@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Put back, one at a time, each cause of difference listed in the SAM 2 parity analysis and run
-``tests/test_sam2_parity.py`` on a few cases: each must make the parity tests fail.
+``tests/test_trackers_sam2_parity.py`` on a few cases: each must make the parity tests fail.
 
 Each cause is a monkeypatch of ``garvideo.trackers.sam2_backend`` that restores what garvideo did
 before (commit 8a3b1e9) for that one aspect, installed before the tests run (one pytest process
@@ -152,7 +152,7 @@ def main() -> int:
         import pytest
 
         cause = sys.argv[2]
-        return pytest.main(["-q", "-x", "-p", "no:cacheprovider", str(ROOT / "tests" / "test_sam2_parity.py"),
+        return pytest.main(["-q", "-x", "-p", "no:cacheprovider", str(ROOT / "tests" / "test_trackers_sam2_parity.py"),
                             "-k", CASES[cause]], plugins=[_Plugin(cause)])  # fmt: skip
     failed_all = True
     for cause in sys.argv[1:] or list(CASES):

@@ -309,7 +309,7 @@ class _DecordResized:
         # One decoding thread: with decord's default (num_threads=0, one per core), this second reader
         # running beside garvideo's full-size decord reader took the tiny-SAM 2 run on a 2,000-frame
         # 854x480 mp4 to a 1,968 MB peak (1,207 MB with one thread; docs/sam2.md "Memory"). Same
-        # pixels as the official reader's defaults (tests/test_sam2_parity.py checks it).
+        # pixels as the official reader's defaults (tests/test_trackers_sam2_parity.py checks it).
         self._reader = decord.VideoReader(path, width=size, height=size, num_threads=1)
         self._next = 0
         self._cache: dict[int, np.ndarray] = {}

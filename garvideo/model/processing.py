@@ -37,7 +37,7 @@ What is reproduced exactly, and from which official file:
 * Video frames: one 448×448 tile per frame (the fast processor's ``vision_input_type`` other than
   ``thumb+tile``: a single resize to ``tile_size × tile_size``), same resize and masks as above.
 
-The golden tests (``tests/test_golden_parity.py``, made by ``tools/make_golden.py`` with the official code)
+The golden tests (``tests/test_model_golden_parity.py``, made by ``tools/make_golden.py`` with the official code)
 pin all of this.
 """
 

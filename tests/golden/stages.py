@@ -1,6 +1,6 @@
 """garvideo's side of the golden parity cases: every compared stage, as full tensors.
 
-Used by ``tests/test_golden_parity.py`` and by ``tools/make_golden.py`` (its comparison table).
+Used by ``tests/test_model_golden_parity.py`` and by ``tools/make_golden.py`` (its comparison table).
 """
 
 from __future__ import annotations
