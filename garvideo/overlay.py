@@ -21,7 +21,7 @@ import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -65,17 +65,31 @@ def object_color(obj_id: int) -> tuple[int, int, int]:
     return PALETTE[(int(obj_id) - 1) % len(PALETTE)]
 
 
-def _masks_on(masks_by_frame: Any, frame: int) -> Mapping[int, np.ndarray]:
-    if hasattr(masks_by_frame, "masks") and hasattr(masks_by_frame, "frames"):  # TrackResult
+@runtime_checkable
+class FrameMasksSource(Protocol):
+    """What a :class:`garvideo.trackers.TrackResult` offers an overlay: its kept frames and, per frame,
+    ``{object id: (H, W) bool mask}`` (without importing the trackers)."""
+
+    @property
+    def frames(self) -> Sequence[int]: ...
+
+    def masks(self, frame: int) -> Mapping[int, np.ndarray]: ...
+
+
+MasksByFrame = FrameMasksSource | Mapping[int, Mapping[int, np.ndarray]]
+
+
+def _masks_on(masks_by_frame: MasksByFrame, frame: int) -> Mapping[int, np.ndarray]:
+    if isinstance(masks_by_frame, FrameMasksSource):  # a TrackResult
         try:
             return masks_by_frame.masks(frame)
         except KeyError:  # a frame the result did not keep
             return {}
-    return masks_by_frame.get(frame, {}) if isinstance(masks_by_frame, Mapping) else {}
+    return masks_by_frame.get(frame, {})
 
 
-def _frames_of(masks_by_frame: Any) -> list[int]:
-    if hasattr(masks_by_frame, "frames"):
+def _frames_of(masks_by_frame: MasksByFrame) -> list[int]:
+    if isinstance(masks_by_frame, FrameMasksSource):
         return list(masks_by_frame.frames)
     return sorted(masks_by_frame)
 
@@ -222,7 +236,7 @@ def draw_frame_info(canvas: np.ndarray, frame: int, num_frames: int | None, keyf
 
 def render_overlay(
     video: Any,
-    masks_by_frame: Mapping[int, Mapping[int, np.ndarray]] | Any,
+    masks_by_frame: MasksByFrame,
     out_path: PathLike,
     caption: str | None = None,
     *,

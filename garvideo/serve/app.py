@@ -50,7 +50,7 @@ from starlette.responses import StreamingResponse
 
 from garvideo.errors import InputError
 from garvideo.model.prompts import MAX_REGIONS
-from garvideo.pipeline import GarVideo, Question, rewrite_object_refs
+from garvideo.pipeline import AnswerResult, GarVideo, Question, rewrite_object_refs
 from garvideo.serve.cache import ClipCache
 from garvideo.serve.media import MediaStore, ObjectSpec, VideoSource, clip_key, decode_masks, too_large
 from garvideo.serve.metrics import CONTENT_TYPE, ServeMetrics, StatusCounter
@@ -580,7 +580,7 @@ def _as_api_error(exc: BaseException) -> ApiError:
 
 def _extra(result: Any, cached: bool, notes: list[str], text_found: Any = ()) -> dict[str, Any]:
     extra = {
-        "task": "ask" if hasattr(result, "question") else "describe",
+        "task": "ask" if isinstance(result, AnswerResult) else "describe",
         "letter": getattr(result, "letter", None),
         "frames": [int(f) for f in result.frames],
         "objects": result.objects,
