@@ -19,12 +19,13 @@ import numpy as np
 from garvideo.demos.sample_clip import SampleClip, make_sample_clip
 from garvideo.errors import GarVideoError, InputError
 from garvideo.masks import load_mask, load_masks
+from garvideo.options import GarVideoOptions
+from garvideo.pipeline.settings import PipelineSettings
 from garvideo.trackers.base import Tracker
 from garvideo.video import open_video
 
 if TYPE_CHECKING:
     from garvideo.model.loading import GarBundle
-    from garvideo.options import GarVideoOptions
 
 logger = logging.getLogger(__name__)
 
@@ -149,10 +150,6 @@ def demo_options(
     Raises:
         InputError: a bad setting (named by its field, e.g. ``num_frames``).
     """
-    # Function-local: the pipeline (torch) is not loaded by the demos that only track.
-    from garvideo.options import GarVideoOptions
-    from garvideo.pipeline.settings import PipelineSettings
-
     return GarVideoOptions(
         model=model,
         tracker=tracker,

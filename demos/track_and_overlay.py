@@ -32,6 +32,10 @@ from garvideo.demos._common import (
     resolve_input,
 )
 from garvideo.errors import InputError, PathLike
+from garvideo.eval.vos import evaluate_sequence
+from garvideo.overlay import render_overlay
+from garvideo.trackers import Prompt, build_tracker
+from garvideo.video import open_video
 
 logger = logging.getLogger(__name__)
 
@@ -84,11 +88,6 @@ def track_and_overlay(
     Raises:
         InputError: no mask, bad files, a ground truth of another shape.
     """
-    from garvideo.eval.vos import evaluate_sequence
-    from garvideo.overlay import render_overlay
-    from garvideo.trackers import Prompt, build_tracker
-    from garvideo.video import open_video
-
     if not masks:
         raise InputError("masks", "give at least one object mask")
     options = {"sam2_checkpoint": sam2_checkpoint} if sam2_checkpoint else {}
